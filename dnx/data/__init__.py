@@ -1,0 +1,1 @@
+"""Image preprocessing and datasets (image folders, arrays, IDX files)."""

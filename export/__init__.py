@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, ONNX-vs-PyTorch verification and artifact manifests."""
