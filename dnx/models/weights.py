@@ -16,7 +16,7 @@ from dnx.errors import DnxError
 # torchvision's original DenseNet checkpoints name layers ``norm.1``/``conv.2``; current code says
 # ``norm1``/``conv2``. Same fix as torchvision's ``_load_state_dict``.
 _LEGACY_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -79,6 +79,10 @@ def load_weights(model, path: str | Path) -> str:
     """
     state = fix_legacy_keys(read_state_dict(path))
     expected = model.state_dict()
+    # Checkpoints older than BatchNorm's num_batches_tracked buffer lack it; it does not affect eval.
+    for k in expected:
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = expected[k]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
