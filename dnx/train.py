@@ -32,21 +32,18 @@ class TrainConfig:
 
 
 def to_tensor_batch(images: np.ndarray, cfg: ModelConfig):
-    """uint8 (N, H, W[, C]) -> normalised float32 torch tensor (N, C, H, W)."""
+    """uint8 (N, H, W[, C]) at the model's size -> normalised float32 torch tensor (N, C, H, W)."""
     import torch
 
-    from dnx.data.preprocess import normalize
-    from dnx.models.registry import Preprocess
+    from dnx.data.preprocess import preprocess_array
 
-    x = images.astype(np.float32) / 255.0
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    if x.shape[1] != cfg.in_channels:
-        raise DnxError(f"images have {x.shape[1]} channels, {cfg.name} takes {cfg.in_channels}")
-    if x.shape[2:] != (cfg.image_size, cfg.image_size):
-        raise DnxError(f"images are {x.shape[2]}x{x.shape[3]}, {cfg.name} takes "
-                       f"{cfg.image_size}x{cfg.image_size}; pass --image-size {x.shape[2]}")
-    pre = Preprocess(cfg.image_size, cfg.resize_size, cfg.mean, cfg.std, cfg.in_channels)
-    return torch.from_numpy(normalize(x, pre))
+    channels = 1 if images.ndim == 3 else images.shape[3]
+    if channels != cfg.in_channels:
+        raise DnxError(f"images have {channels} channels, {cfg.name} takes {cfg.in_channels}")
+    if images.shape[1:3] != (cfg.image_size, cfg.image_size):
+        raise DnxError(f"images are {images.shape[1]}x{images.shape[2]}, {cfg.name} takes "
+                       f"{cfg.image_size}x{cfg.image_size}; resize the images or pick a model of that input size")
+    return torch.from_numpy(preprocess_array(images, cfg.preprocess))
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray | None = None) -> str:

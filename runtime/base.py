@@ -96,5 +96,22 @@ class Runner(ABC):
         """Wait for queued device work (no-op on CPU backends)."""
 
 
+def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Logits of a single-input, single-output model over ``x`` in chunks. A model exported with a
+    fixed batch gets chunks of exactly that size (the last one padded, its padding dropped)."""
+    (name, meta), = runner.input_metadata().items()
+    fixed = meta.shape[0]
+    step = fixed or batch_size
+    outputs = []
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step]
+        n = len(chunk)
+        if fixed and n < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+        out = next(iter(runner.infer({name: np.ascontiguousarray(chunk)}).values()))
+        outputs.append(out[:n])
+    return np.concatenate(outputs)
+
+
 class UnavailableBackend(DnxError):
     """A backend that cannot run on this machine (no GPU, no provider, no TensorRT)."""

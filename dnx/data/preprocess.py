@@ -58,7 +58,7 @@ def normalize(chw01: np.ndarray, pre: Preprocess) -> np.ndarray:
 
 
 def bundled_photos() -> list[Path]:
-    """Freely licensed photos shipped with dnx (see dnx/assets/photos/LICENSES.md)."""
+    """Freely licensed photos shipped with dnx (see dnx/assets/LICENSES.md)."""
     folder = Path(__file__).resolve().parent.parent / "assets" / "photos"
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -67,3 +67,16 @@ def photo_batch(pre: Preprocess, n: int | None = None) -> np.ndarray:
     """The bundled photos preprocessed for a model, stacked (N, C, H, W)."""
     paths = bundled_photos()[:n]
     return np.stack([preprocess_image(load_image(p), pre) for p in paths])
+
+
+def preprocess_array(images: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """uint8 images (N, H, W[, C]) -> network input (N, C, H, W). Images already at the model's size
+    and channel count are only scaled and normalised (vectorised); others go through Pillow."""
+    from PIL import Image
+
+    channels = 1 if images.ndim == 3 else images.shape[3]
+    if images.shape[1:3] == (pre.image_size, pre.image_size) and channels == pre.in_channels:
+        x = images.astype(np.float32) / 255.0
+        x = x[:, None] if images.ndim == 3 else x.transpose(0, 3, 1, 2)
+        return normalize(x, pre)
+    return np.stack([preprocess_image(Image.fromarray(img), pre) for img in images])

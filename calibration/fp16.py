@@ -1,0 +1,91 @@
+"""FP16 ONNX graphs (FP32 inputs/outputs kept), checked numerically in onnxruntime.
+
+The conversion is onnxruntime's own ``onnxruntime.transformers.float16`` (the maintained copy of
+onnxconverter-common's converter, shipped inside the onnxruntime wheel dnx already depends on).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from dnx.compare import Comparison
+from dnx.errors import DnxError
+
+
+@dataclass
+class ConversionResult:
+    path: Path
+    manifest: dict
+    comparison: Comparison | None
+    seconds: float
+
+
+def to_fp16_proto(model_proto, keep_float32_ops: Sequence[str] = ()):
+    """FP16 copy of ``model_proto``; graph inputs/outputs stay float32, ``keep_float32_ops`` stay FP32
+    (Casts are inserted around them)."""
+    import warnings
+
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "values truncated to fp16 range" notices for tiny weights
+        return convert_float_to_float16(model_proto, keep_io_types=True,
+                                        op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_float32_ops))
+
+
+def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, seed: int = 0) -> ConversionResult:
+    """Write an FP16 copy of ``source`` to ``output`` and compare both in onnxruntime on random inputs
+    and the bundled photos (top-1 agreement is checked; the numbers go into the manifest)."""
+    import onnx
+
+    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, read_manifest, write_sidecar
+    from dnx.fileio import atomic_path, check_writable
+    from dnx.models.weights import sha256_file
+
+    source, output = Path(source), check_writable(output)
+    if source.resolve() == output.resolve():
+        raise DnxError("the output would overwrite the source model; choose another -o")
+    source_manifest = read_manifest(source, required=False) or {}
+    if source_manifest.get("precision", "fp32") != "fp32":
+        raise DnxError(f"{source} is already {source_manifest['precision']}; convert the FP32 export")
+    start = time.perf_counter()
+    proto = onnx.load(str(source))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        raise DnxError(f"{source} holds Q/DQ nodes; use `dnx calibrate --high-precision fp16` for INT8+FP16")
+    manifest = {**source_manifest, **base_manifest(), "artifact": "onnx-fp16", "precision": "fp16",
+                "source": {"path": str(source), "sha256": sha256_file(source)}}
+    manifest.pop("verification", None)
+    comparison = None
+    with atomic_path(output) as tmp:
+        fp16 = to_fp16_proto(proto)
+        embed(fp16, manifest)
+        onnx.save(fp16, str(tmp))
+        if check and "preprocess" in source_manifest:
+            comparison = compare_onnx_files(source, tmp, preprocess_from_manifest(source_manifest), seed)
+            manifest["check"] = comparison.to_dict()
+            embed(fp16, manifest)
+            onnx.save(fp16, str(tmp))
+    write_sidecar(output, manifest)
+    return ConversionResult(output, manifest, comparison, time.perf_counter() - start)
+
+
+def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int = 0, batch: int = 4) -> Comparison:
+    """Logits of ``test`` vs ``reference`` in onnxruntime CPU on random inputs and the bundled photos."""
+    import numpy as np
+
+    from dnx.compare import DEFAULT_TOLERANCES, compare_logits
+    from dnx.data.preprocess import photo_batch
+    from dnx.runtime.base import run_in_batches
+    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.standard_normal((batch, pre.in_channels, pre.image_size, pre.image_size),
+                                            dtype=np.float32), photo_batch(pre)])
+    outs = []
+    for path in (reference, test):
+        with OnnxRuntimeRunner(path) as runner:
+            outs.append(run_in_batches(runner, x))
+    return DEFAULT_TOLERANCES["fp16"].apply(compare_logits(outs[0], outs[1]))

@@ -1,0 +1,236 @@
+"""INT8 Q/DQ graphs with calibrated scales, placed for the engine that will run them.
+
+Statistics and Q/DQ insertion are onnxruntime.quantization's (``quantize_static``); dnx chooses the
+placement, streams the data, and keys the calibration cache.
+
+* ``target="tensorrt"``: symmetric INT8 (zero point 0), per-channel weights, per-tensor activations,
+  Q/DQ only at the inputs of Conv/Gemm (``OpTypesToExcludeOutputQuantization``), biases left float.
+  Concat/BN/ReLU/Pool stay unquantized so TensorRT fuses BN+ReLU+Quantize and never re-quantizes
+  the concatenated feature maps. ``high_precision="fp16"`` (the "best" mode) turns the
+  unquantized ops to FP16.
+* ``target="onnxruntime"``: onnxruntime's full QDQ placement (Conv outputs, Concat, pooling
+  quantized too; uint8 activations, int8 weights), which its CPU kernels fuse into QLinearConv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dnx.calibration.data import CalibrationData, open_calibration_data
+from dnx.errors import DnxError
+
+TARGETS = ("tensorrt", "onnxruntime")
+METHODS = ("entropy", "percentile", "minmax")
+# Each collect_data call keeps only this many batches of intermediate tensors in memory before they
+# are folded into histograms (onnxruntime's default keeps them all: ~7 GB for 32 images of densenet121).
+STRIDE_BATCHES = 2
+CACHE_SCHEMA = "dnx.calibration-cache/1"
+
+
+@dataclass
+class CalibrationResult:
+    path: Path
+    manifest: dict
+    cache_path: Path
+    cache_hit: bool
+    seconds: float
+    samples: int
+    notes: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader protocol (get_next, __len__, set_range) over our batches."""
+
+    def __init__(self, data: CalibrationData, input_name: str, batch_size: int) -> None:
+        self.data, self.input_name, self.batch_size = data, input_name, batch_size
+        self.set_range(0, len(self))
+
+    def __len__(self) -> int:
+        return self.data.num_batches(self.batch_size)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, end_index
+
+    def get_next(self):
+        if self._next >= self._end:
+            return None
+        batch = self.data.batch(self._next, self.batch_size)
+        self._next += 1
+        return {self.input_name: batch}
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+            "minmax": CalibrationMethod.MinMax}[name]
+
+
+def _placement(target: str, model_proto, exclude: Sequence[str]):
+    """(op types to quantize, nodes to exclude, quantize_static keyword arguments) for a target."""
+    from onnxruntime.quantization import QuantType
+
+    ops_in_graph = {n.op_type for n in model_proto.graph.node}
+    names_in_graph = {n.name for n in model_proto.graph.node}
+    unknown = [e for e in exclude if e not in ops_in_graph and e not in names_in_graph]
+    if unknown:
+        raise DnxError(f"--exclude {', '.join(unknown)}: no such node name or op type in the graph "
+                       f"(op types: {', '.join(sorted(ops_in_graph))}; `dnx inspect` lists nodes)")
+    excluded_ops = {e for e in exclude if e in ops_in_graph}
+    excluded_nodes = [e for e in exclude if e in names_in_graph and e not in ops_in_graph]
+    if target == "tensorrt":
+        ops = [op for op in ("Conv", "Gemm") if op not in excluded_ops]
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                 "OpTypesToExcludeOutputQuantization": ["Conv", "Gemm"],
+                 # TensorRT takes float biases and fuses them itself.
+                 "QuantizeBias": False}
+        kw = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    else:
+        ops = sorted({"Conv", "Gemm", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
+                      "Relu", "Flatten"} & ops_in_graph - excluded_ops)
+        extra = {"WeightSymmetric": True}
+        kw = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    extra["CalibStridedMinMax"] = STRIDE_BATCHES  # despite the name: chunked collection for every method
+    return ops, excluded_nodes, dict(extra_options=extra, **kw)
+
+
+def cache_key(source_sha256: str, data_fingerprint: str, method: str, target: str, samples: int) -> dict:
+    return {"source_sha256": source_sha256, "data_fingerprint": data_fingerprint, "method": method,
+            "target": target, "samples": samples}
+
+
+def default_cache_path(output: Path) -> Path:
+    return output.with_name(output.name + ".calib.json")
+
+
+def _load_cache(path: Path, key: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    if cached.get("schema") != CACHE_SCHEMA or cached.get("key") != key:
+        return None
+    return cached["ranges"]
+
+
+def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | CalibrationData, *,
+                  target: str = "tensorrt", method: str = "entropy", samples: int | None = 512,
+                  seed: int = 0, exclude: Sequence[str] = (), high_precision: str | None = None,
+                  cache_path: str | Path | None = None, batch_size: int = 8,
+                  preprocess=None) -> CalibrationResult:
+    """Write a QDQ copy of ``source`` calibrated on ``data`` to ``output``.
+
+    The ranges are cached beside the output, keyed by the source's sha256, the data fingerprint,
+    the method, target and sample count; a rerun with the same key skips calibration.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, read_manifest, write_sidecar
+    from dnx.fileio import atomic_path, check_writable, write_json_atomic
+    from dnx.models.weights import sha256_file
+
+    if target not in TARGETS:
+        raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if method not in METHODS:
+        raise DnxError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if high_precision not in (None, "fp32", "fp16"):
+        raise DnxError(f"--high-precision must be fp32 or fp16, got {high_precision!r}")
+    source, output = Path(source), check_writable(output)
+    if source.resolve() == output.resolve():
+        raise DnxError("the output would overwrite the source model; choose another -o")
+    source_manifest = read_manifest(source, required=preprocess is None)
+    if source_manifest and source_manifest.get("precision", "fp32") != "fp32":
+        raise DnxError(f"{source} is already {source_manifest['precision']}; calibrate the FP32 export")
+    pre = preprocess or preprocess_from_manifest(source_manifest)
+    proto = onnx.load(str(source))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        raise DnxError(f"{source} already holds Q/DQ nodes; calibrate the FP32 export")
+    input_name = proto.graph.input[0].name
+    ops, nodes_excluded, kwargs = _placement(target, proto, exclude)
+    calib = data if isinstance(data, CalibrationData) else open_calibration_data(data, pre, samples, seed)
+
+    source_sha = sha256_file(source)
+    key = cache_key(source_sha, calib.fingerprint, method, target, len(calib))
+    cache_path = Path(cache_path) if cache_path else default_cache_path(output)
+    cached = _load_cache(cache_path, key)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dnx-calib-") as tmpdir:
+        ort_cache = Path(tmpdir) / "ranges.json"
+        reader = None
+        if cached is not None:
+            ort_cache.write_text(json.dumps(cached))
+        else:
+            reader = _Reader(calib, input_name, batch_size)
+            if len(reader) % STRIDE_BATCHES:
+                # onnxruntime wants whole strides; a last short stride becomes a stride of one batch
+                kwargs["extra_options"]["CalibStridedMinMax"] = 1
+        with atomic_path(output) as tmp:
+            # onnxruntime.quantization prints progress to stdout and logs advice; library code stays quiet.
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
+                quantize_static(str(source), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=ops, per_channel=True, reduce_range=False,
+                                nodes_to_exclude=nodes_excluded, calibrate_method=_method(method),
+                                calibration_cache_path=str(ort_cache), **kwargs)
+            qproto = onnx.load(str(tmp))
+            if high_precision == "fp16":
+                from dnx.calibration.fp16 import to_fp16_proto
+
+                qproto = to_fp16_proto(qproto, keep_float32_ops=("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"))
+            manifest = {
+                **(source_manifest or {}), **base_manifest(),
+                "artifact": "onnx-qdq",
+                "precision": "best" if high_precision == "fp16" else "int8",
+                "calibration": {"method": method, "target": target, "samples": len(calib), "seed": seed,
+                                "data": calib.source, "data_fingerprint": calib.fingerprint,
+                                "batch_size": batch_size, "excluded": list(exclude),
+                                "high_precision": high_precision or "fp32",
+                                "library": "onnxruntime.quantization.quantize_static"},
+                "source": {"path": str(source), "sha256": source_sha},
+            }
+            if not source_manifest:
+                manifest["preprocess"] = pre.to_dict()
+            manifest.pop("verification", None)
+            embed(qproto, manifest)
+            onnx.save(qproto, str(tmp))
+        if cached is None:
+            write_json_atomic(cache_path, {"schema": CACHE_SCHEMA, "key": key,
+                                           "ranges": json.loads(ort_cache.read_text())})
+    write_sidecar(output, manifest)
+    return CalibrationResult(output, manifest, cache_path, cached is not None, time.perf_counter() - start,
+                             len(calib), list(calib.notes))
+
+
+def qdq_summary(model_proto) -> dict:
+    """Counts that say where Q/DQ sits (used by tests and `dnx inspect`)."""
+    producers = {o: n for n in model_proto.graph.node for o in n.output}
+    q = [n for n in model_proto.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in model_proto.graph.node if n.op_type == "DequantizeLinear"]
+    q_after_concat = [n.name for n in q if n.input[0] in producers and producers[n.input[0]].op_type == "Concat"]
+    convs = [n for n in model_proto.graph.node if n.op_type == "Conv"]
+    conv_inputs_dq = sum(1 for c in convs if c.input[0] in producers and producers[c.input[0]].op_type == "DequantizeLinear")
+    return {"quantize": len(q), "dequantize": len(dq), "conv": len(convs),
+            "conv_inputs_dequantized": conv_inputs_dq, "quantize_reading_concat": q_after_concat}

@@ -1,0 +1,69 @@
+"""Real photos that exist offline, for verification and INT8 calibration of ImageNet-size models.
+
+Sources, in order: the five photos bundled with dnx, scikit-image's sample photos (if installed),
+Debian's opencv-doc sample images and mate-backgrounds (if installed). ``make_photo_folder`` cuts
+distinct random crops so a few high-resolution photos give many calibration samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dnx.data.preprocess import IMAGE_SUFFIXES, bundled_photos, load_image
+from dnx.errors import DnxError
+
+SYSTEM_FOLDERS = (Path("/usr/share/doc/opencv-doc/examples/data"), Path("/usr/share/backgrounds/mate"))
+# scikit-image sample images that are photographs (not synthetic test patterns)
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
+                  "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "camera.png", "coins.png",
+                  "moon.png", "grass.png", "gravel.png", "brick.png", "ihc.png")
+
+
+def find_photos(min_side: int = 128) -> list[Path]:
+    """Every offline photo found on this machine with both sides >= ``min_side``."""
+    found = list(bundled_photos())
+    try:
+        import skimage.data
+
+        folder = Path(skimage.data.__file__).parent
+        found += [folder / n for n in SKIMAGE_PHOTOS if (folder / n).is_file()]
+    except ImportError:
+        pass
+    for folder in SYSTEM_FOLDERS:
+        if folder.is_dir():
+            found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    keep = []
+    for p in found:
+        try:
+            with load_image(p) as img:
+                if min(img.size) >= min_side:
+                    keep.append(p)
+        except DnxError:
+            continue
+    return keep
+
+
+def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int = 0) -> list[Path]:
+    """Write ``count`` RGB JPEG crops (``size``x``size``) cut at random from the offline photos."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    photos = find_photos(min_side=size)
+    if not photos:
+        raise DnxError("no offline photos found; pip install scikit-image or apt-get install opencv-doc")
+    rng = np.random.default_rng(seed)
+    written = []
+    for i in range(count):
+        src = photos[i % len(photos)]
+        with load_image(src) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            # larger photos give crops at several scales, so repeated sources still differ
+            side = int(rng.integers(size, min(w, h) + 1))
+            x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            crop = img.crop((x, y, x + side, y + side)).resize((size, size))
+        path = dest / f"photo_{i:04d}.jpg"
+        crop.save(path, quality=92)
+        written.append(path)
+    return written
