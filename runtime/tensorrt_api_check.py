@@ -1,0 +1,383 @@
+"""Static check of dnx's TensorRT code against the API names of every TensorRT version it supports.
+
+Full TensorRT cannot be installed on the CPU machines, so dnx's TensorRT code is never executed
+there. This module reads that code with ``ast`` (nothing is imported), collects every attribute
+name read or written on the tensorrt module and on objects derived from it, and compares them with
+the names found in each version's compiled bindings (``shared/trt-api/tensorrt-<version>.txt``).
+
+What counts as a TensorRT object (the conventions of :mod:`dnx.runtime.tensorrt_compat`):
+
+* the name ``trt`` (the module is always bound to it);
+* a parameter or variable annotated with a ``trt.…`` type (``engine: trt.ICudaEngine = loaded.engine``);
+* a variable, ``self.`` attribute, loop or ``with`` target assigned from an expression rooted in one
+  (``builder = trt.Builder(logger)``, ``self._context = engine.create_execution_context()``);
+  calling a plain function on it ends the chain (``str(tensor.name)`` is a Python ``str``).
+
+Version guards: a use inside ``if is_trt11(trt):``, ``if trt_major_version(trt) >= 11:`` (or a
+variable assigned from ``trt_major_version(...)``), in ``not``/``and``/``or`` combinations, or in
+their ``else`` branch, is checked only against the versions for which that branch runs. An early
+``return`` does not count as a guard: use ``if``/``else``.
+
+What a pass means, and its limits:
+
+* A missing name is a real failure. A name is accepted when it is in the list or is the tail of a
+  listed string: the linker stores a string literal inside the tail of a longer one, so
+  ``TensorIOMode.INPUT`` is only present as ``CONDITIONAL_INPUT``, ``LayerType.CONVOLUTION`` as
+  ``DECONVOLUTION``.
+* A name found is not proof: the lists are flat (``BuilderFlag.FP16`` is removed in 11 while
+  ``DataType.FP16`` stays) and docstring words appear too. Names removed by a version (NVIDIA's
+  migration guides, ``trt-api/README.md``) are therefore also checked by name and as
+  ``Owner.NAME`` pairs (:data:`REMOVED`).
+* Names the ``tensorrt`` package defines in Python rather than in the bindings (``__version__``)
+  are accepted explicitly; other dunder names (``__init__`` of a subclassed interface) are Python
+  protocol and not checked. Argument names and counts are not checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+API_DIR_ENV = "DNX_TRT_API_DIR"
+ROOT_NAMES = frozenset({"trt"})
+VERSION_FUNCTION = "trt_major_version"
+IS_TRT11 = "is_trt11"
+PYTHON_LEVEL_NAMES = frozenset({"__version__"})
+
+
+@dataclass(frozen=True)
+class Removed:
+    names: frozenset[str]
+    pairs: frozenset[tuple[str, str]]  # (owner attribute, name), e.g. ("BuilderFlag", "FP16")
+
+
+REMOVED = {
+    10: Removed(
+        names=frozenset({"build_engine", "execute_async_v2", "num_bindings", "get_binding_shape", "get_binding_name",
+                         "get_binding_dtype", "get_binding_index", "binding_is_input", "set_binding_shape",
+                         "max_workspace_size"}),
+        pairs=frozenset()),
+    11: Removed(
+        names=frozenset({"IInt8Calibrator", "IInt8EntropyCalibrator", "IInt8EntropyCalibrator2",
+                         "IInt8MinMaxCalibrator", "IInt8LegacyCalibrator", "CalibrationAlgoType", "int8_calibrator",
+                         "set_calibration_profile", "get_calibration_profile", "quantization_flags",
+                         "QuantizationFlag", "platform_has_fast_fp16", "platform_has_fast_int8",
+                         "IAlgorithmSelector", "algorithm_selector", "EXPLICIT_BATCH"}),
+        pairs=frozenset(("BuilderFlag", flag) for flag in (
+            "FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
+            "PREFER_PRECISION_CONSTRAINTS"))),
+}
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    name: str
+    owner: str | None  # the attribute (or ``trt``) it was read from, when that is a plain chain
+    file: str
+    line: int
+    versions: frozenset[int]  # major versions for which this line runs
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.owner}.{self.name}" if self.owner else f"….{self.name}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    use: ApiUse
+    version: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.use.file}:{self.use.line}: {self.use.dotted}: {self.reason} (TensorRT {self.version})"
+
+
+@dataclass(frozen=True)
+class ApiList:
+    version: str
+    names: frozenset[str]
+    tails: frozenset[str]
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def has(self, name: str) -> bool:
+        return name in self.names or name in self.tails
+
+
+def default_api_dir() -> Path:
+    """``$DNX_TRT_API_DIR``, else ``shared/trt-api`` beside the repository (``../shared/trt-api``)."""
+    if os.environ.get(API_DIR_ENV):
+        return Path(os.environ[API_DIR_ENV])
+    repo = Path(__file__).resolve().parents[1]
+    return (repo / ".." / "shared" / "trt-api").resolve()
+
+
+def load_api_lists(api_dir: str | Path | None = None) -> list[ApiList]:
+    """One :class:`ApiList` per ``tensorrt-<version>.txt`` in ``api_dir`` (empty if there is none)."""
+    api_dir = Path(api_dir) if api_dir else default_api_dir()
+    lists = []
+    for path in sorted(api_dir.glob("tensorrt-*.txt")):
+        names = frozenset(line.strip() for line in path.read_text().splitlines() if line.strip())
+        tails = frozenset(n[i:] for n in names for i in range(1, len(n) - 2))
+        lists.append(ApiList(path.stem.removeprefix("tensorrt-"), names, tails))
+    return lists
+
+
+def dnx_tensorrt_modules() -> list[Path]:
+    """dnx's modules that touch TensorRT objects: ``runtime/tensorrt_*.py`` and the engine manifest."""
+    runtime = Path(__file__).resolve().parent
+    return sorted(runtime.glob("tensorrt_*.py")) + [runtime / "engine_manifest.py"]
+
+
+# -- collecting uses -----------------------------------------------------------------------------
+
+def _mentions_root(expr: ast.AST | None) -> bool:
+    if expr is None:
+        return False
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):  # a string annotation
+        return bool(re.match(r"\s*trt\.", expr.value))
+    return any(isinstance(n, ast.Name) and n.id in ROOT_NAMES for n in ast.walk(expr))
+
+
+def _is_version_call(expr: ast.AST, name: str) -> bool:
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == name
+
+
+class _Scope:
+    """Names holding TensorRT objects, and names holding the major version, in one function."""
+
+    def __init__(self, tainted: set[str], major_vars: set[str]) -> None:
+        self.tainted = tainted
+        self.major_vars = major_vars
+
+
+def _own_nodes(body: Sequence[ast.AST]) -> Iterable[ast.AST]:
+    """Nodes of ``body`` outside nested functions and classes (those are scopes of their own)."""
+    stack = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _assignments(node: ast.AST) -> Iterable[tuple[ast.AST, ast.AST | None, ast.AST | None]]:
+    """(target, value, annotation) pairs bound by ``node``."""
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            if isinstance(target, (ast.Tuple, ast.List)) and isinstance(node.value, (ast.Tuple, ast.List)) \
+                    and len(target.elts) == len(node.value.elts):
+                yield from ((t, v, None) for t, v in zip(target.elts, node.value.elts))
+            else:
+                yield target, node.value, None
+    elif isinstance(node, ast.AnnAssign):
+        yield node.target, node.value, node.annotation
+    elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+        yield node.target, node.iter, None
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        for item in node.items:
+            if item.optional_vars is not None:
+                yield item.optional_vars, item.context_expr, None
+    elif isinstance(node, ast.NamedExpr):
+        yield node.target, node.value, None
+
+
+def _target_keys(target: ast.AST) -> Iterable[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+        yield f"self.{target.attr}"
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            yield from _target_keys(element)
+    elif isinstance(target, ast.Starred):
+        yield from _target_keys(target.value)
+
+
+class _Collector:
+    def __init__(self, filename: str, self_tainted: set[str]) -> None:
+        self.filename = filename
+        self.self_tainted = self_tainted
+        self.uses: list[ApiUse] = []
+
+    # -- taint ---------------------------------------------------------------------------------
+    def tainted(self, expr: ast.AST | None, scope: _Scope) -> bool:
+        if isinstance(expr, ast.Name):
+            return expr.id in scope.tainted or expr.id in ROOT_NAMES
+        if isinstance(expr, ast.Attribute):
+            if isinstance(expr.value, ast.Name) and expr.value.id == "self":
+                return f"self.{expr.attr}" in self.self_tainted
+            return self.tainted(expr.value, scope)
+        if isinstance(expr, (ast.Call,)):
+            return self.tainted(expr.func, scope)
+        if isinstance(expr, (ast.Subscript, ast.Starred, ast.Await)):
+            return self.tainted(expr.value, scope)
+        if isinstance(expr, ast.IfExp):
+            return self.tainted(expr.body, scope) or self.tainted(expr.orelse, scope)
+        if isinstance(expr, ast.BoolOp):
+            return any(self.tainted(v, scope) for v in expr.values)
+        return False
+
+    def scope_for(self, args: ast.arguments | None, body: Sequence[ast.AST], parent: _Scope) -> _Scope:
+        scope = _Scope(set(parent.tainted), set(parent.major_vars))
+        if args is not None:
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None and _mentions_root(arg.annotation):
+                    scope.tainted.add(arg.arg)
+        changed = True
+        while changed:  # flow-insensitive: repeat until no assignment adds a name
+            changed = False
+            for node in _own_nodes(body):
+                for target, value, annotation in _assignments(node):
+                    if _is_version_call(value, VERSION_FUNCTION) and isinstance(target, ast.Name):
+                        scope.major_vars.add(target.id)
+                    if not (self.tainted(value, scope) or _mentions_root(annotation)):
+                        continue
+                    for key in _target_keys(target):
+                        bucket = self.self_tainted if key.startswith("self.") else scope.tainted
+                        if key not in bucket:
+                            bucket.add(key)
+                            changed = True
+        return scope
+
+    # -- version guards ------------------------------------------------------------------------
+    @staticmethod
+    def _is_version(expr: ast.AST, scope: _Scope) -> bool:
+        return _is_version_call(expr, VERSION_FUNCTION) or (isinstance(expr, ast.Name)
+                                                                and expr.id in scope.major_vars)
+
+    def _value(self, expr: ast.AST, scope: _Scope, major: int) -> int | None:
+        if self._is_version(expr, scope):
+            return major
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, int) and not isinstance(expr.value, bool):
+            return expr.value
+        return None
+
+    def _holds(self, test: ast.AST, scope: _Scope, major: int) -> bool | None:
+        """Whether ``test`` is true under TensorRT ``major``; None when it is not a version test."""
+        if _is_version_call(test, IS_TRT11):
+            return major >= 11
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            inner = self._holds(test.operand, scope, major)
+            return None if inner is None else not inner
+        if isinstance(test, ast.BoolOp):
+            parts = [self._holds(v, scope, major) for v in test.values]
+            if None in parts:
+                return None
+            return all(parts) if isinstance(test.op, ast.And) else any(parts)
+        if isinstance(test, ast.Compare):
+            exprs = (test.left, *test.comparators)
+            operands = [self._value(e, scope, major) for e in exprs]
+            if None in operands or not any(self._is_version(e, scope) for e in exprs):
+                return None
+            ops = {ast.Lt: int.__lt__, ast.LtE: int.__le__, ast.Gt: int.__gt__, ast.GtE: int.__ge__,
+                   ast.Eq: int.__eq__, ast.NotEq: int.__ne__}
+            if not all(type(op) in ops for op in test.ops):
+                return None
+            return all(ops[type(op)](a, b) for op, a, b in zip(test.ops, operands, operands[1:]))
+        return None
+
+    def split(self, test: ast.AST, scope: _Scope, versions: frozenset[int]) -> tuple[frozenset[int], frozenset[int]]:
+        results = {m: self._holds(test, scope, m) for m in versions}
+        if not results or None in results.values():
+            return versions, versions
+        return (frozenset(m for m, r in results.items() if r), frozenset(m for m, r in results.items() if not r))
+
+    # -- walking -------------------------------------------------------------------------------
+    def record(self, name: str, base: ast.AST, node: ast.AST, versions: frozenset[int]) -> None:
+        owner = base.attr if isinstance(base, ast.Attribute) else (base.id if isinstance(base, ast.Name) else None)
+        self.uses.append(ApiUse(name, owner, self.filename, node.lineno, versions))
+
+    def walk(self, node: ast.AST, scope: _Scope, versions: frozenset[int]) -> None:
+        if isinstance(node, (ast.If, ast.IfExp)):
+            self.walk(node.test, scope, versions)
+            body, orelse = self.split(node.test, scope, versions)
+            for child in (node.body if isinstance(node.body, list) else [node.body]):
+                self.walk(child, scope, body)
+            for child in (node.orelse if isinstance(node.orelse, list) else [node.orelse]):
+                self.walk(child, scope, orelse)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for expr in [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]:
+                if expr is not None:
+                    self.walk(expr, scope, versions)
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                        node.args.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    self.walk(arg.annotation, scope, versions)
+            if getattr(node, "returns", None) is not None:
+                self.walk(node.returns, scope, versions)
+            body = node.body if isinstance(node.body, list) else [node.body]
+            inner = self.scope_for(node.args, body, scope)
+            for child in body:
+                self.walk(child, inner, versions)
+            return
+        if isinstance(node, ast.ClassDef):
+            for expr in [*node.decorator_list, *node.bases]:
+                self.walk(expr, scope, versions)
+            inner = self.scope_for(None, node.body, scope)
+            for child in node.body:
+                self.walk(child, inner, versions)
+            return
+        if isinstance(node, ast.Attribute) and self.tainted(node.value, scope):
+            self.record(node.attr, node.value, node, versions)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr") \
+                and len(node.args) >= 2 and self.tainted(node.args[0], scope) \
+                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+            self.record(node.args[1].value, node.args[0], node, versions)
+        for child in ast.iter_child_nodes(node):
+            self.walk(child, scope, versions)
+
+
+def collect_uses(source: str, filename: str = "<source>", majors: Iterable[int] = (10, 11)) -> list[ApiUse]:
+    """Every TensorRT attribute use in ``source``, with the major versions its line runs under."""
+    tree = ast.parse(source, filename=filename)
+    majors = frozenset(majors)
+    self_tainted: set[str] = set()
+    while True:  # ``self.x`` assigned in one method and used in another: repeat until stable
+        before = len(self_tainted)
+        collector = _Collector(filename, self_tainted)
+        module_scope = collector.scope_for(None, tree.body, _Scope(set(), set()))
+        for node in tree.body:
+            collector.walk(node, module_scope, majors)
+        if len(self_tainted) == before:
+            return collector.uses
+
+
+# -- checking ------------------------------------------------------------------------------------
+
+def check_uses(uses: Iterable[ApiUse], api_lists: Sequence[ApiList]) -> list[Finding]:
+    findings = []
+    for use in uses:
+        if use.name.startswith("__") and use.name.endswith("__") and use.name not in PYTHON_LEVEL_NAMES:
+            continue
+        for api in api_lists:
+            if api.major not in use.versions:
+                continue
+            removed_by = [m for m, r in REMOVED.items() if m <= api.major
+                          and (use.name in r.names or (use.owner, use.name) in r.pairs)]
+            if removed_by:
+                findings.append(Finding(use, api.version, f"removed in TensorRT {removed_by[-1]}; guard it with "
+                                                          "a version check or drop it"))
+            elif use.name not in PYTHON_LEVEL_NAMES and not api.has(use.name):
+                findings.append(Finding(use, api.version, "absent from this version's bindings"))
+    return findings
+
+
+def check_source(source: str, api_lists: Sequence[ApiList], filename: str = "<source>") -> list[Finding]:
+    majors = {api.major for api in api_lists}
+    return check_uses(collect_uses(source, filename, majors), api_lists)
+
+
+def check_files(paths: Iterable[str | Path], api_lists: Sequence[ApiList]) -> list[Finding]:
+    findings = []
+    for path in paths:
+        findings += check_source(Path(path).read_text(), api_lists, str(path))
+    return findings

@@ -1,0 +1,158 @@
+"""What is inside an artifact: an ONNX file's graph and precision mix (CPU), an engine's layers (GPU).
+
+``inspect_onnx`` answers, before any engine is built, the question TensorRT will answer by building
+it: which precision does this graph ask for (FP32, FP16, INT8 Q/DQ, INT8 Q/DQ + FP16)?
+``inspect_engine`` reads the engine's own per-layer report (TensorRT's engine inspector), which says
+which precision each fused layer really runs in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dnx.errors import DnxError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+FLOAT16 = 10  # onnx.TensorProto.FLOAT16; a literal so onnx_precision can take any proto without importing onnx
+
+
+def _dtype_name(elem_type: int) -> str:
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    try:
+        return str(tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _cast_targets(proto) -> Counter:
+    targets: Counter = Counter()
+    for node in proto.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    targets[attr.i] += 1
+    return targets
+
+
+def onnx_precision(proto) -> str:
+    """The precision a graph asks a strongly typed builder for: fp32, fp16, int8 (Q/DQ) or best (Q/DQ + FP16)."""
+    has_qdq = any(n.op_type in QDQ_OPS for n in proto.graph.node)
+    has_fp16 = any(t.data_type == FLOAT16 for t in proto.graph.initializer) or FLOAT16 in _cast_targets(proto)
+    if has_qdq:
+        return "best" if has_fp16 else "int8"
+    return "fp16" if has_fp16 else "fp32"
+
+
+def load_onnx_graph(path: str | Path):
+    """The ONNX proto without external weights (enough for structure and types), or a DnxError."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise DnxError(f"ONNX file {path} does not exist")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DnxError(f"{path} is not a readable ONNX file: {first}") from None
+
+
+def _value_info(value) -> dict[str, Any]:
+    tensor = value.type.tensor_type
+    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in tensor.shape.dim]
+    return {"name": value.name, "shape": shape, "dtype": _dtype_name(tensor.elem_type)}
+
+
+def inspect_onnx(path: str | Path) -> dict[str, Any]:
+    """Summary of an ONNX file: operators, initializer and Cast types, Q/DQ count, precision, manifest."""
+    import math
+
+    from dnx.export.graph import op_counts
+    from dnx.export.manifest import read_manifest
+    from dnx.models.weights import sha256_file
+
+    path = Path(path)
+    proto = load_onnx_graph(path)
+    by_dtype: dict[str, dict[str, int]] = {}
+    for init in proto.graph.initializer:
+        entry = by_dtype.setdefault(_dtype_name(init.data_type), {"tensors": 0, "elements": 0})
+        entry["tensors"] += 1
+        entry["elements"] += math.prod(init.dims)
+    ops = op_counts(proto)
+    manifest = read_manifest(path, required=False)
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        "producer": proto.producer_name,
+        "inputs": [_value_info(v) for v in proto.graph.input],
+        "outputs": [_value_info(v) for v in proto.graph.output],
+        "nodes": len(proto.graph.node),
+        "ops": ops,
+        "initializers": by_dtype,
+        "casts_to": {_dtype_name(t): n for t, n in _cast_targets(proto).items()},
+        "qdq_nodes": sum(ops.get(op, 0) for op in QDQ_OPS),
+        "precision": onnx_precision(proto),
+        "manifest_precision": manifest.get("precision") if manifest else None,
+        "manifest": manifest,
+    }
+
+
+def _precision_of(format_text: str) -> str:
+    text = format_text.lower()
+    for key, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"),
+                      ("fp32", "fp32"), ("float", "fp32"), ("int32", "int32"), ("int64", "int64")):
+        if key in text:
+            return name
+    return "other"
+
+
+def summarize_layers(layers: list) -> dict[str, Any]:
+    """Counts from the engine inspector's JSON ``Layers`` list: layer types and output precisions.
+
+    Engines built by dnx use detailed profiling verbosity, so each layer is a dict; an engine built
+    with names only gives strings, and only the count is known.
+    """
+    detailed = [layer for layer in layers if isinstance(layer, dict)]
+    types = Counter(str(layer.get("LayerType", "?")) for layer in detailed)
+    precisions = Counter(_precision_of(str(out.get("Format/Datatype", "")))
+                         for layer in detailed for out in layer.get("Outputs", [])[:1])
+    return {"count": len(layers), "detailed": len(detailed) == len(layers) and bool(layers),
+            "types": dict(types.most_common()), "output_precision": dict(precisions.most_common())}
+
+
+def engine_layers(trt, engine: trt.ICudaEngine) -> list:
+    """The engine inspector's per-layer JSON records."""
+    inspector = engine.create_engine_inspector()
+    text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    return json.loads(str(text)).get("Layers", [])
+
+
+def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> dict[str, Any]:
+    """An engine's manifest and file facts; with ``layers`` (needs a GPU and TensorRT) its I/O and layers."""
+    from dnx.models.weights import sha256_file
+    from dnx.runtime.engine_manifest import read_engine_manifest
+
+    path = Path(path)
+    manifest = read_engine_manifest(path, required=False)
+    info: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path),
+                            "manifest": manifest}
+    if not layers:
+        return info
+    from dnx.runtime.tensorrt_compat import import_tensorrt
+    from dnx.runtime.tensorrt_runner import load_engine
+
+    trt = import_tensorrt(device)
+    loaded = load_engine(trt, path, manifest, device)
+    records = engine_layers(trt, loaded.engine)
+    info.update(io=loaded.io, warnings=loaded.warnings, layers=summarize_layers(records), layer_records=records)
+    return info

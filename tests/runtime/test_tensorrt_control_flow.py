@@ -1,0 +1,607 @@
+"""dnx's own TensorRT control flow, on CPU: graph selection, batch profiles, option checks, engine
+manifests and the refusals that must happen before any TensorRT object exists.
+
+Where a tensorrt module is needed to reach a code path, ``fake_tensorrt`` stands in. It is NOT
+TensorRT and none of these tests is TensorRT coverage: they prove what dnx decides and in which
+order, never that TensorRT accepts it (that is ``test_tensorrt_gpu.py``, which needs a GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.runtime import engine_manifest as em
+from dnx.runtime import tensorrt_compat as compat
+from dnx.runtime.engine_manifest import (
+    ENGINE_SCHEMA, EngineMismatchError, check_engine_compatible, check_engine_digest, read_engine_manifest,
+    write_engine_manifest)
+from dnx.runtime.tensorrt_builder import (
+    BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
+from dnx.runtime.tensorrt_inspect import inspect_engine, inspect_onnx, summarize_layers
+from dnx.runtime.tensorrt_runner import TensorRTRunner
+
+TRT_MODULES = ["dnx.runtime.tensorrt_compat", "dnx.runtime.tensorrt_builder", "dnx.runtime.tensorrt_runner",
+               "dnx.runtime.tensorrt_inspect", "dnx.runtime.engine_manifest", "dnx.runtime.tensorrt_api_check"]
+
+
+# -- stand-ins ------------------------------------------------------------------------------------
+
+class _Untouchable(types.ModuleType):
+    """A ``tensorrt`` entry in sys.modules that fails the test if dnx touches it in any way."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"dnx touched tensorrt.{name} before checking for a device")
+
+
+def fake_tensorrt(version: str = "10.16.1.11") -> types.ModuleType:
+    """NOT TensorRT: just enough module for dnx's control flow; creating a Runtime or Builder fails."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dnx created a TensorRT object where it should have refused first")
+
+    trt.Runtime = trt.Builder = refuse
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
+    trt.DataType = enum.Enum("DataType", "FLOAT HALF INT8 BF16 INT4")
+
+    class ILogger:
+        Severity = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3})
+
+        def __init__(self):
+            pass
+
+    class IProgressMonitor:
+        def __init__(self):
+            pass
+
+    trt.ILogger, trt.IProgressMonitor = ILogger, IProgressMonitor
+    return trt
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "tensorrt", _Untouchable("tensorrt"))
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch reports one CUDA device; nothing CUDA is actually called in the paths that use this."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory):
+    """A real dnx export (densenet40_k12, 32x32, dynamic batch, random weights): 1-2 s."""
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    path = tmp_path_factory.mktemp("onnx") / "d40.onnx"
+    export_onnx(create_model("densenet40_k12", use_bundled=False), path, ExportOptions(verify=False))
+    return path
+
+
+def tiny_onnx(path, qdq: bool = False, fp16: bool = False, batch="N"):
+    """A hand-made Conv graph, optionally with Q/DQ on its input and an FP16 section."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")]
+    nodes, x = [], "input"
+    if qdq:
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+                  numpy_helper.from_array(np.array(0, np.int8), "zero")]
+        nodes += [helper.make_node("QuantizeLinear", ["input", "scale", "zero"], ["xq"]),
+                  helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xdq"])]
+        x = "xdq"
+    nodes.append(helper.make_node("Conv", [x, "w"], ["conv" if fp16 else "logits"]))
+    if fp16:
+        inits.append(numpy_helper.from_array(np.ones((1,), np.float16), "b16"))
+        nodes += [helper.make_node("Cast", ["conv"], ["c16"], to=TensorProto.FLOAT16),
+                  helper.make_node("Add", ["c16", "b16"], ["a16"]),
+                  helper.make_node("Cast", ["a16"], ["logits"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4, 6, 6])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture
+def recorded_calibration(monkeypatch):
+    """Replace convert_fp16/calibrate_qdq by recorders (their real work is tested in tests/calibration)."""
+    calls = []
+
+    def convert_fp16(source, output):
+        calls.append(("convert_fp16", source, output, {}))
+        return types.SimpleNamespace(path=output, manifest={"precision": "fp16"})
+
+    def calibrate_qdq(source, output, data, **kwargs):
+        calls.append(("calibrate_qdq", source, output, {"data": data, **kwargs}))
+        return types.SimpleNamespace(path=output, manifest={"precision": "int8"}, notes=["recorded"])
+
+    for module, name, fn in (("dnx.calibration.fp16", "convert_fp16", convert_fp16),
+                             ("dnx.calibration.qdq", "calibrate_qdq", calibrate_qdq)):
+        try:
+            monkeypatch.setattr(__import__(module, fromlist=[name]), name, fn)
+        except ImportError:  # the calibration package is not there: a stand-in module
+            monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**{name: fn}))
+    return calls
+
+
+# -- options and profiles -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, flag", [
+    (BuildOptions(precision="int4"), "--precision"),
+    (BuildOptions(opt_level=6), "--opt-level"),
+    (BuildOptions(opt_level=-1), "--opt-level"),
+    (BuildOptions(hardware_compat="turing+"), "--hardware-compat"),
+    (BuildOptions(workspace=0), "--workspace"),
+    (BuildOptions(min_batch=0), "--min-batch"),
+    (BuildOptions(min_batch=8, opt_batch=4), "min <= opt <= max"),
+    (BuildOptions(opt_batch=16, max_batch=8), "min <= opt <= max"),
+])
+def test_bad_options_name_the_option(options, flag):
+    with pytest.raises(DnxError, match=flag) as info:
+        options.validate()
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({}, (1, 8, 32)),
+    ({"max_batch": 4}, (1, 4, 4)),
+    ({"opt_batch": 64}, (1, 64, 64)),
+    ({"min_batch": 16}, (16, 16, 32)),
+    ({"min_batch": 2, "opt_batch": 3, "max_batch": 5}, (2, 3, 5)),
+])
+def test_batch_range_defaults_follow_the_given_bounds(kwargs, expected):
+    assert BuildOptions(**kwargs).batch_range() == expected
+
+
+@pytest.mark.parametrize("shape", [["N", 3, 224, 224], (-1, 3, 224, 224), [None, 3, 224, 224]])
+def test_profile_of_a_dynamic_batch_input(shape):
+    p = profile_shapes(shape, BuildOptions(min_batch=2, max_batch=16))
+    assert (p.min, p.opt, p.max) == ((2, 3, 224, 224), (8, 3, 224, 224), (16, 3, 224, 224))
+
+
+def test_profile_of_a_fixed_batch_input_is_that_batch():
+    p = profile_shapes([4, 1, 28, 28], BuildOptions())
+    assert p.min == p.opt == p.max == (4, 1, 28, 28)
+    assert profile_shapes([4, 1, 28, 28], BuildOptions(max_batch=4)).max == (4, 1, 28, 28)
+    with pytest.raises(DnxError, match=r"fixed batch of 4.*--max-batch 8.*--batch dynamic"):
+        profile_shapes([4, 1, 28, 28], BuildOptions(max_batch=8))
+
+
+def test_profile_refuses_dynamic_image_sizes():
+    with pytest.raises(DnxError, match="fixed --image-size"):
+        profile_shapes(["N", 3, "H", "W"], BuildOptions())
+
+
+@pytest.mark.parametrize("text, size", [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("2GB", 2 * 10**9),
+                                        ("1.5GiB", 3 * 2**29), ("1000", 1000), ("64 kib", 65536)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["4 gigs", "GiB", "-1GiB", ""])
+def test_parse_size_refuses_nonsense(text):
+    with pytest.raises(DnxError, match="--workspace"):
+        parse_size(text)
+
+
+def test_build_command_reproduces_the_options():
+    options = BuildOptions(precision="int8", max_batch=16, opt_level=5, hardware_compat="ampere+",
+                           version_compat=True)
+    command = build_command("m.onnx", "m.int8.engine", options, calib_data="imgs dir")
+    assert command == ("dnx build m.onnx --precision int8 --max-batch 16 --opt-level 5 --hardware-compat ampere+ "
+                       "--version-compat --calib-data 'imgs dir' -o m.int8.engine")
+
+
+# -- which graph is built -------------------------------------------------------------------------
+
+def test_graph_precision_reads_the_types(small_onnx, tmp_path):
+    assert graph_precision(small_onnx) == "fp32"
+    assert graph_precision(tiny_onnx(tmp_path / "fp16.onnx", fp16=True)) == "fp16"
+    assert graph_precision(tiny_onnx(tmp_path / "q.onnx", qdq=True)) == "int8"
+    assert graph_precision(tiny_onnx(tmp_path / "b.onnx", qdq=True, fp16=True)) == "best"
+
+
+def test_fp32_builds_the_file_itself(small_onnx, tmp_path, recorded_calibration):
+    graph = select_graph(small_onnx, "fp32", workdir=tmp_path)
+    assert (graph.path, graph.action) == (small_onnx, "as-is") and not recorded_calibration
+
+
+def test_fp16_converts(small_onnx, tmp_path, recorded_calibration):
+    graph = select_graph(small_onnx, "fp16", workdir=tmp_path)
+    assert graph.path == tmp_path / "d40.fp16.onnx" and graph.action == "convert-fp16"
+    assert recorded_calibration == [("convert_fp16", small_onnx, tmp_path / "d40.fp16.onnx", {})]
+
+
+@pytest.mark.parametrize("precision, high", [("int8", None), ("best", "fp16")])
+def test_int8_and_best_calibrate_for_tensorrt(small_onnx, tmp_path, recorded_calibration, precision, high):
+    graph = select_graph(small_onnx, precision, calib_data=tmp_path, calib_cache=tmp_path / "c.json", workdir=tmp_path)
+    assert graph.path == tmp_path / f"d40.{precision}.onnx" and graph.action == "calibrate"
+    assert graph.notes == ["recorded"]
+    ((name, source, output, kwargs),) = recorded_calibration
+    assert (name, source, output) == ("calibrate_qdq", small_onnx, graph.path)
+    assert kwargs == {"data": tmp_path, "target": "tensorrt", "method": "entropy", "high_precision": high,
+                      "cache_path": tmp_path / "c.json"}
+
+
+@pytest.mark.parametrize("precision, qdq, fp16", [("int8", True, False), ("best", True, True), ("fp16", False, True)])
+def test_a_graph_already_in_the_precision_is_built_as_is(tmp_path, recorded_calibration, precision, qdq, fp16):
+    source = tiny_onnx(tmp_path / "m.onnx", qdq=qdq, fp16=fp16)
+    graph = select_graph(source, precision, workdir=tmp_path)
+    assert (graph.path, graph.action) == (source, "as-is") and not recorded_calibration
+
+
+def test_calibration_options_on_a_calibrated_graph_are_noted(tmp_path):
+    source = tiny_onnx(tmp_path / "m.onnx", qdq=True)
+    plan = plan_graph(source, "int8", calib_data=tmp_path)
+    assert plan.action == "as-is" and "already calibrated" in plan.notes[0]
+
+
+@pytest.mark.parametrize("precision, qdq, fp16, match", [
+    ("fp32", True, False, "already a int8 graph.*--precision int8"),
+    ("fp16", True, False, "already a int8 graph"),
+    ("best", True, False, "already a int8 graph.*FP32 export"),
+    ("int8", True, True, "already a best graph.*--precision best"),
+    ("int8", False, True, "already a fp16 graph"),
+])
+def test_precision_disagreeing_with_the_graph_is_refused(tmp_path, precision, qdq, fp16, match):
+    with pytest.raises(DnxError, match=match):
+        plan_graph(tiny_onnx(tmp_path / "m.onnx", qdq=qdq, fp16=fp16), precision)
+
+
+def test_int8_needs_calibration_data(small_onnx, tmp_path):
+    with pytest.raises(DnxError, match="--precision int8 needs calibration images.*--calib-data"):
+        plan_graph(small_onnx, "int8", workdir=tmp_path)
+    with pytest.raises(DnxError, match="--calib-cache alone.*pass --calib-data too"):
+        plan_graph(small_onnx, "best", calib_cache=tmp_path / "c.json", workdir=tmp_path)
+    with pytest.raises(DnxError, match="calibration data .*nowhere does not exist"):
+        plan_graph(small_onnx, "int8", calib_data=tmp_path / "nowhere", workdir=tmp_path)
+
+
+def test_calibration_data_without_int8_is_refused(small_onnx, tmp_path):
+    with pytest.raises(DnxError, match="use them with --precision int8 or best"):
+        plan_graph(small_onnx, "fp16", calib_data=tmp_path, workdir=tmp_path)
+
+
+def test_missing_or_unreadable_onnx(tmp_path):
+    with pytest.raises(DnxError, match="does not exist"):
+        plan_graph(tmp_path / "none.onnx", "fp32")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not onnx")
+    with pytest.raises(DnxError, match="not a readable ONNX file"):
+        plan_graph(tmp_path / "junk.onnx", "fp32")
+
+
+@pytest.fixture(scope="module")
+def real_graphs(small_onnx, tmp_path_factory):
+    """The real FP16 conversion and INT8 calibration (on the 5 bundled photos) of the small export."""
+    pytest.importorskip("dnx.calibration.qdq", reason="dnx.calibration is not in this tree")
+    from dnx.data.preprocess import bundled_photos
+
+    workdir = tmp_path_factory.mktemp("graphs")
+    photos = bundled_photos()[0].parent
+    return {p: select_graph(small_onnx, p, calib_data=photos if p in ("int8", "best") else None, workdir=workdir)
+            for p in ("fp16", "int8", "best")}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8", "best"])
+def test_real_converted_graphs_have_the_precision_asked_for(real_graphs, precision):
+    info = inspect_onnx(real_graphs[precision].path)
+    assert info["precision"] == info["manifest_precision"] == precision
+    assert (info["qdq_nodes"] > 0) == (precision != "fp16")
+    assert info["inputs"][0]["dtype"] == info["outputs"][0]["dtype"] == "float32"
+
+
+# -- refusals before any TensorRT object exists --------------------------------------------------
+
+def test_build_without_cuda_says_so_before_touching_tensorrt(small_onnx, tmp_path, no_cuda, recorded_calibration):
+    with pytest.raises(NoDeviceError, match="^no CUDA device found") as info:
+        build_engine(small_onnx, tmp_path / "m.engine", BuildOptions(precision="fp16"), workdir=tmp_path)
+    assert info.value.exit_code == 2
+    assert not recorded_calibration and not list(tmp_path.iterdir())  # nothing converted, nothing written
+
+
+def test_build_checks_options_before_the_device(small_onnx, tmp_path, no_cuda):
+    with pytest.raises(DnxError, match="--opt-level") as info:
+        build_engine(small_onnx, tmp_path / "m.engine", BuildOptions(opt_level=7))
+    assert info.value.exit_code == 1
+    with pytest.raises(DnxError, match="needs calibration images") as info:
+        build_engine(small_onnx, tmp_path / "m.engine", BuildOptions(precision="int8"))
+    assert info.value.exit_code == 1
+    with pytest.raises(DnxError, match="output folder .* does not exist"):
+        build_engine(small_onnx, tmp_path / "no" / "m.engine", BuildOptions())
+
+
+def test_build_without_tensorrt_names_the_extra(small_onnx, tmp_path, fake_cuda, monkeypatch, recorded_calibration):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError) as info:
+        build_engine(small_onnx, tmp_path / "m.engine", BuildOptions(precision="fp16"), workdir=tmp_path)
+    assert str(info.value) == "TensorRT is not installed: pip install 'dnx[trt]'" and info.value.exit_code == 2
+    assert not recorded_calibration
+
+
+def test_unsupported_tensorrt_version_is_refused(fake_cuda, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("8.6.1"))
+    with pytest.raises(MissingDependencyError, match="TensorRT 8.6.1 is not supported.*10.x and 11.x"):
+        compat.import_tensorrt()
+
+
+def test_trt_modules_import_without_tensorrt_or_torch():
+    code = ("import sys\nsys.modules['tensorrt'] = None\n"
+            + "".join(f"import {m}\n" for m in TRT_MODULES)
+            + "print(sorted(m for m in ('tensorrt', 'torch', 'onnx') if sys.modules.get(m) is not None))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# -- compat helpers with fake_tensorrt (dnx's branching only) -------------------------------------
+
+def test_network_flags_and_versions():
+    assert compat.trt_major_version(fake_tensorrt("10.16.1.11")) == 10
+    assert compat.network_creation_flags(fake_tensorrt("10.16.1.11")) == 1 << 1  # STRONGLY_TYPED
+    assert compat.network_creation_flags(fake_tensorrt("11.4.0.106")) == 0  # always strongly typed
+    assert compat.is_trt11(fake_tensorrt("11.4.0.106")) and not compat.is_trt11(fake_tensorrt("10.0.0"))
+
+
+def test_dtype_names():
+    trt = fake_tensorrt()
+    assert [compat.dtype_name(trt.DataType[n]) for n in ("FLOAT", "HALF", "INT8", "BF16")] == \
+        ["float32", "float16", "int8", "bfloat16"]
+
+
+def test_logger_records_warnings_and_errors_only():
+    trt = fake_tensorrt()
+    logger = compat.make_logger(trt)
+    for severity, message in (("INFO", "chatter"), ("WARNING", "careful"), ("ERROR", "broken")):
+        logger.log(trt.ILogger.Severity[severity], message)
+    assert logger.warnings() == ["careful"] and logger.errors() == ["broken"]
+
+
+def test_progress_monitor_reports_nested_phases_and_stops_on_errors():
+    trt = fake_tensorrt()
+    events = []
+    monitor = compat.make_progress_monitor(trt, lambda *e: events.append(e))
+    monitor.phase_start("Building", None, 2)
+    monitor.phase_start("Tactics", "Building", 3)
+    assert monitor.step_complete("Tactics", 0) is True
+    monitor.phase_finish("Tactics")
+    assert events == [("Building", 0, 2), ("Building/Tactics", 0, 3), ("Building/Tactics", 1, 3),
+                      ("Building/Tactics", 3, 3)]
+
+    def boom(*event):
+        raise KeyboardInterrupt
+
+    stopping = compat.make_progress_monitor(trt, boom)
+    stopping.phase_start("Building", None, 1)
+    assert stopping.step_complete("Building", 0) is False  # TensorRT cancels the build
+    with pytest.raises(KeyboardInterrupt):
+        stopping.check()
+    del trt.IProgressMonitor
+    assert compat.make_progress_monitor(trt, boom) is None
+
+
+# -- engine manifests and compatibility -----------------------------------------------------------
+
+def engine_manifest(**changes):
+    manifest = {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11", "precision": "fp16",
+                "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "hardware_compat": "none",
+                "version_compat": False, "build_command": "dnx build m.onnx --precision fp16 -o m.fp16.engine"}
+    return {**manifest, **changes}
+
+
+FACTS = {"tensorrt_version": "10.16.1.11", "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
+
+
+def test_same_machine_is_compatible():
+    assert check_engine_compatible(engine_manifest(), FACTS) == []
+
+
+@pytest.mark.parametrize("changes, facts, match", [
+    ({}, {"tensorrt_version": "11.4.0.106"}, r"built with TensorRT 10\.16\.1\.11 on sm_89.*this machine has "
+                                             r"TensorRT 11\.4\.0\.106.*TensorRT versions differ"),
+    ({}, {"tensorrt_version": "10.16.0.1"}, "TensorRT versions differ"),
+    ({}, {"compute_capability": "9.0", "gpu_name": "H100"}, "sm_90.*architectures differ.*--hardware-compat ampere\\+"),
+    ({"hardware_compat": "same-cc"}, {"compute_capability": "8.6"}, "architectures differ"),
+    ({"hardware_compat": "ampere+"}, {"compute_capability": "7.5"}, "Ampere or newer"),
+    ({"version_compat": True}, {"tensorrt_version": "10.15.0.1"}, "version-compatible only with TensorRT 10.x from"),
+    ({"version_compat": True}, {"tensorrt_version": "11.4.0.106"}, "version-compatible only"),
+])
+def test_mismatches_are_refused_with_the_rebuild_command(changes, facts, match):
+    with pytest.raises(EngineMismatchError, match=match) as info:
+        check_engine_compatible(engine_manifest(**changes), {**FACTS, **facts}, "m.fp16.engine")
+    message = str(info.value)
+    assert message.startswith("m.fp16.engine was built with") and "\n" not in message
+    assert message.endswith("rebuild it on this machine with `dnx build m.onnx --precision fp16 -o m.fp16.engine`")
+
+
+@pytest.mark.parametrize("changes, facts", [
+    ({"hardware_compat": "ampere+"}, {"compute_capability": "9.0", "gpu_name": "H100"}),
+    ({"hardware_compat": "ampere+"}, {"compute_capability": "8.0", "gpu_name": "A100"}),
+    ({"version_compat": True}, {"tensorrt_version": "10.17.0.3"}),
+    ({"hardware_compat": "same-cc"}, {"gpu_name": "NVIDIA RTX 4090"}),
+])
+def test_compatibility_options_widen_what_runs(changes, facts):
+    assert check_engine_compatible(engine_manifest(**changes), {**FACTS, **facts}) == []
+
+
+def test_another_gpu_of_the_same_architecture_runs_with_a_warning():
+    (warning,) = check_engine_compatible(engine_manifest(), {**FACTS, "gpu_name": "NVIDIA RTX 4090"})
+    assert "built on NVIDIA L4 and runs on NVIDIA RTX 4090" in warning
+
+
+def write_fake_engine(path, **changes):
+    path.write_bytes(b"not a real engine")
+    return write_engine_manifest(path, engine_manifest(**changes))
+
+
+def test_manifest_round_trip_and_digest(tmp_path):
+    written = write_fake_engine(tmp_path / "m.engine")
+    assert read_engine_manifest(tmp_path / "m.engine") == written
+    assert written["engine_bytes"] == len(b"not a real engine")
+    check_engine_digest(written, written["engine_sha256"], tmp_path / "m.engine")
+    with pytest.raises(EngineMismatchError, match="does not match its manifest.*dnx build m.onnx"):
+        check_engine_digest(written, "0" * 64, tmp_path / "m.engine")
+
+
+def test_unreadable_or_missing_manifests(tmp_path):
+    engine = tmp_path / "m.engine"
+    with pytest.raises(DnxError, match="does not exist"):
+        read_engine_manifest(engine)
+    engine.write_bytes(b"x")
+    with pytest.raises(EngineMismatchError, match="has no manifest m.engine.json"):
+        read_engine_manifest(engine)
+    assert read_engine_manifest(engine, required=False) is None
+    (tmp_path / "m.engine.json").write_text(json.dumps({"schema": "other/1"}))
+    with pytest.raises(EngineMismatchError, match="not a dnx engine manifest"):
+        read_engine_manifest(engine)
+    (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA}))
+    with pytest.raises(EngineMismatchError, match="lacks the TensorRT version"):
+        read_engine_manifest(engine)
+
+
+# -- the runner refuses before deserializing ------------------------------------------------------
+
+def test_runner_without_cuda(tmp_path, no_cuda):
+    write_fake_engine(tmp_path / "m.engine")
+    with pytest.raises(NoDeviceError, match="^no CUDA device found"):
+        TensorRTRunner(tmp_path / "m.engine").activate()
+
+
+def test_runner_without_tensorrt(tmp_path, fake_cuda, monkeypatch):
+    write_fake_engine(tmp_path / "m.engine")
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError, match=r"^TensorRT is not installed: pip install 'dnx\[trt\]'$"):
+        TensorRTRunner(tmp_path / "m.engine").activate()
+
+
+def test_runner_without_manifest_refuses_before_importing_tensorrt(tmp_path, fake_cuda, monkeypatch):
+    (tmp_path / "m.engine").write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "tensorrt", _Untouchable("tensorrt"))
+    with pytest.raises(EngineMismatchError, match="has no manifest"):
+        TensorRTRunner(tmp_path / "m.engine").activate()
+
+
+@pytest.mark.parametrize("facts, tamper, match", [
+    ({"tensorrt_version": "11.4.0.106"}, False, "TensorRT versions differ"),
+    ({"compute_capability": "9.0"}, False, "architectures differ"),
+    ({}, True, "does not match its manifest"),
+])
+def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda, monkeypatch, facts, tamper, match):
+    write_fake_engine(tmp_path / "m.engine")
+    if tamper:
+        (tmp_path / "m.engine").write_bytes(b"another engine")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())  # its Runtime() fails the test
+    monkeypatch.setattr(em, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
+    runner = TensorRTRunner(tmp_path / "m.engine")
+    with pytest.raises(EngineMismatchError, match=match):
+        runner.activate()
+    assert not runner.is_active
+
+
+# -- inspect ---------------------------------------------------------------------------------------
+
+def test_inspect_onnx(small_onnx):
+    info = inspect_onnx(small_onnx)
+    assert info["precision"] == "fp32" and info["qdq_nodes"] == 0
+    assert info["ops"]["Conv"] == 39 and info["ops"]["Concat"] == 36
+    assert info["inputs"] == [{"name": "input", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]
+    assert info["initializers"]["float32"]["elements"] > 1_000_000
+    assert info["manifest"]["model"]["name"] == "densenet40_k12"
+
+
+def test_inspect_engine_manifest_only_on_cpu_and_layers_need_a_device(tmp_path, no_cuda):
+    written = write_fake_engine(tmp_path / "m.engine")
+    info = inspect_engine(tmp_path / "m.engine", layers=False)
+    assert info["manifest"] == written and info["sha256"] == written["engine_sha256"]
+    with pytest.raises(NoDeviceError):
+        inspect_engine(tmp_path / "m.engine")
+
+
+def test_summarize_layers():
+    layers = [{"Name": "conv1", "LayerType": "CaskConvolution",
+               "Outputs": [{"Format/Datatype": "Channel major INT8 format where channel % 32 == 0"}]},
+              {"Name": "pool", "LayerType": "CaskPooling", "Outputs": [{"Format/Datatype": "Row major linear FP16"}]},
+              {"Name": "fc", "LayerType": "CaskGemm", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
+              {"Name": "conv2", "LayerType": "CaskConvolution", "Outputs": [{"Format/Datatype": "Int8 NC/32HW32"}]}]
+    assert summarize_layers(layers) == {"count": 4, "detailed": True,
+                                        "types": {"CaskConvolution": 2, "CaskPooling": 1, "CaskGemm": 1},
+                                        "output_precision": {"int8": 2, "fp16": 1, "fp32": 1}}
+    assert summarize_layers(["a", "b"])["detailed"] is False
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+def run_cli(capsys, *args):
+    from dnx.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code, capsys.readouterr()
+
+
+def test_cli_build_without_cuda_exits_2(small_onnx, tmp_path, no_cuda, capsys):
+    code, out = run_cli(capsys, "build", str(small_onnx), "-o", str(tmp_path / "m.engine"))
+    assert code == 2 and out.err.startswith("dnx: no CUDA device found")
+
+
+def test_cli_build_without_tensorrt_exits_2(small_onnx, tmp_path, fake_cuda, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    code, out = run_cli(capsys, "build", str(small_onnx), "-o", str(tmp_path / "m.engine"))
+    assert code == 2 and out.err == "dnx: TensorRT is not installed: pip install 'dnx[trt]'\n"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--precision", "fp8"], "--precision must be one of fp32, fp16, int8, best"),
+    (["--workspace", "lots"], "--workspace must be a size like 4GiB"),
+    (["--hardware-compat", "all"], "--hardware-compat must be one of none, ampere\\+, same-cc"),
+    (["--min-batch", "4", "--max-batch", "2"], "min <= opt <= max"),
+    (["--precision", "int8"], "needs calibration images"),
+])
+def test_cli_build_bad_options_exit_1_even_without_a_device(small_onnx, tmp_path, no_cuda, capsys, args, match):
+    code, out = run_cli(capsys, "build", str(small_onnx), *args, "-o", str(tmp_path / "m.engine"))
+    assert code == 1, out.err
+    assert len(out.err.splitlines()) == 1 and __import__("re").search(match, out.err)
+
+
+def test_cli_inspect_onnx_json(small_onnx, capsys):
+    from dnx.cli import main
+
+    main(["inspect", str(small_onnx), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["precision"] == "fp32" and info["ops"]["Conv"] == 39
+
+
+def test_cli_inspect_refuses_unknown_files(tmp_path, capsys):
+    code, out = run_cli(capsys, "inspect", str(tmp_path / "model.bin"))
+    assert code == 1 and "expected an .onnx file or an .engine/.plan file" in out.err
+
+
+def test_cli_inspect_engine_without_cuda_points_to_no_layers(tmp_path, no_cuda, capsys):
+    write_fake_engine(tmp_path / "m.engine")
+    code, out = run_cli(capsys, "inspect", str(tmp_path / "m.engine"))
+    assert code == 2 and out.err.startswith("dnx: no CUDA device found") and "--no-layers" in out.err
+    from dnx.cli import main
+
+    main(["inspect", str(tmp_path / "m.engine"), "--no-layers", "--json"])
+    assert json.loads(capsys.readouterr().out)["manifest"]["tensorrt_version"] == "10.16.1.11"
