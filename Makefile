@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,plot,simplify]'
 	touch $(STAMP)
 
+# The main job on the embedded default (no GPU: onnxruntime CPU): export densenet121 and prove it
+# equals PyTorch; then, on dnx's trained DenseNet-BC, export -> FP16 -> INT8 calibration -> accuracy
+# table; then a side-by-side latency/parity benchmark.
 demo: $(STAMP)
 	$(BIN)/dnx models
 	mkdir -p $(DEMO)
 	$(BIN)/dnx export densenet121 -o $(DEMO)/densenet121.onnx
+	$(BIN)/dnx eval densenet_bc22_fmnist --workdir $(DEMO)/eval
+	$(BIN)/dnx bench densenet121 --batch 1,8 --threads 1 --duration 3 --workdir $(DEMO)/bench --json $(DEMO)/bench.json
 
 test: $(STAMP)
 	$(BIN)/pytest

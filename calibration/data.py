@@ -99,7 +99,8 @@ def open_calibration_data(path: str | Path, pre: Preprocess, samples: int | None
 
         return _from_array(read_idx(path), path, pre, samples, seed, notes)
     if path.is_dir():
-        idx_files = sorted(path.glob("*images-idx3-ubyte*"))
+        # training images first: calibrating on a test split would leak it into the evaluation
+        idx_files = sorted(path.glob("*images-idx3-ubyte*"), key=lambda p: (not p.name.startswith("train"), p.name))
         if idx_files:
             from dnx.data.datasets import read_idx
 

@@ -1,0 +1,86 @@
+"""Which DenseNet graph form runs fastest once quantized (`python -m dnx.benchmarks.graph_form`).
+
+densenet121 at batch 1 on one onnxruntime CPU thread: the torchvision form (each layer concatenates
+all predecessors) vs the incremental form dnx exports (running feature map + k new channels), in
+FP32 and as onnxruntime-placed INT8 QDQ. Runs are interleaved so machine noise hits all four alike.
+Writes benchmarks/results/graph_form.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _export_form(loaded, form: str, path: Path) -> Path:
+    import onnx
+    import torch
+
+    from dnx.export.graph import remove_identities
+    from dnx.export.manifest import embed, model_manifest
+
+    cfg = loaded.config
+    loaded.model.set_forward_form(form)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(loaded.model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
+                          input_names=["input"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    loaded.model.set_forward_form("incremental")
+    proto = onnx.load(str(path))
+    remove_identities(proto)
+    embed(proto, model_manifest(cfg, loaded.weights, None, "input", "logits", None, 17, form))
+    onnx.save(proto, str(path))
+    return path
+
+
+def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
+    from dnx.benchmarks.harness import machine_info
+    from dnx.calibration.qdq import calibrate_qdq
+    from dnx.data.photos import make_photo_folder
+    from dnx.models import create_model
+    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+    loaded = create_model("densenet121")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_photo_folder(tmp / "photos", samples)
+        files = {}
+        for form in ("torchvision", "incremental"):
+            fp32 = _export_form(loaded, form, tmp / f"{form}.onnx")
+            files[f"{form} fp32"] = fp32
+            files[f"{form} int8"] = calibrate_qdq(fp32, tmp / f"{form}.int8.onnx", tmp / "photos",
+                                                  target="onnxruntime", method="minmax", samples=samples).path
+        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+        runners = {k: OnnxRuntimeRunner(p, threads=1).activate() for k, p in files.items()}
+        times = {k: [] for k in runners}
+        for r in runners.values():
+            for _ in range(3):
+                r.infer({"input": x})
+        for _ in range(rounds):
+            for k, r in runners.items():
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    r.infer({"input": x}, check=False)
+                    times[k].append((time.perf_counter() - start) * 1e3)
+    rows = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
+            for k, v in times.items()}
+    for k, v in rows.items():
+        print(f"{k:18s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
+    out = {"benchmark": "graph_form", "model": "densenet121", "batch": 1, "threads": 1,
+           "machine": machine_info(threads=1), "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "graph_form.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()

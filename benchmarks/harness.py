@@ -1,0 +1,823 @@
+"""`dnx bench`: latency of every backend and its accuracy parity with PyTorch, in one run.
+
+A run has one target (a registered model name, an ONNX file, and/or a TensorRT engine), prepares
+what each backend needs (FP32 ONNX, INT8 QDQ ONNX, FP16 ONNX) in a work folder, computes the
+reference logits once with PyTorch FP32 on the CPU, feeds every backend the same inputs, and times
+each backend at each batch size. A backend that cannot run here (no GPU, no TensorRT, a provider
+missing) is reported as unavailable with the reason; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import hashlib
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+
+from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
+from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
+from dnx.errors import DnxError, MissingDependencyError
+from dnx.runtime.base import Runner, UnavailableBackend
+from dnx.runtime.torch_runner import TorchRunner
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+DEFAULT_SAMPLES = 100  # top-1 agreement over 100 images resolves the 99% / 99.5% thresholds
+
+Progress = Callable[[str, int, int], None]  # (what is running, steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    artifact: str  # what the runner takes: "model", "onnx" (FP32), "int8", "fp16" or "engine"
+    cuda_only: bool
+    summary: str
+
+
+BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
+    BackendSpec("torch", "model", False, "PyTorch eager FP32 (CUDA when available, else CPU)"),
+    BackendSpec("torch-cuda-fp16", "model", True, "PyTorch eager, FP16 autocast, channels_last, CUDA"),
+    BackendSpec("torch-compile", "model", False, "torch.compile (inductor) FP32 (CUDA when available)"),
+    BackendSpec("ort-cpu", "onnx", False, "onnxruntime CPU provider, FP32 ONNX"),
+    BackendSpec("ort-int8", "int8", False, "onnxruntime CPU provider, INT8 QDQ ONNX calibrated for onnxruntime"),
+    BackendSpec("ort-fp16", "fp16", False, "onnxruntime, FP16 ONNX (CUDA provider when available, else CPU)"),
+    BackendSpec("ort-cuda", "onnx", True, "onnxruntime CUDA provider, FP32 ONNX"),
+    BackendSpec("ort-trt", "onnx", True, "onnxruntime TensorRT provider, FP32 ONNX"),
+    BackendSpec("trt", "engine", True, "TensorRT engine (--engine)"),
+)}
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def default_backends(has_cuda: bool, has_engine: bool) -> tuple[str, ...]:
+    """torch, ort-cpu, ort-int8 on a CPU machine; the CUDA backends (and the engine) with a GPU."""
+    names = ["torch", "torch-cuda-fp16", "ort-cuda"] if has_cuda else ["torch", "ort-cpu", "ort-int8"]
+    return tuple(names + (["trt"] if has_engine else []))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything one `dnx bench` run does; the CLI maps its options onto these fields."""
+
+    target: str | None = None  # a registered model name or an ONNX file
+    engine: str | None = None  # a TensorRT engine (the trt backend)
+    backends: tuple[str, ...] = ()  # empty: default_backends() for this machine
+    batches: tuple[int, ...] = (1, 8)
+    iterations: int | None = None  # timed inferences per batch; or
+    duration_s: float | None = None  # timed seconds per batch (3 s when neither is given)
+    warmup_s: float = DEFAULT_WARMUP_S
+    threads: int = 0  # intra-op threads of torch and onnxruntime (0: their defaults)
+    data: str | None = None  # parity images (default: the bundled photos), and calibration images
+    calib_data: str | None = None  # INT8 calibration images, when they should differ from ``data``
+    samples: int = DEFAULT_SAMPLES  # parity images per input set, and calibration images
+    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    seed: int = 0
+    cuda_graphs: bool = False
+    no_data_transfers: bool = False
+    workdir: str | None = None  # keep and reuse prepared files here (default: a temporary folder)
+
+    def validate(self) -> None:
+        if not self.target and not self.engine:
+            raise DnxError("nothing to benchmark: give a model name, an ONNX file, or --engine PATH")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            hints = {b: difflib.get_close_matches(b, BACKENDS, n=1) for b in unknown}
+            said = ", ".join(f"{b!r}" + (f" (did you mean {h[0]}?)" if h else "") for b, h in hints.items())
+            raise DnxError(f"unknown backend {said}; choose from {', '.join(BACKENDS)}")
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise DnxError(f"batch sizes must be positive integers, got {list(self.batches)}")
+        if self.iterations is not None and self.duration_s is not None:
+            raise DnxError("give --iterations or --duration, not both")
+        if self.iterations is not None and self.iterations < 1:
+            raise DnxError(f"--iterations must be >= 1, got {self.iterations}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise DnxError(f"--duration must be > 0 seconds, got {self.duration_s}")
+        if self.warmup_s < 0:
+            raise DnxError(f"--warmup must be >= 0 seconds, got {self.warmup_s}")
+        if self.samples < 1:
+            raise DnxError(f"--samples must be >= 1, got {self.samples}")
+        if self.threads < 0:
+            raise DnxError(f"--threads must be >= 0, got {self.threads}")
+
+    def tolerance(self, precision: str) -> Tolerance:
+        return self.tolerances.get(precision) or DEFAULT_TOLERANCES.get(precision) or DEFAULT_TOLERANCES["fp32"]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["backends"], d["batches"] = list(self.backends), list(self.batches)
+        d["tolerances"] = {k: asdict(v) for k, v in self.tolerances.items()}
+        return d
+
+
+# -- results ----------------------------------------------------------------------------------
+
+@dataclass
+class BatchLatency:
+    batch: int
+    measurement: LatencyMeasurement | None = None
+    error: str | None = None  # why this batch size could not be timed (e.g. outside an engine's profile)
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    status: str = "ok"  # "ok", "unavailable" or "error"
+    reason: str = ""
+    precision: str | None = None
+    device: str | None = None
+    artifact: str | None = None  # the file run, when it outlives the run
+    artifact_sha256: str | None = None
+    tolerance: Tolerance | None = None
+    parity: list[tuple[str, Comparison]] = field(default_factory=list)
+    latency: list[BatchLatency] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def parity_passed(self) -> bool | None:
+        return all(bool(c) for _, c in self.parity) if self.parity else None
+
+    def median_ms(self, batch: int) -> float | None:
+        for entry in self.latency:
+            if entry.batch == batch and entry.measurement is not None:
+                return entry.measurement.end_to_end.median_ms
+        return None
+
+
+@dataclass
+class ParityInput:
+    name: str
+    images: np.ndarray  # (N, C, H, W) float32, preprocessed as the model expects
+    labels: np.ndarray | None
+    source: str
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    machine: dict
+    model: dict  # name, weights, input, output, source artifact
+    inputs: list[dict]  # the parity input sets: name, samples, labelled, source
+    backends: list[BackendResult]
+    created: str
+    seconds: float
+
+    def backend(self, name: str) -> BackendResult | None:
+        return next((b for b in self.backends if b.backend == name), None)
+
+    def speedup(self, name: str, batch: int) -> float | None:
+        """Median latency of ``torch`` over that of ``name`` at ``batch`` (same run, same machine)."""
+        base, other = self.backend("torch"), self.backend(name)
+        if base is None or other is None:
+            return None
+        b, o = base.median_ms(batch), other.median_ms(batch)
+        return b / o if b and o else None
+
+    @property
+    def ran(self) -> list[BackendResult]:
+        return [b for b in self.backends if b.ran]
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+def _cpu_model() -> tuple[str, int | None]:
+    """CPU model name and physical core count from /proc/cpuinfo (Linux), else platform's guess."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), None
+    name, cores, phys = "", set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and not name:
+            name = value
+        elif key == "physical id":
+            phys = value
+        elif key == "core id":
+            cores.add((phys, value))
+    return name or platform.machine(), len(cores) or None
+
+
+def _dist_version(*names: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def _nvidia_driver() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def machine_info(threads: int = 0) -> dict:
+    """What a number was measured on: CPU, cores, GPU, library versions, threads."""
+    import torch
+
+    from dnx import __version__
+
+    cpu, physical = _cpu_model()
+    gpu = None
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        gpu = {"name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
+               "driver": _nvidia_driver(), "cuda": torch.version.cuda}
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = os.cpu_count()
+    # Distribution metadata, not an import: importing tensorrt where there is no driver can crash.
+    versions = {"dnx": __version__, "torch": torch.__version__,
+                "onnxruntime": _dist_version("onnxruntime-gpu", "onnxruntime"),
+                "onnx": _dist_version("onnx"), "numpy": np.__version__,
+                "tensorrt": _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs"),
+                "python": platform.python_version()}
+    return {"cpu": cpu, "physical_cores": physical, "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
+            "gpu": gpu, "os": platform.platform(), "versions": versions,
+            "threads": {"requested": threads, "torch": torch.get_num_threads()}}
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+def _preprocess_array(images: np.ndarray, pre) -> np.ndarray:
+    from PIL import Image
+
+    from dnx.data.preprocess import preprocess_image
+
+    return np.stack([preprocess_image(Image.fromarray(img), pre) for img in images])
+
+
+def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
+    """Up to ``limit`` images from ``path``, preprocessed: a labelled set (IDX folder, .npz, class
+    folders; the test split where there is one) or a folder of unlabelled images."""
+    from dnx.data.datasets import load_labelled
+    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_image
+
+    path = Path(path)
+    if not path.exists():
+        raise DnxError(f"--data {path} does not exist")
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        files = [path]
+    else:
+        try:
+            labelled = load_labelled(path, "test")
+        except DnxError:
+            labelled = None
+        if labelled is not None:
+            return ParityInput(f"data:{path.name}", _preprocess_array(labelled.images[:limit], pre),
+                               labelled.labels[:limit], str(path))
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        if not files:
+            raise DnxError(f"--data {path}: no labelled set (IDX folder, .npz, class folders) and no images "
+                           f"({', '.join(IMAGE_SUFFIXES)})")
+    images = np.stack([preprocess_image(load_image(p), pre) for p in files[:limit]])
+    return ParityInput(f"data:{path.name}", images, None, str(path))
+
+
+def parity_inputs(pre, samples: int, seed: int, data: str | None) -> list[ParityInput]:
+    """The inputs every backend gets: seeded random tensors, plus real images (--data, or the photos
+    bundled with dnx)."""
+    from dnx.data.preprocess import bundled_photos, photo_batch
+
+    rng = np.random.default_rng(seed)
+    shape = (pre.in_channels, pre.image_size, pre.image_size)
+    cases = [ParityInput("random", rng.standard_normal((samples, *shape), dtype=np.float32), None,
+                         f"standard normal, seed {seed}")]
+    if data:
+        cases.append(load_parity_data(data, pre, samples))
+    else:
+        cases.append(ParityInput("photos", photo_batch(pre, samples), None, str(bundled_photos()[0].parent)))
+    return cases
+
+
+# -- artifacts --------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    from dnx.models.weights import sha256_file
+
+    return sha256_file(path)
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _reference_from_manifest(manifest: dict, where: Path):
+    """Rebuild the exact PyTorch model an artifact came from: its config and weights."""
+    from dnx.models import create_model
+    from dnx.models.registry import ModelConfig
+
+    cfg = ModelConfig.from_dict(manifest["model"])
+    weights = manifest.get("weights") or {}
+    weights_id, weights_path = weights.get("id", ""), weights.get("path")
+    if weights_path:
+        if not Path(weights_path).is_file():
+            raise DnxError(f"{where} was made from weights {weights_path}, which no longer exists; "
+                           "restore that file or re-export the model")
+        loaded = create_model(cfg, weights=weights_path)
+    else:
+        seed = int(weights_id.rpartition("=")[2]) if weights_id.startswith("random-init:seed=") else 0
+        loaded = create_model(cfg, seed=seed, use_bundled=False)
+    if weights_id and loaded.weights != weights_id:
+        raise DnxError(f"{where} was made from weights {weights_id[:12]}, but {weights_path} now has "
+                       f"{loaded.weights[:12]}; re-export the model from the current weights")
+    return loaded
+
+
+class _Artifacts:
+    """The files backends run, made on first use; with a kept work folder, reused across runs when
+    their inputs (model, weights, source file, calibration settings) have not changed."""
+
+    def __init__(self, config: BenchConfig, workdir: Path, temporary: bool) -> None:
+        self.config, self.workdir, self.temporary = config, workdir, temporary
+        self.model_name: str | None = None
+        self.onnx: Path | None = None
+        self.engine = Path(config.engine) if config.engine else None
+        self.manifest: dict | None = None  # of the ONNX target, or of the ONNX the engine was built from
+        self._made: dict[str, tuple[Path, str]] = {}
+        self._loaded = None
+        target = config.target
+        if target:
+            path = Path(target)
+            if path.suffix.lower() in ENGINE_SUFFIXES:
+                if self.engine is not None:
+                    raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
+                self.engine = path
+            elif path.suffix.lower() == ".onnx" or path.exists():
+                from dnx.export.manifest import read_manifest
+
+                self.onnx = path
+                self.manifest = read_manifest(path)
+            else:
+                from dnx.models import get_config
+
+                self.model_name = get_config(target).name
+        if self.engine is not None and not self.engine.is_file():
+            raise DnxError(f"engine {self.engine} does not exist")
+        if self.manifest is None and self.engine is not None:
+            self._adopt_engine_manifest()
+
+    def engine_manifest(self) -> dict:
+        from dnx.export.manifest import sidecar_path
+
+        return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
+
+    def _adopt_engine_manifest(self) -> None:
+        """The engine's sidecar records the ONNX it was built from and that file's manifest: the
+        manifest gives the PyTorch reference, the file (when FP32 and still there) the ONNX backends."""
+        source = self.engine_manifest().get("source_onnx") or {}
+        manifest = source.get("manifest")
+        if not manifest or "model" not in manifest:
+            return
+        self.manifest = manifest
+        path = Path(source.get("path") or "")
+        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and _sha256(path) == source.get("sha256"):
+            self.onnx = path
+
+    # -- the PyTorch model -------------------------------------------------------------------
+    def model(self):
+        """The target's PyTorch model (a LoadedModel), FP32, in the torchvision forward form."""
+        if self._loaded is None:
+            if self.model_name:
+                from dnx.models import create_model
+
+                self._loaded = create_model(self.model_name)
+            elif self.manifest is not None:
+                self._loaded = _reference_from_manifest(self.manifest, self.onnx or self.engine)
+            else:
+                raise DnxError(f"engine {self.engine} has no dnx manifest ({self.engine}.json), so there is no "
+                               "PyTorch model to compare with: give the ONNX file it was built from as TARGET")
+            # torchvision's forward is the independent reference (the ONNX graph is the incremental form).
+            self._loaded.model.set_forward_form("torchvision")
+        return self._loaded
+
+    @property
+    def input_name(self) -> str:
+        return (self.manifest or {}).get("input", {}).get("name", "input")
+
+    @property
+    def output_name(self) -> str:
+        return (self.manifest or {}).get("output", {}).get("name", "logits")
+
+    # -- files ---------------------------------------------------------------------------------
+    def path_for(self, kind: str) -> tuple[Path, str]:
+        """(file, precision) for ``kind``: "onnx", "int8", "fp16" or "engine"."""
+        if kind not in self._made:
+            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "fp16": self._fp16_onnx,
+                    "engine": self._engine}[kind]
+            self._made[kind] = make()
+        return self._made[kind]
+
+    def _fp32_onnx(self) -> tuple[Path, str]:
+        if self.onnx is not None:
+            return self.onnx, (self.manifest or {}).get("precision", "fp32")
+        if not self.model_name:
+            raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
+        from dnx import __version__
+        from dnx.export.manifest import read_manifest
+        from dnx.export.onnx_export import ExportOptions, export_onnx
+        from dnx.models import create_model
+
+        loaded = create_model(self.model_name)
+        path = self.workdir / f"{self.model_name}.onnx"
+        old = read_manifest(path, required=False) if path.is_file() else None
+        fresh = (old is not None and old.get("model") == loaded.config.to_dict()
+                 and (old.get("weights") or {}).get("id") == loaded.weights and old.get("dnx_version") == __version__)
+        if not fresh:
+            export_onnx(loaded, path, ExportOptions(verify=False))
+        self.onnx, self.manifest = path, read_manifest(path)
+        return path, "fp32"
+
+    def _derived(self, kind: str, settings: str) -> Path:
+        """A file name keyed by the source file's hash and the settings, so a kept work folder never
+        serves a stale conversion."""
+        source, _ = self.path_for("onnx")
+        key = hashlib.sha256(f"{_sha256(source)}|{settings}".encode()).hexdigest()[:12]
+        return self.workdir / f"{source.stem}.{kind}.{key}.onnx"
+
+    def calibration_data(self) -> Path:
+        from dnx.data.preprocess import bundled_photos
+
+        chosen = self.config.calib_data or self.config.data
+        return Path(chosen) if chosen else bundled_photos()[0].parent
+
+    def _int8_onnx(self) -> tuple[Path, str]:
+        if (self.manifest or {}).get("precision") == "int8" and self.onnx is not None:
+            return self.onnx, "int8"  # the target is already a QDQ file
+        try:
+            from dnx.calibration.qdq import calibrate_qdq
+        except ImportError as exc:
+            raise UnavailableBackend(f"INT8 calibration is not available: {exc}") from None
+        data = self.calibration_data()
+        c = self.config
+        output = self._derived("int8", f"onnxruntime|entropy|{c.samples}|{c.seed}|{data.resolve()}")
+        if not output.is_file():
+            output = Path(calibrate_qdq(self.path_for("onnx")[0], output, data, target="onnxruntime",
+                                        method="entropy", samples=c.samples, seed=c.seed).path)
+        return output, "int8"
+
+    def _fp16_onnx(self) -> tuple[Path, str]:
+        if (self.manifest or {}).get("precision") == "fp16" and self.onnx is not None:
+            return self.onnx, "fp16"
+        try:
+            from dnx.calibration.fp16 import convert_fp16
+        except ImportError as exc:
+            raise UnavailableBackend(f"FP16 conversion is not available: {exc}") from None
+        output = self._derived("fp16", "fp16")
+        if not output.is_file():
+            output = Path(convert_fp16(self.path_for("onnx")[0], output).path)
+        return output, "fp16"
+
+    def _engine(self) -> tuple[Path, str]:
+        if self.engine is None:
+            raise UnavailableBackend("no engine given: build one with `dnx build` and pass --engine PATH")
+        return self.engine, self.engine_manifest().get("precision", "unknown")
+
+    def engine_batches(self) -> tuple[int | None, int | None]:
+        """The engine's optimisation profile batch range, (None, None) where the manifest lacks it."""
+        profile = self.engine_manifest().get("batch_profile") or {}
+        return profile.get("min_batch"), profile.get("max_batch")
+
+    def describe(self, path: Path) -> tuple[str | None, str]:
+        """(path to report, sha256): files in a temporary work folder are gone after the run."""
+        inside_temp = self.temporary and self.workdir in path.resolve().parents
+        return (None if inside_temp else str(path)), _sha256(path)
+
+
+# -- runners ----------------------------------------------------------------------------------
+
+class _BenchTorchRunner(TorchRunner):
+    """TorchRunner plus the device hooks :func:`measure_latency` duck-types (``upload`` /
+    ``infer_device``) and, with ``cuda_graphs``, inference replayed from a captured CUDA graph."""
+
+    def __init__(self, *args, cuda_graphs: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cuda_graphs = cuda_graphs and self.device == "cuda"
+        self.graph_error: str | None = None
+        self._static_in = self._static_out = self._graph = None
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self.device == "cuda"
+
+    def _deactivate(self) -> None:
+        self._static_in = self._static_out = self._graph = None
+        super()._deactivate()
+
+    def _forward(self, x):
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            return self._fn(x)
+
+    def upload(self, feed: dict[str, np.ndarray]) -> None:
+        import torch
+
+        x = torch.from_numpy(feed[self.input_name]).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self._static_in, self._graph = x, None
+        if self.cuda_graphs:
+            self._capture()
+
+    def _capture(self) -> None:
+        import torch
+
+        try:
+            # Warm up on a side stream first (cuDNN autotuning, allocator pools), as torch's docs ask.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._forward(self._static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._static_out = self._forward(self._static_in)
+            self._graph = graph
+        except RuntimeError as exc:
+            self.cuda_graphs, self.graph_error = False, f"CUDA graph capture failed, ran eagerly: {exc}"
+
+    def infer_device(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._forward(self._static_in)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.cuda_graphs:
+            return super()._infer(feed)
+        import torch
+
+        x = feed[self.input_name]
+        if self._graph is None or tuple(self._static_in.shape) != x.shape:
+            self.upload(feed)
+            if self._graph is None:
+                return super()._infer(feed)
+        else:
+            self._static_in.copy_(torch.from_numpy(x))
+        self._graph.replay()
+        return {self.output_name: self._static_out.float().cpu().numpy()}
+
+
+def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
+    # Never touch TensorRT without a CUDA device: creating its Runtime there can crash the process.
+    if not cuda_available():
+        raise UnavailableBackend("no CUDA device found")
+    try:
+        from dnx.runtime.tensorrt_runner import TensorRTRunner
+    except ImportError as exc:
+        raise UnavailableBackend(f"the TensorRT runner cannot be imported: {exc}") from None
+    return TensorRTRunner(engine, cuda_graph=True) if cuda_graphs else TensorRTRunner(engine)
+
+
+def _make_runner(spec: BackendSpec, art: _Artifacts, config: BenchConfig,
+                 has_cuda: bool) -> tuple[Runner, str, str, Path | None]:
+    """(runner, precision, device, file run) for one backend; raises UnavailableBackend."""
+    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner, provider_available
+
+    if spec.cuda_only and not has_cuda:
+        raise UnavailableBackend("no CUDA device found")
+    if spec.artifact == "model":
+        loaded = art.model()
+        device = "cuda" if has_cuda else "cpu"
+        fp16 = spec.name == "torch-cuda-fp16"
+        # A copy: the runner moves and reformats its module in place; the reference stays on the CPU.
+        runner = _BenchTorchRunner(copy.deepcopy(loaded.model), art.input_name, art.output_name,
+                                   loaded.config.in_channels, device=device, fp16=fp16, channels_last=fp16,
+                                   compile=spec.name == "torch-compile", threads=config.threads,
+                                   cuda_graphs=config.cuda_graphs)
+        return runner, "fp16" if fp16 else "fp32", device, None
+    if spec.artifact == "engine":
+        path, precision = art.path_for("engine")
+        return _tensorrt_runner(path, config.cuda_graphs), precision, "cuda", path
+    device = {"ort-cuda": "cuda", "ort-trt": "trt"}.get(spec.name, "cpu")
+    if spec.name == "ort-fp16" and has_cuda:
+        device = "cuda"
+    ok, why = provider_available(device)
+    if not ok:
+        raise UnavailableBackend(why)
+    path, precision = art.path_for(spec.artifact)
+    trt_cache = str(art.workdir / "ort-trt-cache") if device == "trt" else None
+    return OnnxRuntimeRunner(path, device, threads=config.threads, trt_cache_dir=trt_cache), precision, device, path
+
+
+def _logits(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
+    return outputs[name] if name in outputs else next(iter(outputs.values()))
+
+
+def run_batched(runner: Runner, input_name: str, output_name: str, images: np.ndarray, batch: int) -> np.ndarray:
+    """Logits of ``images`` in chunks of exactly ``batch`` (the last one padded by repeating its
+    final image), so fixed-shape engines and compiled graphs see one shape."""
+    outs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        outs.append(_logits(runner.infer({input_name: np.ascontiguousarray(chunk)}), output_name)[:n])
+    return np.concatenate(outs)
+
+
+def _strip_prefix(message: str, backend: str) -> str:
+    for prefix in (f"{backend} unavailable: ", "unavailable: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _workdir(config: BenchConfig) -> Iterator[tuple[Path, bool]]:
+    if config.workdir:
+        path = Path(config.workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path.resolve(), False
+    else:
+        with tempfile.TemporaryDirectory(prefix="dnx-bench-") as tmp:
+            yield Path(tmp).resolve(), True
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's thread count is process-wide: set it for the run, restore it after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Steps:
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress(what, self.done, self.total)
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress("done", self.total, self.total)
+
+
+def _batch_range(runner: Runner, art: _Artifacts, spec: BackendSpec) -> tuple[int | None, int | None]:
+    """(smallest, largest) batch the backend takes: a fixed batch dimension, or an engine's profile."""
+    fixed = runner.input_metadata()[art.input_name].shape[0]
+    if isinstance(fixed, int) and fixed > 0:  # None (or -1) marks a dynamic batch
+        return fixed, fixed
+    return art.engine_batches() if spec.artifact == "engine" else (None, None)
+
+
+def _check_parity(runner: Runner, art: _Artifacts, inputs: list[ParityInput], reference: dict[str, np.ndarray],
+                  batch: int, tolerance: Tolerance) -> list[tuple[str, Comparison]]:
+    cases = []
+    for case in inputs:
+        out = run_batched(runner, art.input_name, art.output_name, case.images, batch)
+        cases.append((case.name, tolerance.apply(compare_logits(reference[case.name], out, case.labels))))
+    return cases
+
+
+def _time_batch(runner: Runner, feed: dict[str, np.ndarray], config: BenchConfig) -> BatchLatency:
+    batch = int(next(iter(feed.values())).shape[0])
+    try:
+        runner.infer(feed)  # checked once (shapes, dtypes); the timed calls skip the checks
+        return BatchLatency(batch, measure_latency(runner, feed, config.warmup_s, config.iterations,
+                                                   config.duration_s, cuda_events=uses_cuda(runner),
+                                                   no_data_transfers=config.no_data_transfers))
+    except Exception as exc:
+        if not isinstance(exc, DnxError) and not _backend_library_failure(exc):
+            raise
+        return BatchLatency(batch, error=str(exc) if isinstance(exc, DnxError) else f"{type(exc).__name__}: {exc}")
+
+
+def _bench_backend(spec: BackendSpec, art: _Artifacts, config: BenchConfig, has_cuda: bool,
+                   inputs: list[ParityInput], reference: dict[str, np.ndarray], parity_batch: int,
+                   step: _Steps) -> BackendResult:
+    """Parity, then latency at each batch size, of one backend; whatever stops it is reported."""
+    result = BackendResult(spec.name)
+    step(f"{spec.name}: preparing and checking parity")
+    try:
+        runner, result.precision, result.device, path = _make_runner(spec, art, config, has_cuda)
+        if path is not None:
+            result.artifact, result.artifact_sha256 = art.describe(path)
+        if result.precision == "unknown":
+            result.notes.append("precision unknown (no manifest): parity checked with the fp32 tolerance")
+        result.tolerance = config.tolerance(result.precision)
+        with runner:
+            low, high = _batch_range(runner, art, spec)
+            batch = min(max(parity_batch, low or 1), high or parity_batch)
+            result.parity = _check_parity(runner, art, inputs, reference, batch, result.tolerance)
+            rng = np.random.default_rng(config.seed + 1)
+            shape = inputs[0].images.shape[1:]
+            for batch in config.batches:
+                step(f"{spec.name}: timing batch {batch}")
+                if (low and batch < low) or (high and batch > high):
+                    takes = f"a fixed batch of {low}" if low == high else f"batches {low}..{high} (engine profile)"
+                    result.latency.append(BatchLatency(batch, error=f"the model takes {takes}"))
+                    continue
+                feed = {art.input_name: rng.standard_normal((batch, *shape), dtype=np.float32)}
+                result.latency.append(_time_batch(runner, feed, config))
+            if getattr(runner, "graph_error", None):
+                result.notes.append(runner.graph_error)
+        if config.cuda_graphs and spec.name != "trt" and not getattr(runner, "cuda_graphs", False):
+            result.notes.append("ran without CUDA graphs (--cuda-graphs applies to the torch CUDA backends and trt)")
+    except (UnavailableBackend, MissingDependencyError) as exc:
+        result.status, result.reason = "unavailable", _strip_prefix(str(exc), spec.name)
+    except DnxError as exc:
+        result.status, result.reason = "error", str(exc)
+    except Exception as exc:
+        if not _backend_library_failure(exc):
+            raise  # a bug in dnx: keep its traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result.status, result.reason = "error", f"{type(exc).__name__}: {first}"
+    return result
+
+
+def _backend_library_failure(exc: Exception) -> bool:
+    """A backend library failing at run time (an onnxruntime kernel or provider, torch.compile's
+    compiler, a CUDA error): reported for that backend while the run goes on."""
+    root = type(exc).__module__.split(".")[0]
+    return isinstance(exc, (ImportError, RuntimeError)) or root in ("onnxruntime", "tensorrt")
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+    """Benchmark every backend of ``config`` and check each against PyTorch FP32 on the CPU.
+
+    ``progress(what, done, total)`` is called as the run advances. Raises DnxError for a bad target
+    or config; a backend that cannot run is reported in the result, never raised.
+    """
+    config.validate()
+    started, clock = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    has_cuda = cuda_available()
+    with _workdir(config) as (workdir, temporary):
+        art = _Artifacts(config, workdir, temporary)
+        names = config.backends or default_backends(has_cuda, art.engine is not None)
+        specs = [BACKENDS[n] for n in dict.fromkeys(names)]
+        step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))
+        step("PyTorch FP32 reference")
+        loaded = art.model()
+        pre = loaded.config.preprocess
+        inputs = parity_inputs(pre, config.samples, config.seed, config.data)
+        parity_batch = max(config.batches)
+        with _torch_threads(config.threads):
+            with TorchRunner(loaded.model, art.input_name, art.output_name, pre.in_channels) as ref_runner:
+                reference = {c.name: run_batched(ref_runner, art.input_name, art.output_name, c.images,
+                                                 parity_batch) for c in inputs}
+            backends = []
+            for spec in specs:
+                backends.append(_bench_backend(spec, art, config, has_cuda, inputs, reference, parity_batch, step))
+                # A backend that did not run skips its timing steps; keep the bar's arithmetic honest.
+                step.done = 1 + len(backends) * (1 + len(config.batches))
+            machine = machine_info(config.threads)
+        step.finish()
+        source = art.onnx or art.engine
+        model = {"name": loaded.config.name, "weights": loaded.weights, "weights_path": loaded.weights_path,
+                 "input": {"name": art.input_name, "shape": ["N", pre.in_channels, pre.image_size, pre.image_size],
+                           "dtype": "float32"},
+                 "output": art.output_name,
+                 "source": (art.describe(source)[0] if source else None) or config.target,
+                 "reference": "PyTorch FP32 eager on the CPU, torchvision forward"}
+    inputs_info = [{"name": c.name, "samples": int(len(c.images)), "labelled": c.labels is not None,
+                    "source": c.source} for c in inputs]
+    return BenchResult(config, machine, model, inputs_info, backends, started, time.perf_counter() - clock)

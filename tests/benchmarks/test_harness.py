@@ -1,0 +1,198 @@
+"""`run_bench`: parity against PyTorch, unavailable backends, targets, data, tolerances."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from dnx.benchmarks import harness
+from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends, load_parity_data, run_bench
+from dnx.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
+from dnx.errors import DnxError
+from dnx.runtime.base import UnavailableBackend
+
+MODEL = "densenet_bc22_fmnist"  # 28x28 grey, ~70k parameters: a run takes seconds
+FAST = dict(batches=(1, 2), iterations=3, warmup_s=0.0, samples=6)
+no_cuda = pytest.mark.skipif(harness.cuda_available(), reason="checks behaviour on a machine without CUDA")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    path = tmp_path_factory.mktemp("onnx") / f"{MODEL}.onnx"
+    export_onnx(create_model(MODEL), path, ExportOptions(verify=False))
+    return path
+
+
+def test_config_validation():
+    with pytest.raises(DnxError, match="nothing to benchmark"):
+        BenchConfig().validate()
+    with pytest.raises(DnxError, match="did you mean ort-cpu"):
+        BenchConfig(target=MODEL, backends=("ort-cpuu",)).validate()
+    with pytest.raises(DnxError, match="not both"):
+        BenchConfig(target=MODEL, iterations=3, duration_s=1.0).validate()
+    with pytest.raises(DnxError, match="positive"):
+        BenchConfig(target=MODEL, batches=(0,)).validate()
+    with pytest.raises(DnxError, match="unknown model"):
+        run_bench(BenchConfig(target="densenet122", **FAST))
+
+
+def test_default_backends():
+    assert default_backends(has_cuda=False, has_engine=False) == ("torch", "ort-cpu", "ort-int8")
+    assert "trt" in default_backends(has_cuda=True, has_engine=True)
+    assert "ort-cpu" not in default_backends(has_cuda=True, has_engine=False)
+
+
+def test_default_tolerances_per_precision():
+    config = BenchConfig(target=MODEL)
+    assert config.tolerance("fp32").max_abs_diff == 1e-4
+    assert config.tolerance("fp16").min_top1_agreement == 0.995
+    assert config.tolerance("int8").min_top1_agreement == 0.99
+    assert config.tolerance("unknown") == DEFAULT_TOLERANCES["fp32"]
+    custom = BenchConfig(target=MODEL, tolerances={"int8": Tolerance(min_top1_agreement=0.5)})
+    assert custom.tolerance("int8").min_top1_agreement == 0.5
+
+
+def test_parity_verdicts():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((200, 10))
+    close = ref + 5e-5
+    flipped = ref.copy()
+    flipped[:3] = -flipped[:3]  # 3 of 200 samples change their top-1: 98.5% agreement
+    fp32, int8, fp16 = (DEFAULT_TOLERANCES[p] for p in ("fp32", "int8", "fp16"))
+    assert fp32.apply(compare_logits(ref, close))
+    assert not fp32.apply(compare_logits(ref, ref + 2e-4))
+    assert not int8.apply(compare_logits(ref, flipped))  # < 99%
+    flipped_one = ref.copy()
+    flipped_one[0] = -flipped_one[0]  # 99.5%
+    assert int8.apply(compare_logits(ref, flipped_one)) and fp16.apply(compare_logits(ref, flipped_one))
+    result = BackendResult("x", parity=[("a", int8.apply(compare_logits(ref, flipped_one))),
+                                        ("b", int8.apply(compare_logits(ref, flipped)))])
+    assert result.parity_passed is False
+    assert BackendResult("y").parity_passed is None
+
+
+@no_cuda
+def test_model_target_runs_cpu_backends_and_reports_unavailable_ones():
+    config = BenchConfig(target=MODEL, backends=("torch", "ort-cpu", "ort-cuda", "trt", "torch-cuda-fp16"), **FAST)
+    steps = []
+    result = run_bench(config, progress=lambda what, done, total: steps.append((what, done, total)))
+    by_name = {b.backend: b for b in result.backends}
+    assert [b.backend for b in result.backends] == list(config.backends)
+    for name in ("torch", "ort-cpu"):
+        b = by_name[name]
+        assert b.status == "ok" and b.precision == "fp32" and b.parity_passed
+        assert [e.batch for e in b.latency] == [1, 2]
+        assert all(e.measurement.end_to_end.iterations == 3 for e in b.latency)
+        assert [name for name, _ in b.parity] == ["random", "photos"]
+    assert by_name["ort-cpu"].parity[0][1].max_abs_diff <= 1e-4
+    assert by_name["torch"].parity[0][1].max_abs_diff == 0.0  # the same module and device as the reference
+    for name in ("ort-cuda", "torch-cuda-fp16"):
+        assert by_name[name].status == "unavailable" and "CUDA" in by_name[name].reason
+    assert by_name["trt"].status == "unavailable"
+    assert result.speedup("torch", 1) == pytest.approx(1.0)
+    assert result.speedup("ort-cpu", 1) > 0 and result.speedup("ort-cuda", 1) is None
+    assert steps[-1][1] == steps[-1][2]  # the progress callback reaches its total
+    assert result.machine["cpu"] and result.machine["versions"]["torch"]
+
+
+def test_configured_tolerance_turns_parity_into_a_failure():
+    # max|diff| must be exactly 0: torch (same module) passes, onnxruntime (1e-7 rounding) fails.
+    strict = {"fp32": Tolerance(max_abs_diff=0.0)}
+    result = run_bench(BenchConfig(target=MODEL, backends=("torch", "ort-cpu"), tolerances=strict, **FAST))
+    torch_result, ort_result = result.backends
+    assert torch_result.parity_passed is True
+    assert ort_result.parity_passed is False and ort_result.status == "ok"
+    assert "max|diff|" in ort_result.parity[0][1].criterion
+
+
+def test_onnx_target_builds_reference_from_its_manifest(exported):
+    result = run_bench(BenchConfig(target=str(exported), backends=("ort-cpu",), **FAST))
+    (b,) = result.backends
+    assert b.status == "ok" and b.parity_passed and b.artifact == str(exported)
+    assert result.model["name"] == MODEL and result.model["source"] == str(exported)
+
+
+def test_labelled_data_gives_accuracy(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "set.npz"
+    np.savez(data, images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), labels=np.arange(5) % 10)
+    result = run_bench(BenchConfig(target=MODEL, backends=("ort-cpu",), data=str(data), **FAST))
+    assert [i["name"] for i in result.inputs] == ["random", "data:set.npz"]
+    assert result.inputs[1]["labelled"] and result.inputs[1]["samples"] == 5
+    comparison = dict(result.backends[0].parity)["data:set.npz"]
+    assert comparison.accuracy is not None and comparison.reference_accuracy is not None
+
+
+def test_unlabelled_image_folder(tmp_path):
+    from PIL import Image
+
+    from dnx.models import get_config
+
+    for i in range(3):
+        Image.fromarray(np.full((40, 30, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    case = load_parity_data(tmp_path, get_config(MODEL).preprocess, limit=2)
+    assert case.labels is None and case.images.shape == (2, 1, 28, 28) and case.images.dtype == np.float32
+    with pytest.raises(DnxError, match="does not exist"):
+        load_parity_data(tmp_path / "missing", get_config(MODEL).preprocess, limit=2)
+
+
+def test_workdir_reuses_the_export(tmp_path):
+    config = BenchConfig(target=MODEL, backends=("ort-cpu",), workdir=str(tmp_path), **FAST)
+    run_bench(config)
+    onnx = tmp_path / f"{MODEL}.onnx"
+    first = onnx.stat().st_mtime_ns
+    result = run_bench(config)
+    assert onnx.stat().st_mtime_ns == first
+    assert result.backends[0].artifact == str(onnx)
+
+
+def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_path):
+    from dnx.export.manifest import read_manifest
+    from dnx.models.weights import sha256_file
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not a real engine")
+    sidecar = {"schema": "dnx.engine-manifest/1", "precision": "fp16",
+               "batch_profile": {"min_batch": 1, "opt_batch": 2, "max_batch": 2},
+               "source_onnx": {"path": str(exported), "sha256": sha256_file(exported),
+                               "manifest": read_manifest(exported)}}
+    (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
+    result = run_bench(BenchConfig(engine=str(engine), backends=("ort-cpu", "trt"), **FAST))
+    ort, trt = result.backends
+    assert ort.status == "ok" and ort.parity_passed  # the ONNX named by the engine's manifest
+    if not harness.cuda_available():
+        assert trt.status == "unavailable" and "CUDA" in trt.reason
+
+
+def test_missing_tensorrt_runner_is_unavailable(monkeypatch, tmp_path):
+    monkeypatch.setattr(harness, "cuda_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "dnx.runtime.tensorrt_runner", None)
+    with pytest.raises(UnavailableBackend, match="cannot be imported"):
+        harness._tensorrt_runner(tmp_path / "x.engine")
+
+
+def test_engine_without_manifest_is_a_clear_error(tmp_path):
+    engine = tmp_path / "bare.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(DnxError, match="no dnx manifest"):
+        run_bench(BenchConfig(engine=str(engine), backends=("trt",), **FAST))
+
+
+def test_fixed_batch_onnx_times_only_its_batch(tmp_path):
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    path = tmp_path / "fixed.onnx"
+    export_onnx(create_model(MODEL), path, ExportOptions(batch=2, verify=False))
+    result = run_bench(BenchConfig(target=str(path), backends=("ort-cpu",), **FAST))
+    (b,) = result.backends
+    assert b.status == "ok" and b.parity_passed  # parity ran in chunks of exactly 2
+    by_batch = {e.batch: e for e in b.latency}
+    assert by_batch[2].measurement is not None
+    assert by_batch[1].measurement is None and "fixed batch of 2" in by_batch[1].error
