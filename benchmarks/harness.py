@@ -26,6 +26,7 @@ import numpy as np
 from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError
+from dnx.models.weights import sha256_file
 from dnx.runtime.base import Runner, UnavailableBackend
 from dnx.runtime.torch_runner import TorchRunner
 
@@ -268,19 +269,11 @@ def machine_info(threads: int = 0) -> dict:
 
 # -- inputs -----------------------------------------------------------------------------------
 
-def _preprocess_array(images: np.ndarray, pre) -> np.ndarray:
-    from PIL import Image
-
-    from dnx.data.preprocess import preprocess_image
-
-    return np.stack([preprocess_image(Image.fromarray(img), pre) for img in images])
-
-
 def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
     """Up to ``limit`` images from ``path``, preprocessed: a labelled set (IDX folder, .npz, class
     folders; the test split where there is one) or a folder of unlabelled images."""
     from dnx.data.datasets import load_labelled
-    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_image
+    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
 
     path = Path(path)
     if not path.exists():
@@ -293,7 +286,7 @@ def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
         except DnxError:
             labelled = None
         if labelled is not None:
-            return ParityInput(f"data:{path.name}", _preprocess_array(labelled.images[:limit], pre),
+            return ParityInput(f"data:{path.name}", preprocess_array(labelled.images[:limit], pre),
                                labelled.labels[:limit], str(path))
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
         if not files:
@@ -320,12 +313,6 @@ def parity_inputs(pre, samples: int, seed: int, data: str | None) -> list[Parity
 
 
 # -- artifacts --------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    from dnx.models.weights import sha256_file
-
-    return sha256_file(path)
-
 
 def _read_json(path: Path) -> dict | None:
     import json
@@ -405,7 +392,7 @@ class _Artifacts:
             return
         self.manifest = manifest
         path = Path(source.get("path") or "")
-        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and _sha256(path) == source.get("sha256"):
+        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and sha256_file(path) == source.get("sha256"):
             self.onnx = path
 
     # -- the PyTorch model -------------------------------------------------------------------
@@ -466,7 +453,7 @@ class _Artifacts:
         """A file name keyed by the source file's hash and the settings, so a kept work folder never
         serves a stale conversion."""
         source, _ = self.path_for("onnx")
-        key = hashlib.sha256(f"{_sha256(source)}|{settings}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"{sha256_file(source)}|{settings}".encode()).hexdigest()[:12]
         return self.workdir / f"{source.stem}.{kind}.{key}.onnx"
 
     def calibration_data(self) -> Path:
@@ -515,7 +502,7 @@ class _Artifacts:
     def describe(self, path: Path) -> tuple[str | None, str]:
         """(path to report, sha256): files in a temporary work folder are gone after the run."""
         inside_temp = self.temporary and self.workdir in path.resolve().parents
-        return (None if inside_temp else str(path)), _sha256(path)
+        return (None if inside_temp else str(path)), sha256_file(path)
 
 
 # -- runners ----------------------------------------------------------------------------------
