@@ -10,6 +10,8 @@ and ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +33,7 @@ class SuiteEntry:
     samples: int = 100
     data: str | None = None  # parity images (default: random + the bundled photos)
     calib_data: str | None = None
+    calib_photos: int = 0  # calibrate on this many crops of the offline photos (dnx.data.photos)
 
 
 def _shipped(name: str) -> str | None:
@@ -39,7 +42,7 @@ def _shipped(name: str) -> str | None:
 
 
 def suite_entries() -> list[SuiteEntry]:
-    return [SuiteEntry("densenet121"), SuiteEntry("densenet169"),
+    return [SuiteEntry("densenet121", calib_photos=64), SuiteEntry("densenet169", calib_photos=64),
             SuiteEntry("densenet_bc22_fmnist", samples=1000, data=_shipped("fashion_mnist_test5k.npz"),
                        calib_data=_shipped("fashion_mnist_calib512.npz"))]
 
@@ -80,15 +83,24 @@ def main(argv: list[str] | None = None) -> None:
         entries = [e for e in entries if e.model in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
+    photos = Path(tempfile.mkdtemp(prefix="dnx-suite-photos-"))
     for entry in entries:
         if args.samples:
             entry = replace(entry, samples=args.samples)
+        if entry.calib_photos:
+            from dnx.data.photos import make_photo_folder
+
+            folder = photos / str(entry.calib_photos)
+            if not folder.is_dir():
+                make_photo_folder(folder, entry.calib_photos)
+            entry = replace(entry, calib_data=str(folder))
         start = time.perf_counter()
         print(f"{entry.model}: benchmarking {', '.join(BACKENDS)} ...", flush=True)
         result = run_bench(suite_config(entry, args.duration, args.workdir))
         report.write_json(result, args.out / f"{entry.model}.json")
         print(f"{entry.model}: done in {time.perf_counter() - start:.0f} s", flush=True)
         results.append(result)
+    shutil.rmtree(photos, ignore_errors=True)
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(results_markdown(results))
     print(f"wrote {args.markdown} and {len(results)} JSON file(s) in {args.out}")
