@@ -544,7 +544,11 @@ def train_cmd(model, data_path, test_data, epochs, batch_size, lr, seed, threads
             progress.update(task, total=steps * epochs, completed=epoch * steps + step,
                             description=f"epoch {epoch + 1}/{epochs} loss {loss:.3f}")
 
-        net, history = train(cfg, train_set, test_set, tc, on_step)
+        def on_epoch(record: dict) -> None:
+            progress.console.print(f"epoch {record['epoch']}: loss {record['loss']:.4f}, test accuracy "
+                                   f"{record.get('test_accuracy', float('nan')):.2%}, {record['seconds']:.0f} s")
+
+        net, history = train(cfg, train_set, test_set, tc, on_step, on_epoch)
     accuracy = history["epochs"][-1]["test_accuracy"]
     manifest = {"model": cfg.to_dict(), "dnx_version": version, "history": history,
                 "test_accuracy": accuracy, "test_images": len(test_set),

@@ -68,8 +68,10 @@ def evaluate(model, data: LabelledImages, cfg: ModelConfig, batch_size: int = 50
 
 
 def train(cfg: ModelConfig, train_set: LabelledImages, test_set: LabelledImages | None,
-          tc: TrainConfig, on_step: Callable[[int, int, int, float], None] | None = None):
-    """Train ``cfg`` from scratch; returns (model, history dict)."""
+          tc: TrainConfig, on_step: Callable[[int, int, int, float], None] | None = None,
+          on_epoch: Callable[[dict], None] | None = None):
+    """Train ``cfg`` from scratch; returns (model, history dict). ``on_step(epoch, step, steps, loss)``
+    and ``on_epoch(record)`` report progress."""
     import torch
     import torch.nn.functional as F
 
@@ -120,6 +122,8 @@ def train(cfg: ModelConfig, train_set: LabelledImages, test_set: LabelledImages 
         if test_set is not None:
             record["test_accuracy"] = evaluate(model, test_set, cfg)
         history["epochs"].append(record)
+        if on_epoch:
+            on_epoch(record)
     history["train_config"] = asdict(tc)
     history["train_images"] = len(x_all)
     return model.eval(), history
