@@ -44,12 +44,13 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def models_cmd(as_json: bool) -> None:
     """List the registered DenseNet variants."""
-    from dnx.models.registry import count_macs, count_params, get_config, list_models
+    from dnx.models.registry import get_config, list_models, model_stats
 
     rows = []
     for name in list_models():
         cfg = get_config(name)
-        rows.append({**cfg.to_dict(), "params": count_params(cfg), "macs": count_macs(cfg)})
+        params, macs = model_stats(cfg)
+        rows.append({**cfg.to_dict(), "params": params, "macs": macs})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -146,7 +146,10 @@ class DenseNet(nn.Module):
         self.classifier = nn.Linear(num_features, num_classes)
         self.num_features = num_features
 
-        # torchvision's initialisation, so random-init models behave like torchvision's.
+        # torchvision's initialisation, so random-init models behave like torchvision's. Skipped on
+        # the meta device (shape-only models for counting), where it is slow and means nothing.
+        if self.classifier.weight.is_meta:
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
