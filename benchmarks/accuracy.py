@@ -45,7 +45,7 @@ class AccuracyReport:
 
 
 def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str | Path,
-                        calib_data, *, samples: int = 512, method: str = "entropy",
+                        calib_data, *, samples: int = 512, method: str | None = None,
                         targets: tuple[str, ...] = ("tensorrt", "onnxruntime"), threads: int = 0,
                         progress: Callable[[str], None] | None = None) -> AccuracyReport:
     """Export, convert and calibrate ``loaded`` into ``workdir``, then score each precision on ``data``."""

@@ -474,7 +474,7 @@ class _Artifacts:
         output = self._derived("int8", f"onnxruntime|entropy|{c.samples}|{c.seed}|{data.resolve()}")
         if not output.is_file():
             output = Path(calibrate_qdq(self.path_for("onnx")[0], output, data, target="onnxruntime",
-                                        method="entropy", samples=c.samples, seed=c.seed).path)
+                                        samples=c.samples, seed=c.seed).path)
         return output, "int8"
 
     def _fp16_onnx(self) -> tuple[Path, str]:

@@ -160,7 +160,8 @@ def _print_notes(notes: list[str]) -> None:
               help="Image folder (recursive), .npy/.npz array, or IDX file/folder.")
 @click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
               help="Place Q/DQ for the engine that will run the file.")
-@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]),
+              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime).")
 @click.option("--samples", default=512, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--exclude", multiple=True, help="Node name or op type to leave in float (repeatable).")
@@ -189,7 +190,7 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
                                preprocess=_manual_preprocess(mean, std, image_size))
     _print_notes(result.notes)
     how = f"reused calibration cache {result.cache_path}" if result.cache_hit else f"ranges cached in {result.cache_path}"
-    click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {method} on {result.samples} samples, "
+    click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} on {result.samples} samples, "
                f"{result.seconds:.1f} s ({how})")
 
 
@@ -220,7 +221,8 @@ def convert_cmd(model, precision, check, output) -> None:
               help="Labelled set: IDX folder, class-folder tree or .npz (default: the shipped Fashion-MNIST 5k).")
 @click.option("--calib-data", type=click.Path(), help="Calibration data (default: the shipped 512 training images).")
 @click.option("--samples", default=512, show_default=True, type=int)
-@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy", show_default=True)
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]),
+              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N images only.")
 @click.option("--threads", default=0, type=int)
 @click.option("--workdir", type=click.Path(), default="build/eval", show_default=True)
