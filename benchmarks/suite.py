@@ -19,9 +19,9 @@ from pathlib import Path
 from dnx.benchmarks import report
 from dnx.benchmarks.harness import BenchConfig, BenchResult, run_bench
 from dnx.fileio import atomic_path
+from dnx.models import ASSETS
 
 HERE = Path(__file__).resolve().parent
-ASSETS = HERE.parent / "dnx" / "assets"
 BACKENDS = ("torch", "ort-cpu", "ort-int8")
 BATCHES = (1, 8)
 THREADS = 1  # one thread: comparable across machines, and what a busy server core gets
