@@ -27,7 +27,7 @@ from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError
 from dnx.models.weights import sha256_file
-from dnx.runtime.base import Runner, UnavailableBackend
+from dnx.runtime.base import Runner, UnavailableBackend, run_in_batches
 from dnx.runtime.torch_runner import TorchRunner
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -623,23 +623,6 @@ def _make_runner(spec: BackendSpec, art: _Artifacts, config: BenchConfig,
     return OnnxRuntimeRunner(path, device, threads=config.threads, trt_cache_dir=trt_cache), precision, device, path
 
 
-def _logits(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
-    return outputs[name] if name in outputs else next(iter(outputs.values()))
-
-
-def run_batched(runner: Runner, input_name: str, output_name: str, images: np.ndarray, batch: int) -> np.ndarray:
-    """Logits of ``images`` in chunks of exactly ``batch`` (the last one padded by repeating its
-    final image), so fixed-shape engines and compiled graphs see one shape."""
-    outs = []
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        outs.append(_logits(runner.infer({input_name: np.ascontiguousarray(chunk)}), output_name)[:n])
-    return np.concatenate(outs)
-
-
 def _strip_prefix(message: str, backend: str) -> str:
     for prefix in (f"{backend} unavailable: ", "unavailable: "):
         if message.startswith(prefix):
@@ -700,7 +683,7 @@ def _check_parity(runner: Runner, art: _Artifacts, inputs: list[ParityInput], re
                   batch: int, tolerance: Tolerance) -> list[tuple[str, Comparison]]:
     cases = []
     for case in inputs:
-        out = run_batched(runner, art.input_name, art.output_name, case.images, batch)
+        out = run_in_batches(runner, case.images, batch, pad=True, output_name=art.output_name)
         cases.append((case.name, tolerance.apply(compare_logits(reference[case.name], out, case.labels))))
     return cases
 
@@ -789,8 +772,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
         parity_batch = max(config.batches)
         with _torch_threads(config.threads):
             with TorchRunner(loaded.model, art.input_name, art.output_name, pre.in_channels) as ref_runner:
-                reference = {c.name: run_batched(ref_runner, art.input_name, art.output_name, c.images,
-                                                 parity_batch) for c in inputs}
+                reference = {c.name: run_in_batches(ref_runner, c.images, parity_batch, pad=True,
+                                                     output_name=art.output_name) for c in inputs}
             backends = []
             for spec in specs:
                 backends.append(_bench_backend(spec, art, config, has_cuda, inputs, reference, parity_batch, step))

@@ -96,9 +96,13 @@ class Runner(ABC):
         """Wait for queued device work (no-op on CPU backends)."""
 
 
-def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Logits of a single-input, single-output model over ``x`` in chunks. A model exported with a
-    fixed batch gets chunks of exactly that size (the last one padded, its padding dropped)."""
+def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16, pad: bool = False,
+                   output_name: str | None = None) -> np.ndarray:
+    """Logits of a single-input model over ``x`` in chunks (``output_name``, else its first output).
+
+    A model exported with a fixed batch gets chunks of exactly that size; ``pad=True`` does the same
+    for ``batch_size`` (so engines and captured graphs see one shape). A short last chunk is padded
+    by repeating its final image, and the padding's outputs are dropped."""
     (name, meta), = runner.input_metadata().items()
     fixed = meta.shape[0]
     step = fixed or batch_size
@@ -106,9 +110,10 @@ def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16) -> np.nd
     for start in range(0, len(x), step):
         chunk = x[start:start + step]
         n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        out = next(iter(runner.infer({name: np.ascontiguousarray(chunk)}).values()))
+        if (fixed or pad) and n < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+        result = runner.infer({name: np.ascontiguousarray(chunk)})
+        out = result[output_name] if output_name in result else next(iter(result.values()))
         outputs.append(out[:n])
     return np.concatenate(outputs)
 
