@@ -10,6 +10,9 @@ placement, streams the data, and keys the calibration cache.
   unquantized ops to FP16.
 * ``target="onnxruntime"``: onnxruntime's full QDQ placement (Conv outputs, Concat, pooling
   quantized too; uint8 activations, int8 weights), which its CPU kernels fuse into QLinearConv.
+  DenseNet's pre-activation BatchNorms and the transitions' average pools are first rewritten as
+  the equal depthwise Convs so they quantize and fuse too, instead of leaving float islands
+  between quantized tensors (``dnx.export.graph.depthwise_rewrites``).
 """
 
 from __future__ import annotations
@@ -191,6 +194,15 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         raise DnxError(f"{source} already holds Q/DQ nodes; calibrate the FP32 export")
     input_name = proto.graph.input[0].name
     ops, nodes_excluded, kwargs = _placement(target, proto, exclude)
+    if not ops:  # onnxruntime reads an empty list as "every op type"
+        raise DnxError(f"--exclude {' '.join(exclude)} leaves nothing to quantize for --target {target}")
+    rewrites = {}
+    if target == "onnxruntime":
+        from dnx.export.graph import depthwise_rewrites
+
+        rewritable = [op for op in ("BatchNormalization", "AveragePool") if op not in exclude]
+        rewrites = {f"{op}->depthwise Conv": n
+                    for op, n in depthwise_rewrites(proto, keep=exclude, ops=rewritable).items() if n}
     calib = data if isinstance(data, CalibrationData) else open_calibration_data(data, pre, samples, seed)
 
     source_sha = sha256_file(source)
@@ -211,11 +223,14 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         with atomic_path(output) as tmp:
             # onnxruntime.quantization prints progress to stdout and logs advice; library code stays quiet.
             with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-                quantize_static(str(source), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                quantize_static(proto, str(tmp), reader, quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=ops, per_channel=True,
                                 nodes_to_exclude=nodes_excluded, calibrate_method=_method(method),
                                 calibration_cache_path=str(ort_cache), **kwargs)
             qproto = onnx.load(str(tmp))
+            if not any(n.op_type == "QuantizeLinear" for n in qproto.graph.node):
+                raise DnxError(f"nothing in {source} was quantized (ops to quantize: {', '.join(ops)}); "
+                               "check --exclude")
             if high_precision == "fp16":
                 from dnx.calibration.fp16 import to_fp16_proto
 
@@ -227,7 +242,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                 "calibration": {"method": method, "target": target, "samples": len(calib), "seed": seed,
                                 "data": calib.source, "data_fingerprint": calib.fingerprint,
                                 "batch_size": batch_size, "excluded": list(exclude),
-                                "reduce_range": kwargs["reduce_range"],
+                                "reduce_range": kwargs["reduce_range"], "graph_rewrites": rewrites,
                                 "high_precision": high_precision or "fp32",
                                 "library": "onnxruntime.quantization.quantize_static"},
                 "source": {"path": str(source), "sha256": source_sha},

@@ -11,6 +11,8 @@ Two forward forms compute the same function:
   TensorRT also prefers it: its concat elimination turns each two-input Concat into writes of the
   new channels into the tail of one preallocated buffer, while the all-predecessor form makes it
   materialise a fresh 32-input Concat (or re-quantize the same channels) at every layer.
+  Transitions average-pool before their 1x1 convolution (exact: both are linear), which cuts the
+  transition convolutions' work by 4x.
 * ``"torchvision"``: each layer concatenates *all* its predecessors, as torchvision does. Kept as the
   reference the exporter verifies against.
 """
@@ -98,6 +100,15 @@ class _Transition(nn.Sequential):
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1, bias=False)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.forward_form: ForwardForm = "incremental"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.norm(x))
+        if self.forward_form == "incremental":
+            # A bias-free 1x1 conv and a 2x2 average pool are both linear and commute exactly;
+            # pooling first does the conv on a quarter of the pixels (8% of densenet121's MACs).
+            return self.conv(self.pool(x))
+        return self.pool(self.conv(x))
 
 
 class DenseNet(nn.Module):
@@ -163,7 +174,7 @@ class DenseNet(nn.Module):
         if form not in ("incremental", "torchvision"):
             raise ValueError(f"unknown forward form {form!r}")
         for m in self.modules():
-            if isinstance(m, _DenseBlock):
+            if isinstance(m, (_DenseBlock, _Transition)):
                 m.forward_form = form
         return self
 

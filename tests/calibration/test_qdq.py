@@ -56,6 +56,17 @@ def test_densenet121_qdq_keeps_logits_on_real_photos(d121, target):
         assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     else:
         assert summary["quantize_reading_concat"]  # onnxruntime's full placement quantizes Concat too
+        assert result.manifest["calibration"]["graph_rewrites"] == {
+            "BatchNormalization->depthwise Conv": 62, "AveragePool->depthwise Conv": 3}
+        # what the rewrites are for: onnxruntime fuses every Conv, BN included, into an integer
+        # QLinearConv, with no float BatchNormalization or layout Transposes left between them
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(root / "optimized.onnx")
+        ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
+        fused = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+        assert "QLinearConv" in fused and not fused & {"Conv", "BatchNormalization", "AveragePool"}
     manifest = read_manifest(result.path)
     assert manifest["precision"] == "int8" and manifest["calibration"]["samples"] == 64
     assert manifest["calibration"]["target"] == target
@@ -97,6 +108,14 @@ def test_exclude_by_op_type_and_node_name(small):
             assert producers.get(node.input[0]) is None or producers[node.input[0]].op_type != "DequantizeLinear"
     with pytest.raises(DnxError, match="no such node name or op type"):
         calibrate_qdq(src, root / "q5.onnx", CALIB, samples=16, exclude=["NoSuchThing"])
+    with pytest.raises(DnxError, match="leaves nothing to quantize"):
+        calibrate_qdq(src, root / "q6.onnx", CALIB, samples=16, exclude=["Conv", "Gemm"])
+    assert not (root / "q6.onnx").exists()
+    # every Conv excluded by name: the op types remain, but nothing gets Q/DQ
+    convs = [n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
+    with pytest.raises(DnxError, match="nothing .* was quantized"):
+        calibrate_qdq(src, root / "q7.onnx", CALIB, samples=16, exclude=convs)
+    assert not (root / "q7.onnx").exists()
 
 
 def test_best_mode_runs_non_quantized_ops_in_fp16(small):
