@@ -1,8 +1,10 @@
 """Which DenseNet graph form runs fastest once quantized (`python -m dnx.benchmarks.graph_form`).
 
 densenet121 at batch 1 on one onnxruntime CPU thread: the torchvision form (each layer concatenates
-all predecessors) vs the incremental form dnx exports (running feature map + k new channels), in
-FP32 and as onnxruntime-placed INT8 QDQ. Runs are interleaved so machine noise hits all four alike.
+all predecessors; transitions convolve, then pool) vs the incremental form dnx exports (running
+feature map + k new channels; transitions pool first), in FP32 and as onnxruntime-placed INT8 QDQ,
+plus the incremental INT8 without calibrate's depthwise rewrites (BNs and average pools left as
+they are). Runs are interleaved so machine noise hits all five alike.
 Writes benchmarks/results/graph_form.json.
 """
 
@@ -59,6 +61,10 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
             files[f"{form} fp32"] = fp32
             files[f"{form} int8"] = calibrate_qdq(fp32, tmp / f"{form}.int8.onnx", tmp / "photos",
                                                   target="onnxruntime", method="minmax", samples=samples).path
+        # what dnx's depthwise rewrites of the BNs and average pools buy (calibrate_qdq's default)
+        files["incremental int8 (float BN)"] = calibrate_qdq(
+            files["incremental fp32"], tmp / "incremental.int8-bn.onnx", tmp / "photos", target="onnxruntime",
+            method="minmax", samples=samples, depthwise=False).path
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
         runners = {k: OnnxRuntimeRunner(p, threads=1).activate() for k, p in files.items()}
         times = {k: [] for k in runners}
@@ -74,7 +80,7 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
     rows = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
             for k, v in times.items()}
     for k, v in rows.items():
-        print(f"{k:18s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
+        print(f"{k:28s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
     out = {"benchmark": "graph_form", "model": "densenet121", "batch": 1, "threads": 1,
            "machine": machine_info(threads=1), "rows": rows}
     RESULTS.mkdir(exist_ok=True)

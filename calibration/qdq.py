@@ -162,11 +162,12 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                   target: str = "tensorrt", method: str | None = None, samples: int | None = 512,
                   seed: int = 0, exclude: Sequence[str] = (), high_precision: str | None = None,
                   cache_path: str | Path | None = None, batch_size: int = 8,
-                  preprocess=None) -> CalibrationResult:
+                  preprocess=None, depthwise: bool = True) -> CalibrationResult:
     """Write a QDQ copy of ``source`` calibrated on ``data`` to ``output``.
 
     The ranges are cached beside the output, keyed by the source's sha256, the data fingerprint,
     the method, target and sample count; a rerun with the same key skips calibration.
+    ``depthwise=False`` skips the onnxruntime target's depthwise rewrites (for measuring them).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
@@ -197,7 +198,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     if not ops:  # onnxruntime reads an empty list as "every op type"
         raise DnxError(f"--exclude {' '.join(exclude)} leaves nothing to quantize for --target {target}")
     rewrites = {}
-    if target == "onnxruntime":
+    if target == "onnxruntime" and depthwise:
         from dnx.export.graph import depthwise_rewrites
 
         rewritable = [op for op in ("BatchNormalization", "AveragePool") if op not in exclude]
