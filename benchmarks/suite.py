@@ -59,7 +59,15 @@ def results_markdown(results: list[BenchResult]) -> str:
              "`benchmarks/results/` (schema `dnx.bench/1`, `benchmarks/bench_schema.json`).",
              f"Backends {', '.join(BACKENDS)}; batch {', '.join(map(str, BATCHES))}; {THREADS} thread; latency is "
              "the median of per-inference wall times after warm-up; speed-up is against torch in the same run.",
-             "Parity is against PyTorch FP32 on the CPU (torchvision forward) on the same inputs.", ""]
+             "Parity is against PyTorch FP32 on the CPU (torchvision forward) on the same inputs.", "",
+             "Expected **FAIL** rows, and why they are kept: INT8 parity of the trained Fashion-MNIST model on "
+             "*random* N(0, 1) inputs (its ranges were calibrated on real images; random inputs fall outside "
+             "them and clip, so judge INT8 on the labelled-data row), and INT8 top-1 agreement of the "
+             "random-init densenet121/169 on the 5 bundled photos (random weights leave top-1 margins so "
+             "small that one flip in five fails the 99% bar while the cosine stays above 0.998). INT8 is "
+             "slower than FP32 on the 28x28 model at batch 1: its convolutions are so narrow (12-48 "
+             "channels) that onnxruntime's profiler puts its integer convolutions at 1.7 ms a run against "
+             "1.3 ms for the float ones.", ""]
     for result in results:
         lines.append(report.to_markdown(result, heading_level=2))
     return "\n".join(lines)

@@ -6,8 +6,9 @@ torchvision's ``torchvision/models/densenet.py`` so torchvision checkpoints load
 Two forward forms compute the same function:
 
 * ``"incremental"`` (default): a dense block keeps one running feature map and each layer appends
-  its k new channels with a two-input Concat. Exported ONNX graphs have short Concats, and after
-  INT8 Q/DQ onnxruntime runs this form about 2x faster than the other (see ``benchmarks/``).
+  its k new channels with a two-input Concat. Exported ONNX graphs have short Concats; onnxruntime
+  runs this form 1.09x faster in FP32 and 1.13x faster in INT8 Q/DQ on an AVX2 CPU (with the
+  pool-first transitions below; ``benchmarks/MEASUREMENTS.md``).
   TensorRT also prefers it: its concat elimination turns each two-input Concat into writes of the
   new channels into the tail of one preallocated buffer, while the all-predecessor form makes it
   materialise a fresh 32-input Concat (or re-quantize the same channels) at every layer.
