@@ -172,7 +172,10 @@ def _print_notes(notes: list[str]) -> None:
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
-@click.option("-o", "--output", type=click.Path(), help="Output (default: MODEL.int8.onnx).")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output (default: MODEL.int8.onnx for --target tensorrt, the file `dnx build --precision int8` "
+                   "makes; MODEL.int8-onnxruntime.onnx for onnxruntime; .best instead of .int8 with "
+                   "--high-precision fp16).")
 def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high_precision, batch_size,
                   cache_path, mean, std, image_size, output) -> None:
     """Calibrate INT8 and write a Q/DQ ONNX graph."""
@@ -181,7 +184,7 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     from dnx.calibration.qdq import calibrate_qdq
 
     src = Path(model)
-    suffix = "best" if high_precision == "fp16" else "int8"
+    suffix = ("best" if high_precision == "fp16" else "int8") + ("-onnxruntime" if target == "onnxruntime" else "")
     output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
     with _console().status("calibrating..."):
         result = calibrate_qdq(src, output, data_path, target=target, method=method, samples=samples, seed=seed,

@@ -58,8 +58,8 @@ def test_densenet121_qdq_keeps_logits_on_real_photos(d121, target):
         assert summary["quantize_reading_concat"]  # onnxruntime's full placement quantizes Concat too
         assert result.manifest["calibration"]["graph_rewrites"] == {
             "BatchNormalization->depthwise Conv": 62, "AveragePool->depthwise Conv": 3}
-        # what the rewrites are for: onnxruntime fuses every Conv, BN included, into an integer
-        # QLinearConv, with no float BatchNormalization or layout Transposes left between them
+        # what the rewrites are for: onnxruntime fuses every Conv, BN and pool included, into an
+        # integer QLinearConv, with no float Conv/BatchNormalization/AveragePool left between them
         import onnxruntime as ort
 
         options = ort.SessionOptions()
