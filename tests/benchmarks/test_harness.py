@@ -196,3 +196,26 @@ def test_fixed_batch_onnx_times_only_its_batch(tmp_path):
     by_batch = {e.batch: e for e in b.latency}
     assert by_batch[2].measurement is not None
     assert by_batch[1].measurement is None and "fixed batch of 2" in by_batch[1].error
+
+
+def test_int8_backend_calibrates_through_the_keyed_cache(tmp_path):
+    from dnx.models import ASSETS
+
+    calib = tmp_path / "calib.npz"
+    shipped = np.load(ASSETS / "fashion_mnist_calib512.npz")
+    np.savez(calib, images=shipped["images"][:32])
+    work = tmp_path / "work"
+    config = BenchConfig(target=MODEL, backends=("ort-int8",), workdir=str(work), calib_data=str(calib),
+                         data=str(ASSETS / "fashion_mnist_test5k.npz"), **{**FAST, "samples": 200})
+    first = run_bench(config).backends[0]
+    assert first.ran and first.precision == "int8", first.reason
+    verdicts = dict(first.parity)
+    assert verdicts["data:fashion_mnist_test5k.npz"].passed  # INT8 tolerance: top-1 agreement >= 99%
+    cache = next(work.glob("*.calib.json"))
+    ranges, written = json.loads(cache.read_text())["ranges"], cache.stat().st_mtime_ns
+    second = run_bench(config).backends[0]
+    assert second.artifact == first.artifact and cache.stat().st_mtime_ns == written  # a cache hit
+    # same path, other contents: the cache key (data fingerprint) changes, so it recalibrates
+    np.savez(calib, images=shipped["images"][32:64])
+    run_bench(config)
+    assert json.loads(cache.read_text())["ranges"] != ranges
