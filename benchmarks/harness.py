@@ -12,9 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import hashlib
-import os
-import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,14 +20,17 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
+# Moved out of this module, still importable from it: the CLI, the suite scripts and the tests import
+# cuda_available, machine_info and load_parity_data from here (ENGINE_SUFFIXES is kept for the same reason).
+from dnx.benchmarks.artifacts import ENGINE_SUFFIXES, Artifacts  # noqa: F401
 from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
+from dnx.benchmarks.machine import cuda_available, machine_info
+from dnx.benchmarks.parity_data import ParityInput, load_parity_data, parity_inputs
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError
-from dnx.models.weights import sha256_file
 from dnx.runtime.base import Runner, UnavailableBackend, run_in_batches
 from dnx.runtime.torch_runner import TorchRunner
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULT_SAMPLES = 100  # top-1 agreement over 100 images resolves the 99% / 99.5% thresholds
 
 Progress = Callable[[str, int, int], None]  # (what is running, steps done, steps in all)
@@ -55,14 +55,6 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("ort-trt", "onnx", True, "onnxruntime TensorRT provider, FP32 ONNX"),
     BackendSpec("trt", "engine", True, "TensorRT engine (--engine)"),
 )}
-
-
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def default_backends(has_cuda: bool, has_engine: bool) -> tuple[str, ...]:
@@ -164,14 +156,6 @@ class BackendResult:
 
 
 @dataclass
-class ParityInput:
-    name: str
-    images: np.ndarray  # (N, C, H, W) float32, preprocessed as the model expects
-    labels: np.ndarray | None
-    source: str
-
-
-@dataclass
 class BenchResult:
     config: BenchConfig
     machine: dict
@@ -195,314 +179,6 @@ class BenchResult:
     @property
     def ran(self) -> list[BackendResult]:
         return [b for b in self.backends if b.ran]
-
-
-# -- the machine ------------------------------------------------------------------------------
-
-def _cpu_model() -> tuple[str, int | None]:
-    """CPU model name and physical core count from /proc/cpuinfo (Linux), else platform's guess."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), None
-    name, cores, phys = "", set(), "0"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name" and not name:
-            name = value
-        elif key == "physical id":
-            phys = value
-        elif key == "core id":
-            cores.add((phys, value))
-    return name or platform.machine(), len(cores) or None
-
-
-def _dist_version(*names: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name in names:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return None
-
-
-def _nvidia_driver() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
-def machine_info(threads: int = 0) -> dict:
-    """What a number was measured on: CPU, cores, GPU, library versions, threads."""
-    import torch
-
-    from dnx import __version__
-
-    cpu, physical = _cpu_model()
-    gpu = None
-    if torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability(0)
-        gpu = {"name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
-               "driver": _nvidia_driver(), "cuda": torch.version.cuda}
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        affinity = os.cpu_count()
-    # Distribution metadata, not an import: importing tensorrt where there is no driver can crash.
-    versions = {"dnx": __version__, "torch": torch.__version__,
-                "onnxruntime": _dist_version("onnxruntime-gpu", "onnxruntime"),
-                "onnx": _dist_version("onnx"), "numpy": np.__version__,
-                "tensorrt": _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs"),
-                "python": platform.python_version()}
-    return {"cpu": cpu, "physical_cores": physical, "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
-            "gpu": gpu, "os": platform.platform(), "versions": versions,
-            "threads": {"requested": threads, "torch": torch.get_num_threads()}}
-
-
-# -- inputs -----------------------------------------------------------------------------------
-
-def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
-    """Up to ``limit`` images from ``path``, preprocessed: a labelled set (IDX folder, .npz, class
-    folders; the test split where there is one) or a folder of unlabelled images."""
-    from dnx.data.datasets import load_labelled
-    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
-
-    path = Path(path)
-    if not path.exists():
-        raise DnxError(f"--data {path} does not exist")
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        files = [path]
-    else:
-        try:
-            labelled = load_labelled(path, "test")
-        except DnxError:
-            labelled = None
-        if labelled is not None:
-            return ParityInput(f"data:{path.name}", preprocess_array(labelled.images[:limit], pre),
-                               labelled.labels[:limit], str(path))
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
-        if not files:
-            raise DnxError(f"--data {path}: no labelled set (IDX folder, .npz, class folders) and no images "
-                           f"({', '.join(IMAGE_SUFFIXES)})")
-    images = np.stack([preprocess_image(load_image(p), pre) for p in files[:limit]])
-    return ParityInput(f"data:{path.name}", images, None, str(path))
-
-
-def parity_inputs(pre, samples: int, seed: int, data: str | None) -> list[ParityInput]:
-    """The inputs every backend gets: seeded random tensors, plus real images (--data, or the photos
-    bundled with dnx)."""
-    from dnx.data.preprocess import bundled_photos, photo_batch
-
-    rng = np.random.default_rng(seed)
-    shape = (pre.in_channels, pre.image_size, pre.image_size)
-    cases = [ParityInput("random", rng.standard_normal((samples, *shape), dtype=np.float32), None,
-                         f"standard normal, seed {seed}")]
-    if data:
-        cases.append(load_parity_data(data, pre, samples))
-    else:
-        cases.append(ParityInput("photos", photo_batch(pre, samples), None, str(bundled_photos()[0].parent)))
-    return cases
-
-
-# -- artifacts --------------------------------------------------------------------------------
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _reference_from_manifest(manifest: dict, where: Path):
-    """Rebuild the exact PyTorch model an artifact came from: its config and weights."""
-    from dnx.models import create_model
-    from dnx.models.registry import ModelConfig
-
-    cfg = ModelConfig.from_dict(manifest["model"])
-    weights = manifest.get("weights") or {}
-    weights_id, weights_path = weights.get("id", ""), weights.get("path")
-    if weights_path:
-        if not Path(weights_path).is_file():
-            raise DnxError(f"{where} was made from weights {weights_path}, which no longer exists; "
-                           "restore that file or re-export the model")
-        loaded = create_model(cfg, weights=weights_path)
-    else:
-        seed = int(weights_id.rpartition("=")[2]) if weights_id.startswith("random-init:seed=") else 0
-        loaded = create_model(cfg, seed=seed, use_bundled=False)
-    if weights_id and loaded.weights != weights_id:
-        raise DnxError(f"{where} was made from weights {weights_id[:12]}, but {weights_path} now has "
-                       f"{loaded.weights[:12]}; re-export the model from the current weights")
-    return loaded
-
-
-class _Artifacts:
-    """The files backends run, made on first use; with a kept work folder, reused across runs when
-    their inputs (model, weights, source file, calibration settings) have not changed."""
-
-    def __init__(self, config: BenchConfig, workdir: Path, temporary: bool) -> None:
-        self.config, self.workdir, self.temporary = config, workdir, temporary
-        self.model_name: str | None = None
-        self.onnx: Path | None = None
-        self.engine = Path(config.engine) if config.engine else None
-        self.manifest: dict | None = None  # of the ONNX target, or of the ONNX the engine was built from
-        self._made: dict[str, tuple[Path, str]] = {}
-        self._loaded = None
-        target = config.target
-        if target:
-            path = Path(target)
-            if path.suffix.lower() in ENGINE_SUFFIXES:
-                if self.engine is not None:
-                    raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
-                self.engine = path
-            elif path.suffix.lower() == ".onnx" or path.exists():
-                from dnx.export.manifest import read_manifest
-
-                self.onnx = path
-                self.manifest = read_manifest(path)
-            else:
-                from dnx.models import get_config
-
-                self.model_name = get_config(target).name
-        if self.engine is not None and not self.engine.is_file():
-            raise DnxError(f"engine {self.engine} does not exist")
-        if self.manifest is None and self.engine is not None:
-            self._adopt_engine_manifest()
-
-    def engine_manifest(self) -> dict:
-        from dnx.export.manifest import sidecar_path
-
-        return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
-
-    def _adopt_engine_manifest(self) -> None:
-        """The engine's sidecar records the ONNX it was built from and that file's manifest: the
-        manifest gives the PyTorch reference, the file (when FP32 and still there) the ONNX backends."""
-        source = self.engine_manifest().get("source_onnx") or {}
-        manifest = source.get("manifest")
-        if not manifest or "model" not in manifest:
-            return
-        self.manifest = manifest
-        path = Path(source.get("path") or "")
-        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and sha256_file(path) == source.get("sha256"):
-            self.onnx = path
-
-    # -- the PyTorch model -------------------------------------------------------------------
-    def model(self):
-        """The target's PyTorch model (a LoadedModel), FP32, in the torchvision forward form."""
-        if self._loaded is None:
-            if self.model_name:
-                from dnx.models import create_model
-
-                self._loaded = create_model(self.model_name)
-            elif self.manifest is not None:
-                self._loaded = _reference_from_manifest(self.manifest, self.onnx or self.engine)
-            else:
-                raise DnxError(f"engine {self.engine} has no dnx manifest ({self.engine}.json), so there is no "
-                               "PyTorch model to compare with: give the ONNX file it was built from as TARGET")
-            # torchvision's forward is the independent reference (the ONNX graph is the incremental form).
-            self._loaded.model.set_forward_form("torchvision")
-        return self._loaded
-
-    @property
-    def input_name(self) -> str:
-        return (self.manifest or {}).get("input", {}).get("name", "input")
-
-    @property
-    def output_name(self) -> str:
-        return (self.manifest or {}).get("output", {}).get("name", "logits")
-
-    # -- files ---------------------------------------------------------------------------------
-    def path_for(self, kind: str) -> tuple[Path, str]:
-        """(file, precision) for ``kind``: "onnx", "int8", "fp16" or "engine"."""
-        if kind not in self._made:
-            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "fp16": self._fp16_onnx,
-                    "engine": self._engine}[kind]
-            self._made[kind] = make()
-        return self._made[kind]
-
-    def _fp32_onnx(self) -> tuple[Path, str]:
-        if self.onnx is not None:
-            return self.onnx, (self.manifest or {}).get("precision", "fp32")
-        if not self.model_name:
-            raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
-        from dnx import __version__
-        from dnx.export.manifest import read_manifest
-        from dnx.export.onnx_export import ExportOptions, export_onnx
-        from dnx.models import create_model
-
-        loaded = create_model(self.model_name)
-        path = self.workdir / f"{self.model_name}.onnx"
-        old = read_manifest(path, required=False) if path.is_file() else None
-        fresh = (old is not None and old.get("model") == loaded.config.to_dict()
-                 and (old.get("weights") or {}).get("id") == loaded.weights and old.get("dnx_version") == __version__)
-        if not fresh:
-            export_onnx(loaded, path, ExportOptions(verify=False))
-        self.onnx, self.manifest = path, read_manifest(path)
-        return path, "fp32"
-
-    def _derived(self, kind: str, settings: str) -> Path:
-        """A file name keyed by the source file's hash and the settings, so a kept work folder never
-        serves a stale conversion."""
-        source, _ = self.path_for("onnx")
-        key = hashlib.sha256(f"{sha256_file(source)}|{settings}".encode()).hexdigest()[:12]
-        return self.workdir / f"{source.stem}.{kind}.{key}.onnx"
-
-    def calibration_data(self) -> Path:
-        from dnx.data.preprocess import bundled_photos
-
-        chosen = self.config.calib_data or self.config.data
-        return Path(chosen) if chosen else bundled_photos()[0].parent
-
-    def _int8_onnx(self) -> tuple[Path, str]:
-        if (self.manifest or {}).get("precision") == "int8" and self.onnx is not None:
-            return self.onnx, "int8"  # the target is already a QDQ file
-        try:
-            from dnx.calibration.qdq import calibrate_qdq
-        except ImportError as exc:
-            raise UnavailableBackend(f"INT8 calibration is not available: {exc}") from None
-        c = self.config
-        output = self._derived("int8", f"onnxruntime|{c.samples}|{c.seed}")
-        # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
-        # a rerun on the same data take seconds and recalibrates when the data changed.
-        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="onnxruntime",
-                               samples=c.samples, seed=c.seed)
-        return Path(result.path), "int8"
-
-    def _fp16_onnx(self) -> tuple[Path, str]:
-        if (self.manifest or {}).get("precision") == "fp16" and self.onnx is not None:
-            return self.onnx, "fp16"
-        try:
-            from dnx.calibration.fp16 import convert_fp16
-        except ImportError as exc:
-            raise UnavailableBackend(f"FP16 conversion is not available: {exc}") from None
-        output = self._derived("fp16", "fp16")
-        if not output.is_file():
-            output = Path(convert_fp16(self.path_for("onnx")[0], output).path)
-        return output, "fp16"
-
-    def _engine(self) -> tuple[Path, str]:
-        if self.engine is None:
-            raise UnavailableBackend("no engine given: build one with `dnx build` and pass --engine PATH")
-        return self.engine, self.engine_manifest().get("precision", "unknown")
-
-    def engine_batches(self) -> tuple[int | None, int | None]:
-        """The engine's optimisation profile batch range, (None, None) where the manifest lacks it."""
-        profile = self.engine_manifest().get("batch_profile") or {}
-        return profile.get("min_batch"), profile.get("max_batch")
-
-    def describe(self, path: Path) -> tuple[str | None, str]:
-        """(path to report, sha256): files in a temporary work folder are gone after the run."""
-        inside_temp = self.temporary and self.workdir in path.resolve().parents
-        return (None if inside_temp else str(path)), sha256_file(path)
 
 
 # -- runners ----------------------------------------------------------------------------------
@@ -592,7 +268,7 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
     return TensorRTRunner(engine, cuda_graph=True) if cuda_graphs else TensorRTRunner(engine)
 
 
-def _make_runner(spec: BackendSpec, art: _Artifacts, config: BenchConfig,
+def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
                  has_cuda: bool) -> tuple[Runner, str, str, Path | None]:
     """(runner, precision, device, file run) for one backend; raises UnavailableBackend."""
     from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner, provider_available
@@ -671,7 +347,7 @@ class _Steps:
             self.progress("done", self.total, self.total)
 
 
-def _batch_range(runner: Runner, art: _Artifacts, spec: BackendSpec) -> tuple[int | None, int | None]:
+def _batch_range(runner: Runner, art: Artifacts, spec: BackendSpec) -> tuple[int | None, int | None]:
     """(smallest, largest) batch the backend takes: a fixed batch dimension, or an engine's profile."""
     fixed = runner.input_metadata()[art.input_name].shape[0]
     if isinstance(fixed, int) and fixed > 0:  # None (or -1) marks a dynamic batch
@@ -679,7 +355,7 @@ def _batch_range(runner: Runner, art: _Artifacts, spec: BackendSpec) -> tuple[in
     return art.engine_batches() if spec.artifact == "engine" else (None, None)
 
 
-def _check_parity(runner: Runner, art: _Artifacts, inputs: list[ParityInput], reference: dict[str, np.ndarray],
+def _check_parity(runner: Runner, art: Artifacts, inputs: list[ParityInput], reference: dict[str, np.ndarray],
                   batch: int, tolerance: Tolerance) -> list[tuple[str, Comparison]]:
     cases = []
     for case in inputs:
@@ -701,7 +377,7 @@ def _time_batch(runner: Runner, feed: dict[str, np.ndarray], config: BenchConfig
         return BatchLatency(batch, error=str(exc) if isinstance(exc, DnxError) else f"{type(exc).__name__}: {exc}")
 
 
-def _bench_backend(spec: BackendSpec, art: _Artifacts, config: BenchConfig, has_cuda: bool,
+def _bench_backend(spec: BackendSpec, art: Artifacts, config: BenchConfig, has_cuda: bool,
                    inputs: list[ParityInput], reference: dict[str, np.ndarray], parity_batch: int,
                    step: _Steps) -> BackendResult:
     """Parity, then latency at each batch size, of one backend; whatever stops it is reported."""
@@ -761,7 +437,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     has_cuda = cuda_available()
     with _workdir(config) as (workdir, temporary):
-        art = _Artifacts(config, workdir, temporary)
+        art = Artifacts(config, workdir, temporary)
         names = config.backends or default_backends(has_cuda, art.engine is not None)
         specs = [BACKENDS[n] for n in dict.fromkeys(names)]
         step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))

@@ -1,0 +1,213 @@
+"""The files each backend runs, prepared in a bench work folder: the target's PyTorch reference
+model, its FP32 ONNX (exported from a registered model when the target is a name), the INT8 QDQ
+and FP16 ONNX derived from it, and the TensorRT engine given (as TARGET or --engine). :class:`Artifacts`
+makes each on first use and, with a kept work folder, reuses a file across runs while its inputs
+(model, weights, source file, calibration settings) have not changed; an engine's or ONNX file's
+dnx manifest names the PyTorch model it came from (:func:`_reference_from_manifest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dnx.errors import DnxError
+from dnx.models.weights import sha256_file
+from dnx.runtime.base import UnavailableBackend
+
+if TYPE_CHECKING:
+    from dnx.benchmarks.harness import BenchConfig
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _reference_from_manifest(manifest: dict, where: Path):
+    """Rebuild the exact PyTorch model an artifact came from: its config and weights."""
+    from dnx.models import create_model
+    from dnx.models.registry import ModelConfig
+
+    cfg = ModelConfig.from_dict(manifest["model"])
+    weights = manifest.get("weights") or {}
+    weights_id, weights_path = weights.get("id", ""), weights.get("path")
+    if weights_path:
+        if not Path(weights_path).is_file():
+            raise DnxError(f"{where} was made from weights {weights_path}, which no longer exists; "
+                           "restore that file or re-export the model")
+        loaded = create_model(cfg, weights=weights_path)
+    else:
+        seed = int(weights_id.rpartition("=")[2]) if weights_id.startswith("random-init:seed=") else 0
+        loaded = create_model(cfg, seed=seed, use_bundled=False)
+    if weights_id and loaded.weights != weights_id:
+        raise DnxError(f"{where} was made from weights {weights_id[:12]}, but {weights_path} now has "
+                       f"{loaded.weights[:12]}; re-export the model from the current weights")
+    return loaded
+
+
+class Artifacts:
+    """The files backends run, made on first use; with a kept work folder, reused across runs when
+    their inputs (model, weights, source file, calibration settings) have not changed."""
+
+    def __init__(self, config: BenchConfig, workdir: Path, temporary: bool) -> None:
+        self.config, self.workdir, self.temporary = config, workdir, temporary
+        self.model_name: str | None = None
+        self.onnx: Path | None = None
+        self.engine = Path(config.engine) if config.engine else None
+        self.manifest: dict | None = None  # of the ONNX target, or of the ONNX the engine was built from
+        self._made: dict[str, tuple[Path, str]] = {}
+        self._loaded = None
+        target = config.target
+        if target:
+            path = Path(target)
+            if path.suffix.lower() in ENGINE_SUFFIXES:
+                if self.engine is not None:
+                    raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
+                self.engine = path
+            elif path.suffix.lower() == ".onnx" or path.exists():
+                from dnx.export.manifest import read_manifest
+
+                self.onnx = path
+                self.manifest = read_manifest(path)
+            else:
+                from dnx.models import get_config
+
+                self.model_name = get_config(target).name
+        if self.engine is not None and not self.engine.is_file():
+            raise DnxError(f"engine {self.engine} does not exist")
+        if self.manifest is None and self.engine is not None:
+            self._adopt_engine_manifest()
+
+    def engine_manifest(self) -> dict:
+        from dnx.export.manifest import sidecar_path
+
+        return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
+
+    def _adopt_engine_manifest(self) -> None:
+        """The engine's sidecar records the ONNX it was built from and that file's manifest: the
+        manifest gives the PyTorch reference, the file (when FP32 and still there) the ONNX backends."""
+        source = self.engine_manifest().get("source_onnx") or {}
+        manifest = source.get("manifest")
+        if not manifest or "model" not in manifest:
+            return
+        self.manifest = manifest
+        path = Path(source.get("path") or "")
+        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and sha256_file(path) == source.get("sha256"):
+            self.onnx = path
+
+    # -- the PyTorch model -------------------------------------------------------------------
+    def model(self):
+        """The target's PyTorch model (a LoadedModel), FP32, in the torchvision forward form."""
+        if self._loaded is None:
+            if self.model_name:
+                from dnx.models import create_model
+
+                self._loaded = create_model(self.model_name)
+            elif self.manifest is not None:
+                self._loaded = _reference_from_manifest(self.manifest, self.onnx or self.engine)
+            else:
+                raise DnxError(f"engine {self.engine} has no dnx manifest ({self.engine}.json), so there is no "
+                               "PyTorch model to compare with: give the ONNX file it was built from as TARGET")
+            # torchvision's forward is the independent reference (the ONNX graph is the incremental form).
+            self._loaded.model.set_forward_form("torchvision")
+        return self._loaded
+
+    @property
+    def input_name(self) -> str:
+        return (self.manifest or {}).get("input", {}).get("name", "input")
+
+    @property
+    def output_name(self) -> str:
+        return (self.manifest or {}).get("output", {}).get("name", "logits")
+
+    # -- files ---------------------------------------------------------------------------------
+    def path_for(self, kind: str) -> tuple[Path, str]:
+        """(file, precision) for ``kind``: "onnx", "int8", "fp16" or "engine"."""
+        if kind not in self._made:
+            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "fp16": self._fp16_onnx,
+                    "engine": self._engine}[kind]
+            self._made[kind] = make()
+        return self._made[kind]
+
+    def _fp32_onnx(self) -> tuple[Path, str]:
+        if self.onnx is not None:
+            return self.onnx, (self.manifest or {}).get("precision", "fp32")
+        if not self.model_name:
+            raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
+        from dnx import __version__
+        from dnx.export.manifest import read_manifest
+        from dnx.export.onnx_export import ExportOptions, export_onnx
+        from dnx.models import create_model
+
+        loaded = create_model(self.model_name)
+        path = self.workdir / f"{self.model_name}.onnx"
+        old = read_manifest(path, required=False) if path.is_file() else None
+        fresh = (old is not None and old.get("model") == loaded.config.to_dict()
+                 and (old.get("weights") or {}).get("id") == loaded.weights and old.get("dnx_version") == __version__)
+        if not fresh:
+            export_onnx(loaded, path, ExportOptions(verify=False))
+        self.onnx, self.manifest = path, read_manifest(path)
+        return path, "fp32"
+
+    def _derived(self, kind: str, settings: str) -> Path:
+        """A file name keyed by the source file's hash and the settings, so a kept work folder never
+        serves a stale conversion."""
+        source, _ = self.path_for("onnx")
+        key = hashlib.sha256(f"{sha256_file(source)}|{settings}".encode()).hexdigest()[:12]
+        return self.workdir / f"{source.stem}.{kind}.{key}.onnx"
+
+    def calibration_data(self) -> Path:
+        from dnx.data.preprocess import bundled_photos
+
+        chosen = self.config.calib_data or self.config.data
+        return Path(chosen) if chosen else bundled_photos()[0].parent
+
+    def _int8_onnx(self) -> tuple[Path, str]:
+        if (self.manifest or {}).get("precision") == "int8" and self.onnx is not None:
+            return self.onnx, "int8"  # the target is already a QDQ file
+        try:
+            from dnx.calibration.qdq import calibrate_qdq
+        except ImportError as exc:
+            raise UnavailableBackend(f"INT8 calibration is not available: {exc}") from None
+        c = self.config
+        output = self._derived("int8", f"onnxruntime|{c.samples}|{c.seed}")
+        # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
+        # a rerun on the same data take seconds and recalibrates when the data changed.
+        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="onnxruntime",
+                               samples=c.samples, seed=c.seed)
+        return Path(result.path), "int8"
+
+    def _fp16_onnx(self) -> tuple[Path, str]:
+        if (self.manifest or {}).get("precision") == "fp16" and self.onnx is not None:
+            return self.onnx, "fp16"
+        try:
+            from dnx.calibration.fp16 import convert_fp16
+        except ImportError as exc:
+            raise UnavailableBackend(f"FP16 conversion is not available: {exc}") from None
+        output = self._derived("fp16", "fp16")
+        if not output.is_file():
+            output = Path(convert_fp16(self.path_for("onnx")[0], output).path)
+        return output, "fp16"
+
+    def _engine(self) -> tuple[Path, str]:
+        if self.engine is None:
+            raise UnavailableBackend("no engine given: build one with `dnx build` and pass --engine PATH")
+        return self.engine, self.engine_manifest().get("precision", "unknown")
+
+    def engine_batches(self) -> tuple[int | None, int | None]:
+        """The engine's optimisation profile batch range, (None, None) where the manifest lacks it."""
+        profile = self.engine_manifest().get("batch_profile") or {}
+        return profile.get("min_batch"), profile.get("max_batch")
+
+    def describe(self, path: Path) -> tuple[str | None, str]:
+        """(path to report, sha256): files in a temporary work folder are gone after the run."""
+        inside_temp = self.temporary and self.workdir in path.resolve().parents
+        return (None if inside_temp else str(path)), sha256_file(path)

@@ -1,0 +1,65 @@
+"""The inputs every backend is checked on for parity with PyTorch: seeded random tensors, plus
+real images (a labelled set or a folder of images given with --data, else the photos bundled with
+dnx), preprocessed as the model expects. :class:`ParityInput` is one such set;
+:func:`load_parity_data` reads one from a path and :func:`parity_inputs` assembles the sets of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnx.errors import DnxError
+
+
+@dataclass
+class ParityInput:
+    name: str
+    images: np.ndarray  # (N, C, H, W) float32, preprocessed as the model expects
+    labels: np.ndarray | None
+    source: str
+
+
+def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
+    """Up to ``limit`` images from ``path``, preprocessed: a labelled set (IDX folder, .npz, class
+    folders; the test split where there is one) or a folder of unlabelled images."""
+    from dnx.data.datasets import load_labelled
+    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
+
+    path = Path(path)
+    if not path.exists():
+        raise DnxError(f"--data {path} does not exist")
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        files = [path]
+    else:
+        try:
+            labelled = load_labelled(path, "test")
+        except DnxError:
+            labelled = None
+        if labelled is not None:
+            return ParityInput(f"data:{path.name}", preprocess_array(labelled.images[:limit], pre),
+                               labelled.labels[:limit], str(path))
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        if not files:
+            raise DnxError(f"--data {path}: no labelled set (IDX folder, .npz, class folders) and no images "
+                           f"({', '.join(IMAGE_SUFFIXES)})")
+    images = np.stack([preprocess_image(load_image(p), pre) for p in files[:limit]])
+    return ParityInput(f"data:{path.name}", images, None, str(path))
+
+
+def parity_inputs(pre, samples: int, seed: int, data: str | None) -> list[ParityInput]:
+    """The inputs every backend gets: seeded random tensors, plus real images (--data, or the photos
+    bundled with dnx)."""
+    from dnx.data.preprocess import bundled_photos, photo_batch
+
+    rng = np.random.default_rng(seed)
+    shape = (pre.in_channels, pre.image_size, pre.image_size)
+    cases = [ParityInput("random", rng.standard_normal((samples, *shape), dtype=np.float32), None,
+                         f"standard normal, seed {seed}")]
+    if data:
+        cases.append(load_parity_data(data, pre, samples))
+    else:
+        cases.append(ParityInput("photos", photo_batch(pre, samples), None, str(bundled_photos()[0].parent)))
+    return cases
