@@ -50,4 +50,8 @@ def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
+    argparse.ArgumentParser(prog="python -m dnx.benchmarks.calibration_memory", description=__doc__.split("\n\n")[0]).parse_args()
     main()

@@ -40,4 +40,8 @@ def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3)
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
+    argparse.ArgumentParser(prog="python -m dnx.benchmarks.export_time", description=__doc__.split("\n\n")[0]).parse_args()
     main()

@@ -89,4 +89,8 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
+    argparse.ArgumentParser(prog="python -m dnx.benchmarks.graph_form", description=__doc__.split("\n\n")[0]).parse_args()
     main()
