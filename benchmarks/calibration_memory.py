@@ -7,7 +7,6 @@ benchmarks/results/calibration_memory.json.
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from dnx.benchmarks.scripts import run_script, save_result
 
 
 def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
@@ -44,14 +43,8 @@ def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
         sources = len(find_photos(256))
     out = {"benchmark": "calibration_memory", "model": "densenet121", "photo_sources": sources,
            "machine": machine_info(), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "calibration_memory.json").write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return save_result("calibration_memory", out)
 
 
 if __name__ == "__main__":
-    import argparse
-
-    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
-    argparse.ArgumentParser(prog="python -m dnx.benchmarks.calibration_memory", description=__doc__.split("\n\n")[0]).parse_args()
-    main()
+    run_script("calibration_memory", __doc__, main)

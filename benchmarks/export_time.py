@@ -5,14 +5,13 @@ Writes benchmarks/results/export_time.json. Target (issue #3): densenet169 expor
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from dnx.benchmarks.scripts import run_script, save_result
 
 
 def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3) -> dict:
@@ -34,14 +33,8 @@ def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3)
                              "runs_s": wall, "export_s": result.export_seconds, "verify_s": result.verify_seconds})
                 print(f"{name:12s} verify={verify!s:5s} median {statistics.median(wall):6.2f} s  runs {wall}", file=sys.stderr)
     out = {"benchmark": "export_time", "machine": machine_info(), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "export_time.json").write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return save_result("export_time", out)
 
 
 if __name__ == "__main__":
-    import argparse
-
-    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
-    argparse.ArgumentParser(prog="python -m dnx.benchmarks.export_time", description=__doc__.split("\n\n")[0]).parse_args()
-    main()
+    run_script("export_time", __doc__, main)

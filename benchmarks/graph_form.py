@@ -10,7 +10,6 @@ Writes benchmarks/results/graph_form.json.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from dnx.benchmarks.scripts import run_script, save_result
 
 
 def _export_form(loaded, form: str, path: Path) -> Path:
@@ -83,14 +82,8 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
         print(f"{k:28s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
     out = {"benchmark": "graph_form", "model": "densenet121", "batch": 1, "threads": 1,
            "machine": machine_info(threads=1), "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "graph_form.json").write_text(json.dumps(out, indent=2) + "\n")
-    return out
+    return save_result("graph_form", out)
 
 
 if __name__ == "__main__":
-    import argparse
-
-    # no options: the parser gives --help (and refuses stray arguments) instead of starting a long run
-    argparse.ArgumentParser(prog="python -m dnx.benchmarks.graph_form", description=__doc__.split("\n\n")[0]).parse_args()
-    main()
+    run_script("graph_form", __doc__, main)

@@ -185,18 +185,29 @@ def write_markdown(result, path: str | Path) -> None:
 
 # -- rich tables (the CLI prints them) ----------------------------------------------------------
 
-def latency_table(result):
+def _backend_table(title: str, cols, left, caption: str | None = None):
+    """A rich table with ``cols``, those in ``left`` left-aligned and the rest right-aligned."""
     from rich.table import Table
 
+    table = Table(title=title, caption=caption)
+    for col in cols:
+        table.add_column(col, justify="left" if col in left else "right")
+    return table
+
+
+def _add_unavailable_row(table, backend) -> None:
+    table.add_row(backend.backend, *["-"] * (len(table.columns) - 2), f"[yellow]{_unavailable(backend)}[/]")
+
+
+def latency_table(result):
     gpu_compute = any(e.measurement and e.measurement.compute for b in result.backends for e in b.latency)
-    table = Table(title=f"{result.model['name']}: latency (ms) and throughput", caption=machine_summary(result.machine))
     cols = ["backend", "precision", "device", "batch", "median", "mean", "min", "p90", "p95", "p99", "max",
             "std", "img/s", "vs torch"] + (["GPU compute median"] if gpu_compute else []) + ["iters", "note"]
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("backend", "precision", "device", "note") else "right")
+    table = _backend_table(f"{result.model['name']}: latency (ms) and throughput", cols,
+                           ("backend", "precision", "device", "note"), caption=machine_summary(result.machine))
     for b in result.backends:
         if not b.ran:
-            table.add_row(b.backend, *["-"] * (len(cols) - 2), f"[yellow]{_unavailable(b)}[/]")
+            _add_unavailable_row(table, b)
             continue
         for i, e in enumerate(b.latency):
             name = b.backend if i == 0 else ""
@@ -216,16 +227,13 @@ def latency_table(result):
 
 
 def parity_table(result):
-    from rich.table import Table
-
-    table = Table(title=f"{result.model['name']}: parity with {result.model['reference']}")
     cols = ("backend", "precision", "input", "samples", "max|diff|", "mean|diff|", "min cosine", "top-1",
             "top-5", "accuracy ref→backend", "result")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("backend", "precision", "input", "result") else "right")
+    table = _backend_table(f"{result.model['name']}: parity with {result.model['reference']}", cols,
+                           ("backend", "precision", "input", "result"))
     for b in result.backends:
         if not b.ran:
-            table.add_row(b.backend, *["-"] * (len(cols) - 2), f"[yellow]{_unavailable(b)}[/]")
+            _add_unavailable_row(table, b)
             continue
         for i, (name, c) in enumerate(b.parity):
             acc = "-" if c.accuracy is None else f"{c.reference_accuracy:.1%}→{c.accuracy:.1%}"
