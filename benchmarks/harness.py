@@ -57,9 +57,14 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
 )}
 
 
-def default_backends(has_cuda: bool, has_engine: bool) -> tuple[str, ...]:
-    """torch, ort-cpu, ort-int8 on a CPU machine; the CUDA backends (and the engine) with a GPU."""
+def default_backends(has_cuda: bool, has_engine: bool, target_precision: str = "fp32") -> tuple[str, ...]:
+    """torch, ort-cpu, ort-int8 on a CPU machine; the CUDA backends (and the engine) with a GPU.
+
+    A target ONNX file that is already INT8 drops ort-int8: ort-cpu runs that same file.
+    """
     names = ["torch", "torch-cuda-fp16", "ort-cuda"] if has_cuda else ["torch", "ort-cpu", "ort-int8"]
+    if target_precision == "int8":
+        names = [n for n in names if n != "ort-int8"]
     return tuple(names + (["trt"] if has_engine else []))
 
 
@@ -438,7 +443,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     has_cuda = cuda_available()
     with _workdir(config) as (workdir, temporary):
         art = Artifacts(config, workdir, temporary)
-        names = config.backends or default_backends(has_cuda, art.engine is not None)
+        onnx_precision = (art.manifest or {}).get("precision", "fp32") if art.onnx else "fp32"
+        names = config.backends or default_backends(has_cuda, art.engine is not None, onnx_precision)
         specs = [BACKENDS[n] for n in dict.fromkeys(names)]
         step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))
         step("PyTorch FP32 reference")

@@ -46,6 +46,8 @@ def test_default_backends():
     assert default_backends(has_cuda=False, has_engine=False) == ("torch", "ort-cpu", "ort-int8")
     assert "trt" in default_backends(has_cuda=True, has_engine=True)
     assert "ort-cpu" not in default_backends(has_cuda=True, has_engine=False)
+    # an INT8 QDQ target is what ort-cpu runs: no second run of the same file as ort-int8
+    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == ("torch", "ort-cpu")
 
 
 def test_default_tolerances_per_precision():
