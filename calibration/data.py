@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_image
+from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
 from dnx.errors import DnxError
 from dnx.models.registry import Preprocess
 
@@ -55,13 +55,11 @@ def _select(n_available: int, samples: int | None, seed: int, notes: list[str]) 
 
 
 def _array_rows_to_input(rows: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """uint8 images (N,H,W[,C]) are preprocessed like photos; float32 (N,C,H,W) at the model's
-    shape are taken as ready-made network inputs."""
-    from PIL import Image
-
-    if rows.dtype == np.float32 and rows.ndim == 4 and rows.shape[1:] == (pre.in_channels, pre.image_size, pre.image_size):
+    """uint8 images (N,H,W[,C]) are preprocessed as `dnx bench`/`dnx eval` preprocess arrays;
+    float32 rows (already checked to be (N,C,H,W) at the model's shape) are ready-made network inputs."""
+    if rows.dtype == np.float32:
         return np.ascontiguousarray(rows)
-    return np.stack([preprocess_image(Image.fromarray(r), pre) for r in rows])
+    return preprocess_array(rows, pre)
 
 
 def _check_array(arr: np.ndarray, path: Path, pre: Preprocess) -> None:

@@ -92,6 +92,15 @@ def test_npz_uint8_and_float_inputs(tmp_path):
     np.save(tmp_path / "b.npy", ready)
     data = open_calibration_data(tmp_path / "b.npy", GREY, samples=None)
     np.testing.assert_array_equal(np.concatenate(list(data.batches(4))), ready)
+    # single-channel (N, H, W, 1) arrays are the same images as (N, H, W), at any size
+    for size in (28, 32):
+        grey = np.random.default_rng(2).integers(0, 255, (4, size, size), dtype=np.uint8)
+        np.save(tmp_path / "c.npy", grey)
+        np.save(tmp_path / "d.npy", grey[..., None])
+        c, d = (np.concatenate(list(open_calibration_data(tmp_path / f, GREY, samples=None).batches(4)))
+                for f in ("c.npy", "d.npy"))
+        assert c.shape == (4, 1, 28, 28)
+        np.testing.assert_array_equal(c, d)
 
 
 @pytest.mark.parametrize("arr", [np.zeros((4, 3, 3, 3, 3), np.uint8), np.zeros((4, 28, 28), np.float64),
