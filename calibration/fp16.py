@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Sequence
 
 from dnx.compare import Comparison
-from dnx.errors import DnxError
 
 
 @dataclass
@@ -41,21 +40,17 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     and the bundled photos (top-1 agreement is checked; the numbers go into the manifest)."""
     import onnx
 
-    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, read_manifest, write_sidecar
-    from dnx.fileio import atomic_path, check_writable
+    from dnx.calibration.source import open_fp32_source
+    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
+    from dnx.fileio import atomic_path
     from dnx.models.weights import sha256_file
 
-    source, output = Path(source), check_writable(output)
-    if source.resolve() == output.resolve():
-        raise DnxError("the output would overwrite the source model; choose another -o")
-    source_manifest = read_manifest(source, required=False) or {}
-    if source_manifest.get("precision", "fp32") != "fp32":
-        raise DnxError(f"{source} is already {source_manifest['precision']}; convert the FP32 export")
     start = time.perf_counter()
-    proto = onnx.load(str(source))
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
-        raise DnxError(f"{source} holds Q/DQ nodes; use `dnx calibrate --high-precision fp16` for INT8+FP16")
-    manifest = {**source_manifest, **base_manifest(), "artifact": "onnx-fp16", "precision": "fp16",
+    source, output, source_manifest, proto = open_fp32_source(
+        source, output, action="convert", required=False,
+        qdq_message="{source} holds Q/DQ nodes; use `dnx calibrate --high-precision fp16` for INT8+FP16")
+    source_manifest = source_manifest or {}
+    manifest = {**source_manifest, **base_manifest(with_torch=False), "artifact": "onnx-fp16", "precision": "fp16",
                 "source": {"path": str(source), "sha256": sha256_file(source)}}
     manifest.pop("verification", None)
     comparison = None
@@ -72,18 +67,17 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     return ConversionResult(output, manifest, comparison, time.perf_counter() - start)
 
 
-def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int = 0, batch: int = 4) -> Comparison:
-    """Logits of ``test`` vs ``reference`` in onnxruntime CPU on random inputs and the bundled photos."""
+def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int = 0) -> Comparison:
+    """Logits of ``test`` vs ``reference`` in onnxruntime CPU on the export's verification inputs
+    (random and the bundled photos)."""
     import numpy as np
 
     from dnx.compare import DEFAULT_TOLERANCES, compare_logits
-    from dnx.data.preprocess import photo_batch
+    from dnx.export.verify import verification_inputs
     from dnx.runtime.base import run_in_batches
     from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    rng = np.random.default_rng(seed)
-    x = np.concatenate([rng.standard_normal((batch, pre.in_channels, pre.image_size, pre.image_size),
-                                            dtype=np.float32), photo_batch(pre)])
+    x = np.concatenate([batch for _, batch in verification_inputs(pre, None, seed)])
     outs = []
     for path in (reference, test):
         with OnnxRuntimeRunner(path) as runner:

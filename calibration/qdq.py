@@ -172,27 +172,22 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, read_manifest, write_sidecar
-    from dnx.fileio import atomic_path, check_writable, write_json_atomic
+    from dnx.calibration.source import open_fp32_source
+    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
+    from dnx.fileio import atomic_path, write_json_atomic
     from dnx.models.weights import sha256_file
 
     if target not in TARGETS:
         raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
-    method = method or DEFAULT_METHOD.get(target, "entropy")
+    method = method or DEFAULT_METHOD[target]
     if method not in METHODS:
         raise DnxError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if high_precision not in (None, "fp32", "fp16"):
         raise DnxError(f"--high-precision must be fp32 or fp16, got {high_precision!r}")
-    source, output = Path(source), check_writable(output)
-    if source.resolve() == output.resolve():
-        raise DnxError("the output would overwrite the source model; choose another -o")
-    source_manifest = read_manifest(source, required=preprocess is None)
-    if source_manifest and source_manifest.get("precision", "fp32") != "fp32":
-        raise DnxError(f"{source} is already {source_manifest['precision']}; calibrate the FP32 export")
+    source, output, source_manifest, proto = open_fp32_source(
+        source, output, action="calibrate", required=preprocess is None,
+        qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export")
     pre = preprocess or preprocess_from_manifest(source_manifest)
-    proto = onnx.load(str(source))
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
-        raise DnxError(f"{source} already holds Q/DQ nodes; calibrate the FP32 export")
     input_name = proto.graph.input[0].name
     ops, nodes_excluded, kwargs = _placement(target, proto, exclude)
     if not ops:  # onnxruntime reads an empty list as "every op type"
@@ -237,7 +232,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
                 qproto = to_fp16_proto(qproto, keep_float32_ops=("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"))
             manifest = {
-                **(source_manifest or {}), **base_manifest(),
+                **(source_manifest or {}), **base_manifest(with_torch=False),
                 "artifact": "onnx-qdq",
                 "precision": "best" if high_precision == "fp16" else "int8",
                 "calibration": {"method": method, "target": target, "samples": len(calib), "seed": seed,
@@ -262,7 +257,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
 
 def qdq_summary(model_proto) -> dict:
-    """Counts that say where Q/DQ sits (used by tests and `dnx inspect`)."""
+    """Counts that say where Q/DQ sits (the tests' check of each target's placement)."""
     producers = {o: n for n in model_proto.graph.node for o in n.output}
     q = [n for n in model_proto.graph.node if n.op_type == "QuantizeLinear"]
     dq = [n for n in model_proto.graph.node if n.op_type == "DequantizeLinear"]

@@ -75,9 +75,7 @@ def _parse_batch(value: str) -> int | None:
         batch = int(value)
     except ValueError:
         raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {value!r}") from None
-    if batch < 1:
-        raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
-    return batch
+    return batch  # ExportOptions.validate refuses batch < 1
 
 
 def _comparison_table(title: str, rows: list[tuple[str, object]]):
@@ -188,7 +186,7 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
     with _console().status("calibrating..."):
         result = calibrate_qdq(src, output, data_path, target=target, method=method, samples=samples, seed=seed,
-                               exclude=exclude, high_precision=None if high_precision == "fp32" else high_precision,
+                               exclude=exclude, high_precision=high_precision,
                                cache_path=cache_path, batch_size=batch_size,
                                preprocess=_manual_preprocess(mean, std, image_size))
     _print_notes(result.notes)

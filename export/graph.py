@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Collection
+
+from dnx.errors import DnxError
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def load_onnx(path: str | Path, load_external_data: bool = True):
+    """The ONNX proto of ``path``, or a one-line DnxError when it is missing or not ONNX."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise DnxError(f"ONNX file {path} does not exist")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DnxError(f"{path} is not a readable ONNX file: {first}") from None
+
+
+def has_qdq(model_proto) -> bool:
+    return any(n.op_type in QDQ_OPS for n in model_proto.graph.node)
 
 
 def remove_identities(model_proto) -> int:

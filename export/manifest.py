@@ -24,14 +24,21 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def base_manifest() -> dict[str, Any]:
+def base_manifest(with_torch: bool = True) -> dict[str, Any]:
+    """Versions of what made a file. ``with_torch=False`` for files made without torch (calibrated
+    and FP16 graphs): importing torch only to read its version would cost seconds, and a derived
+    file keeps its source's ``torch_version`` (the exporter's) through the merged source manifest."""
     import onnx
-    import torch
 
     from dnx import __version__
 
-    return {"schema": SCHEMA, "dnx_version": __version__, "torch_version": torch.__version__,
-            "onnx_version": onnx.__version__, "python": platform.python_version()}
+    base = {"schema": SCHEMA, "dnx_version": __version__, "onnx_version": onnx.__version__,
+            "python": platform.python_version()}
+    if with_torch:
+        import torch
+
+        base["torch_version"] = torch.__version__
+    return base
 
 
 def model_manifest(config: ModelConfig, weights: str, weights_path: str | None, input_name: str,
@@ -65,15 +72,14 @@ def embed(model_proto, manifest: dict[str, Any]) -> None:
 
 def read_manifest(path: str | Path, required: bool = True) -> dict[str, Any] | None:
     """The manifest of an ONNX file: from its metadata_props, else from its sidecar."""
-    import onnx
+    from dnx.export.graph import load_onnx
 
+    return manifest_of(load_onnx(path, load_external_data=False), path, required)
+
+
+def manifest_of(proto, path: str | Path, required: bool = True) -> dict[str, Any] | None:
+    """The manifest of ``proto``, loaded from ``path``: from its metadata_props, else from the sidecar."""
     path = Path(path)
-    if not path.is_file():
-        raise DnxError(f"{path} does not exist")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
-        raise DnxError(f"{path} is not a readable ONNX file: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     for p in proto.metadata_props:
         if p.key == METADATA_KEY:
             return json.loads(p.value)

@@ -170,9 +170,10 @@ class SelectedGraph:
 
 def graph_precision(onnx_path: str | Path) -> str:
     """The precision an ONNX file's types ask for (fp32, fp16, int8 or best); CPU only."""
-    from dnx.runtime.tensorrt_inspect import load_onnx_graph, onnx_precision
+    from dnx.export.graph import load_onnx
+    from dnx.runtime.tensorrt_inspect import onnx_precision
 
-    return onnx_precision(load_onnx_graph(onnx_path))
+    return onnx_precision(load_onnx(onnx_path, load_external_data=False))
 
 
 def plan_graph(onnx_path: str | Path, precision: str, calib_data: str | Path | None = None,

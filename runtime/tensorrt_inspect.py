@@ -13,12 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dnx.errors import DnxError
+from dnx.export.graph import QDQ_OPS, has_qdq, load_onnx
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 FLOAT16 = 10  # onnx.TensorProto.FLOAT16; a literal so onnx_precision can take any proto without importing onnx
 
 
@@ -44,25 +43,10 @@ def _cast_targets(proto) -> Counter:
 
 def onnx_precision(proto) -> str:
     """The precision a graph asks a strongly typed builder for: fp32, fp16, int8 (Q/DQ) or best (Q/DQ + FP16)."""
-    has_qdq = any(n.op_type in QDQ_OPS for n in proto.graph.node)
     has_fp16 = any(t.data_type == FLOAT16 for t in proto.graph.initializer) or FLOAT16 in _cast_targets(proto)
-    if has_qdq:
+    if has_qdq(proto):
         return "best" if has_fp16 else "int8"
     return "fp16" if has_fp16 else "fp32"
-
-
-def load_onnx_graph(path: str | Path):
-    """The ONNX proto without external weights (enough for structure and types), or a DnxError."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise DnxError(f"ONNX file {path} does not exist")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DnxError(f"{path} is not a readable ONNX file: {first}") from None
 
 
 def _value_info(value) -> dict[str, Any]:
@@ -76,18 +60,18 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
     import math
 
     from dnx.export.graph import op_counts
-    from dnx.export.manifest import read_manifest
+    from dnx.export.manifest import manifest_of
     from dnx.models.weights import sha256_file
 
     path = Path(path)
-    proto = load_onnx_graph(path)
+    proto = load_onnx(path, load_external_data=False)
     by_dtype: dict[str, dict[str, int]] = {}
     for init in proto.graph.initializer:
         entry = by_dtype.setdefault(_dtype_name(init.data_type), {"tensors": 0, "elements": 0})
         entry["tensors"] += 1
         entry["elements"] += math.prod(init.dims)
     ops = op_counts(proto)
-    manifest = read_manifest(path, required=False)
+    manifest = manifest_of(proto, path, required=False)
     return {
         "path": str(path),
         "bytes": path.stat().st_size,
