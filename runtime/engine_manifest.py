@@ -24,11 +24,6 @@ class EngineMismatchError(DnxError):
     """An engine that cannot run here (other TensorRT version or GPU), or whose sidecar does not match it."""
 
 
-def engine_manifest_path(engine_path: str | Path) -> Path:
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
 def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", str(version))[:4])
 
@@ -71,10 +66,12 @@ def machine_facts(trt, device: int = 0) -> dict[str, Any]:
 
 
 def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict[str, Any] | None:
+    from dnx.export.manifest import sidecar_path
+
     engine_path = Path(engine_path)
     if not engine_path.is_file():
         raise DnxError(f"engine {engine_path} does not exist; build one with `dnx build MODEL.onnx -o {engine_path}`")
-    side = engine_manifest_path(engine_path)
+    side = sidecar_path(engine_path)
     if not side.is_file():
         if required:
             raise EngineMismatchError(f"{engine_path} has no manifest {side.name} (not built by dnx, or the sidecar "
@@ -97,18 +94,23 @@ def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict
 
 def write_engine_manifest(engine_path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the sidecar of an engine that is already on disk, adding its size and sha256."""
+    from dnx.export.manifest import sidecar_path
     from dnx.fileio import write_json_atomic
     from dnx.models.weights import sha256_file
 
     engine_path = Path(engine_path)
     manifest = {**manifest, "engine_sha256": sha256_file(engine_path), "engine_bytes": engine_path.stat().st_size}
-    write_json_atomic(engine_manifest_path(engine_path), manifest)
+    write_json_atomic(sidecar_path(engine_path), manifest)
     return manifest
 
 
+def rebuild_command(manifest: dict[str, Any] | None) -> str:
+    """The ``dnx build`` command that made the engine of ``manifest``, or a generic one."""
+    return (manifest or {}).get("build_command") or "dnx build MODEL.onnx"
+
+
 def rebuild_hint(manifest: dict[str, Any]) -> str:
-    command = manifest.get("build_command") or "dnx build MODEL.onnx"
-    return f"rebuild it on this machine with `{command}`"
+    return f"rebuild it on this machine with `{rebuild_command(manifest)}`"
 
 
 def _describe(version: str, cc: str, gpu: str | None) -> str:

@@ -34,6 +34,11 @@ DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise DnxError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 def parse_size(text: str | int) -> int:
     """Bytes from ``4GiB``, ``512MiB``, ``2GB`` or a plain number of bytes."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
@@ -58,8 +63,7 @@ class BuildOptions:
     version_compat: bool = False
 
     def validate(self) -> "BuildOptions":
-        if self.precision not in PRECISIONS:
-            raise DnxError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_precision(self.precision)
         if self.hardware_compat not in HARDWARE_COMPAT:
             raise DnxError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}, "
                            f"got {self.hardware_compat!r}")
@@ -70,10 +74,13 @@ class BuildOptions:
         self.batch_range()
         return self
 
+    def _batch_flags(self) -> tuple[tuple[str, int | None], ...]:
+        """The batch options as given (None: not given), each with its ``dnx build`` flag."""
+        return ("--min-batch", self.min_batch), ("--opt-batch", self.opt_batch), ("--max-batch", self.max_batch)
+
     def batch_range(self) -> tuple[int, int, int]:
         """(min, opt, max) batch of a dynamic-batch input, defaults filled in and checked."""
-        for flag, value in (("--min-batch", self.min_batch), ("--opt-batch", self.opt_batch),
-                            ("--max-batch", self.max_batch)):
+        for flag, value in self._batch_flags():
             if value is not None and value < 1:
                 raise DnxError(f"{flag} must be a positive integer, got {value}")
         low = self.min_batch or DEFAULT_MIN_BATCH
@@ -92,8 +99,7 @@ class BuildOptions:
     def cli_args(self) -> list[str]:
         """The ``dnx build`` options that reproduce these options."""
         args = ["--precision", self.precision]
-        for flag, value in (("--min-batch", self.min_batch), ("--opt-batch", self.opt_batch),
-                            ("--max-batch", self.max_batch), ("--workspace", self.workspace),
+        for flag, value in (*self._batch_flags(), ("--workspace", self.workspace),
                             ("--timing-cache", self.timing_cache)):
             if value is not None:
                 args += [flag, str(value)]
@@ -132,8 +138,7 @@ def profile_shapes(input_shape: Sequence, options: BuildOptions, name: str = "in
         low, opt, high = options.batch_range()
     else:
         fixed = int(shape[0])
-        asked = {flag: v for flag, v in (("--min-batch", options.min_batch), ("--opt-batch", options.opt_batch),
-                                         ("--max-batch", options.max_batch)) if v is not None and v != fixed}
+        asked = {flag: v for flag, v in options._batch_flags() if v is not None and v != fixed}
         if asked:
             got = " ".join(f"{flag} {v}" for flag, v in asked.items())
             raise DnxError(f"input {name} has a fixed batch of {fixed}, so {got} cannot apply; drop those options "
@@ -185,8 +190,7 @@ def plan_graph(onnx_path: str | Path, precision: str, calib_data: str | Path | N
     """
     from dnx.fileio import check_writable
 
-    if precision not in PRECISIONS:
-        raise DnxError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check_precision(precision)
     source = Path(onnx_path)
     found = graph_precision(source)
     calib_data = Path(calib_data) if calib_data else None
@@ -396,7 +400,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
 
     from dnx import __version__
     from dnx.export.manifest import read_manifest
-    from dnx.fileio import atomic_path, check_writable
+    from dnx.fileio import check_writable, write_bytes_atomic
     from dnx.models.weights import sha256_file
     from dnx.runtime.engine_manifest import ENGINE_SCHEMA, machine_facts, write_engine_manifest
     from dnx.runtime.tensorrt_compat import import_tensorrt
@@ -414,9 +418,10 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
         serialized, io, warnings = _build_serialized(trt, graph.path, options, progress, notes)
         facts = machine_facts(trt, device)
     build_seconds = time.perf_counter() - start
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(serialized)
+    write_bytes_atomic(output, serialized)
 
+    source_sha256 = sha256_file(plan.source)
+    graph_sha256 = source_sha256 if Path(graph.path) == Path(plan.source) else sha256_file(graph.path)
     batch = next(iter(io["shapes"].values()), {"min": [None], "opt": [None], "max": [None]})
     manifest = {
         "schema": ENGINE_SCHEMA,
@@ -437,9 +442,9 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
         "build_command": build_command(plan.source, output, options, calib_data, calib_cache),
         "build_seconds": round(build_seconds, 3),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source_onnx": {"path": str(plan.source), "sha256": sha256_file(plan.source),
+        "source_onnx": {"path": str(plan.source), "sha256": source_sha256,
                         "manifest": read_manifest(plan.source, required=False)},
-        "built_graph": {"path": str(graph.path), "sha256": sha256_file(graph.path), "action": graph.action,
+        "built_graph": {"path": str(graph.path), "sha256": graph_sha256, "action": graph.action,
                         "precision": graph.precision},
         "notes": notes,
         "tensorrt_warnings": warnings,

@@ -246,7 +246,9 @@ class TensorRTRunner(Runner):
         if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
             return
         flag = f"--max-batch {shape[0]}" if shape and shape[0] > high[0] else f"--min-batch {shape[0] if shape else 1}"
-        command = (self.manifest or {}).get("build_command", "dnx build MODEL.onnx")
+        from dnx.runtime.engine_manifest import rebuild_command
+
+        command = rebuild_command(self.manifest)
         raise DnxError(f"{self.name}: input {name} has shape {shape}; {self.path.name} accepts {tuple(low)} to "
                        f"{tuple(high)} (batch {low[0]}..{high[0]}); rebuild it with `{command} {flag}`")
 
@@ -257,9 +259,10 @@ class TensorRTRunner(Runner):
             self._check_feed(feed)
         torch = _torch()
         key = tuple(tuple(feed[t["name"]].shape) for t in self._inputs)
-        for t, shape in zip(self._inputs, key):
-            self._check_profile(t["name"], shape, t["profile"])
         if key != self._shape_key:
+            # _shape_key is only ever set below, after its shapes passed this check against the same profile.
+            for t, shape in zip(self._inputs, key):
+                self._check_profile(t["name"], shape, t["profile"])
             for t, shape in zip(self._inputs, key):
                 self._set_shape(t["name"], shape)
             if key not in self._output_shapes:
