@@ -129,6 +129,11 @@ class Artifacts:
         return (self.manifest or {}).get("output", {}).get("name", "logits")
 
     # -- files ---------------------------------------------------------------------------------
+    @property
+    def onnx_precision(self) -> str | None:
+        """Precision of the ONNX target file (its manifest's; fp32 without one); None without a file."""
+        return (self.manifest or {}).get("precision", "fp32") if self.onnx is not None else None
+
     def path_for(self, kind: str) -> tuple[Path, str]:
         """(file, precision) for ``kind``: "onnx", "int8", "fp16" or "engine"."""
         if kind not in self._made:
@@ -139,7 +144,7 @@ class Artifacts:
 
     def _fp32_onnx(self) -> tuple[Path, str]:
         if self.onnx is not None:
-            return self.onnx, (self.manifest or {}).get("precision", "fp32")
+            return self.onnx, self.onnx_precision
         if not self.model_name:
             raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
         from dnx import __version__
@@ -171,7 +176,7 @@ class Artifacts:
         return Path(chosen) if chosen else bundled_photos()[0].parent
 
     def _int8_onnx(self) -> tuple[Path, str]:
-        if (self.manifest or {}).get("precision") == "int8" and self.onnx is not None:
+        if self.onnx_precision == "int8":
             return self.onnx, "int8"  # the target is already a QDQ file
         try:
             from dnx.calibration.qdq import calibrate_qdq
@@ -186,7 +191,7 @@ class Artifacts:
         return Path(result.path), "int8"
 
     def _fp16_onnx(self) -> tuple[Path, str]:
-        if (self.manifest or {}).get("precision") == "fp16" and self.onnx is not None:
+        if self.onnx_precision == "fp16":
             return self.onnx, "fp16"
         try:
             from dnx.calibration.fp16 import convert_fp16

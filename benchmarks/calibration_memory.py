@@ -18,7 +18,7 @@ from dnx.benchmarks.scripts import run_script, save_result
 
 
 def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
-    from dnx.benchmarks.harness import machine_info
+    from dnx.benchmarks.machine import machine_info
     from dnx.data.photos import find_photos, make_photo_folder
 
     rows = []

@@ -15,7 +15,7 @@ from dnx.benchmarks.scripts import run_script, save_result
 
 
 def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3) -> dict:
-    from dnx.benchmarks.harness import machine_info
+    from dnx.benchmarks.machine import machine_info
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,32 +20,11 @@ import numpy as np
 from dnx.benchmarks.scripts import run_script, save_result
 
 
-def _export_form(loaded, form: str, path: Path) -> Path:
-    import onnx
-    import torch
-
-    from dnx.export.graph import remove_identities
-    from dnx.export.manifest import embed, model_manifest
-
-    cfg = loaded.config
-    loaded.model.set_forward_form(form)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(loaded.model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
-                          input_names=["input"], output_names=["logits"], opset_version=17,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    loaded.model.set_forward_form("incremental")
-    proto = onnx.load(str(path))
-    remove_identities(proto)
-    embed(proto, model_manifest(cfg, loaded.weights, None, "input", "logits", None, 17, form))
-    onnx.save(proto, str(path))
-    return path
-
-
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
-    from dnx.benchmarks.harness import machine_info
+    from dnx.benchmarks.machine import machine_info
     from dnx.calibration.qdq import calibrate_qdq
     from dnx.data.photos import make_photo_folder
+    from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
     from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -56,7 +34,7 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
         make_photo_folder(tmp / "photos", samples)
         files = {}
         for form in ("torchvision", "incremental"):
-            fp32 = _export_form(loaded, form, tmp / f"{form}.onnx")
+            fp32 = export_onnx(loaded, tmp / f"{form}.onnx", ExportOptions(verify=False, forward_form=form)).path
             files[f"{form} fp32"] = fp32
             files[f"{form} int8"] = calibrate_qdq(fp32, tmp / f"{form}.int8.onnx", tmp / "photos",
                                                   target="onnxruntime", method="minmax", samples=samples).path

@@ -20,12 +20,10 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-# Moved out of this module, still importable from it: the CLI, the suite scripts and the tests import
-# cuda_available, machine_info and load_parity_data from here (ENGINE_SUFFIXES is kept for the same reason).
-from dnx.benchmarks.artifacts import ENGINE_SUFFIXES, Artifacts  # noqa: F401
+from dnx.benchmarks.artifacts import Artifacts
 from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
 from dnx.benchmarks.machine import cuda_available, machine_info
-from dnx.benchmarks.parity_data import ParityInput, load_parity_data, parity_inputs
+from dnx.benchmarks.parity_data import ParityInput, parity_inputs
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError
 from dnx.runtime.base import Runner, UnavailableBackend, run_in_batches
@@ -206,19 +204,8 @@ class _BenchTorchRunner(TorchRunner):
         self._static_in = self._static_out = self._graph = None
         super()._deactivate()
 
-    def _forward(self, x):
-        import torch
-
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            return self._fn(x)
-
     def upload(self, feed: dict[str, np.ndarray]) -> None:
-        import torch
-
-        x = torch.from_numpy(feed[self.input_name]).to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        self._static_in, self._graph = x, None
+        self._static_in, self._graph = self._to_input(feed[self.input_name]), None
         if self.cuda_graphs:
             self._capture()
 
@@ -443,8 +430,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     has_cuda = cuda_available()
     with _workdir(config) as (workdir, temporary):
         art = Artifacts(config, workdir, temporary)
-        onnx_precision = (art.manifest or {}).get("precision", "fp32") if art.onnx else "fp32"
-        names = config.backends or default_backends(has_cuda, art.engine is not None, onnx_precision)
+        names = config.backends or default_backends(has_cuda, art.engine is not None, art.onnx_precision or "fp32")
         specs = [BACKENDS[n] for n in dict.fromkeys(names)]
         step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))
         step("PyTorch FP32 reference")

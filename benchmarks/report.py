@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dnx.fileio import atomic_path, write_json_atomic
+from dnx.tables import new_table, verdict
 
 SCHEMA = "dnx.bench/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "bench_schema.json"
@@ -185,16 +186,6 @@ def write_markdown(result, path: str | Path) -> None:
 
 # -- rich tables (the CLI prints them) ----------------------------------------------------------
 
-def _backend_table(title: str, cols, left, caption: str | None = None):
-    """A rich table with ``cols``, those in ``left`` left-aligned and the rest right-aligned."""
-    from rich.table import Table
-
-    table = Table(title=title, caption=caption)
-    for col in cols:
-        table.add_column(col, justify="left" if col in left else "right")
-    return table
-
-
 def _add_unavailable_row(table, backend) -> None:
     table.add_row(backend.backend, *["-"] * (len(table.columns) - 2), f"[yellow]{_unavailable(backend)}[/]")
 
@@ -203,8 +194,8 @@ def latency_table(result):
     gpu_compute = any(e.measurement and e.measurement.compute for b in result.backends for e in b.latency)
     cols = ["backend", "precision", "device", "batch", "median", "mean", "min", "p90", "p95", "p99", "max",
             "std", "img/s", "vs torch"] + (["GPU compute median"] if gpu_compute else []) + ["iters", "note"]
-    table = _backend_table(f"{result.model['name']}: latency (ms) and throughput", cols,
-                           ("backend", "precision", "device", "note"), caption=machine_summary(result.machine))
+    table = new_table(f"{result.model['name']}: latency (ms) and throughput", cols,
+                      ("backend", "precision", "device", "note"), caption=machine_summary(result.machine))
     for b in result.backends:
         if not b.ran:
             _add_unavailable_row(table, b)
@@ -229,8 +220,8 @@ def latency_table(result):
 def parity_table(result):
     cols = ("backend", "precision", "input", "samples", "max|diff|", "mean|diff|", "min cosine", "top-1",
             "top-5", "accuracy ref→backend", "result")
-    table = _backend_table(f"{result.model['name']}: parity with {result.model['reference']}", cols,
-                           ("backend", "precision", "input", "result"))
+    table = new_table(f"{result.model['name']}: parity with {result.model['reference']}", cols,
+                      ("backend", "precision", "input", "result"))
     for b in result.backends:
         if not b.ran:
             _add_unavailable_row(table, b)
@@ -240,7 +231,7 @@ def parity_table(result):
             table.add_row(b.backend if i == 0 else "", b.precision, name, str(c.samples), f"{c.max_abs_diff:.2e}",
                           f"{c.mean_abs_diff:.2e}", f"{c.min_cosine:.6f}", _pct(c.top1_agreement),
                           _pct(c.top5_agreement), acc,
-                          "[green]pass[/]" if c else f"[red]FAIL[/] {c.criterion}")
+                          verdict(c))
     return table
 
 

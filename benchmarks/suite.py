@@ -10,7 +10,6 @@ and ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -91,24 +90,24 @@ def main(argv: list[str] | None = None) -> None:
         entries = [e for e in entries if e.model in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    photos = Path(tempfile.mkdtemp(prefix="dnx-suite-photos-"))
-    for entry in entries:
-        if args.samples:
-            entry = replace(entry, samples=args.samples)
-        if entry.calib_photos:
-            from dnx.data.photos import make_photo_folder
+    with tempfile.TemporaryDirectory(prefix="dnx-suite-photos-") as photos_dir:
+        photos = Path(photos_dir)
+        for entry in entries:
+            if args.samples:
+                entry = replace(entry, samples=args.samples)
+            if entry.calib_photos:
+                from dnx.data.photos import make_photo_folder
 
-            folder = photos / str(entry.calib_photos)
-            if not folder.is_dir():
-                make_photo_folder(folder, entry.calib_photos)
-            entry = replace(entry, calib_data=str(folder))
-        start = time.perf_counter()
-        print(f"{entry.model}: benchmarking {', '.join(BACKENDS)} ...", flush=True)
-        result = run_bench(suite_config(entry, args.duration, args.workdir))
-        report.write_json(result, args.out / f"{entry.model}.json")
-        print(f"{entry.model}: done in {time.perf_counter() - start:.0f} s", flush=True)
-        results.append(result)
-    shutil.rmtree(photos, ignore_errors=True)
+                folder = photos / str(entry.calib_photos)
+                if not folder.is_dir():
+                    make_photo_folder(folder, entry.calib_photos)
+                entry = replace(entry, calib_data=str(folder))
+            start = time.perf_counter()
+            print(f"{entry.model}: benchmarking {', '.join(BACKENDS)} ...", flush=True)
+            result = run_bench(suite_config(entry, args.duration, args.workdir))
+            report.write_json(result, args.out / f"{entry.model}.json")
+            print(f"{entry.model}: done in {time.perf_counter() - start:.0f} s", flush=True)
+            results.append(result)
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(results_markdown(results))
     print(f"wrote {args.markdown} and {len(results)} JSON file(s) in {args.out}")

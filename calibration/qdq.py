@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from dnx.calibration.data import CalibrationData, open_calibration_data
 from dnx.errors import DnxError
 

@@ -54,11 +54,11 @@ def models_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
+    from dnx.tables import new_table
 
-    table = Table(title="DenseNet variants")
-    for col in ("name", "depth", "k", "blocks", "params", "paper params", "GMACs", "input", "reference"):
-        table.add_column(col, justify="right" if col in ("depth", "k", "params", "paper params", "GMACs") else "left")
+    table = new_table("DenseNet variants",
+                      ("name", "depth", "k", "blocks", "params", "paper params", "GMACs", "input", "reference"),
+                      left=("name", "blocks", "input", "reference"))
     for r in rows:
         paper = f"{r['paper_params'] / 1e6:.1f}M" if r["paper_params"] else "-"
         table.add_row(r["name"], str(r["depth"]), str(r["growth_rate"]),
@@ -79,15 +79,14 @@ def _parse_batch(value: str) -> int | None:
 
 
 def _comparison_table(title: str, rows: list[tuple[str, object]]):
-    from rich.table import Table
+    from dnx.tables import new_table, verdict
 
-    table = Table(title=title)
-    for col in ("case", "samples", "max|diff|", "mean|diff|", "max rel", "cosine", "top-1", "top-5", "result"):
-        table.add_column(col, justify="left" if col in ("case", "result") else "right")
+    table = new_table(title, ("case", "samples", "max|diff|", "mean|diff|", "max rel", "cosine", "top-1", "top-5",
+                              "result"), left=("case", "result"))
     for name, c in rows:
         table.add_row(name, str(c.samples), f"{c.max_abs_diff:.2e}", f"{c.mean_abs_diff:.2e}",
                       f"{c.max_rel_diff:.2e}", f"{c.cosine:.6f}", f"{c.top1_agreement:.1%}",
-                      f"{c.top5_agreement:.1%}", "[green]pass[/]" if c else f"[red]FAIL[/] {c.criterion}")
+                      f"{c.top5_agreement:.1%}", verdict(c))
     return table
 
 
@@ -232,12 +231,11 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
     """Accuracy of PyTorch FP32 vs ONNX FP32 / FP16 / INT8 QDQ over a labelled set."""
     from pathlib import Path
 
-    from rich.table import Table
-
     from dnx.benchmarks.accuracy import evaluate_precisions
     from dnx.data.datasets import LabelledImages, load_labelled, shipped_fashion_mnist_test
     from dnx.fileio import write_json_atomic
     from dnx.models import ASSETS, create_model
+    from dnx.tables import new_table, verdict
 
     loaded = create_model(model, weights=weights)
     if loaded.weights_path is None:
@@ -251,15 +249,14 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
         report = evaluate_precisions(loaded, data, workdir, calib, samples=samples, method=method,
                                      threads=threads, progress=lambda msg: status.update(msg))
     _print_notes(report.notes)
-    table = Table(title=f"{model}: accuracy on {report.images} labelled images (onnxruntime CPU)")
-    for col in ("precision", "accuracy", "delta", "top-1 agree", "max|diff|", "cosine", "result"):
-        table.add_column(col, justify="left" if col in ("precision", "result") else "right")
+    table = new_table(f"{model}: accuracy on {report.images} labelled images (onnxruntime CPU)",
+                      ("precision", "accuracy", "delta", "top-1 agree", "max|diff|", "cosine", "result"),
+                      left=("precision", "result"))
     base = report.rows[0].comparison.accuracy
     for row in report.rows:
         c = row.comparison
         table.add_row(row.label, f"{c.accuracy:.2%}", f"{(c.accuracy - base) * 100:+.2f} pt",
-                      f"{c.top1_agreement:.2%}", f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}",
-                      "[green]pass[/]" if c else f"[red]FAIL[/] {c.criterion}")
+                      f"{c.top1_agreement:.2%}", f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", verdict(c))
     console.print(table)
     if json_path:
         write_json_atomic(Path(json_path), report.to_dict())
@@ -362,8 +359,7 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
                          iterations=iterations, duration_s=duration, warmup_s=warmup, threads=threads,
                          data=data_path, calib_data=calib_data, samples=samples, cuda_graphs=cuda_graphs,
                          no_data_transfers=no_data_transfers, workdir=workdir)
-    config.validate()
-    with _LateProgress() as progress:
+    with _LateProgress() as progress:  # run_bench validates the config before any work
         result = run_bench(config, progress)
     console = _console()
     console.print(report.latency_table(result))
@@ -435,7 +431,7 @@ def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, m
 
 
 def _print_onnx_summary(info: dict) -> None:
-    from rich.table import Table
+    from dnx.tables import new_table
 
     def shape(t: dict) -> str:
         return f"{t['name']} [{','.join('N' if d is None else str(d) for d in t['shape'])}] {t['dtype']}"
@@ -446,14 +442,10 @@ def _print_onnx_summary(info: dict) -> None:
     click.echo(f"outputs: {'; '.join(map(shape, info['outputs']))}")
     claimed = f" (manifest says {info['manifest_precision']})" if info["manifest_precision"] else " (no dnx manifest)"
     click.echo(f"precision: {info['precision']}{claimed}; {info['nodes']} nodes, {info['qdq_nodes']} Q/DQ")
-    table = Table(title="operators")
-    table.add_column("op")
-    table.add_column("count", justify="right")
+    table = new_table("operators", ("op", "count"), left=("op",))
     for op, n in info["ops"].items():
         table.add_row(op, str(n))
-    dtypes = Table(title="initializers")
-    for col in ("dtype", "tensors", "elements"):
-        dtypes.add_column(col, justify="left" if col == "dtype" else "right")
+    dtypes = new_table("initializers", ("dtype", "tensors", "elements"), left=("dtype",))
     for dtype, d in info["initializers"].items():
         dtypes.add_row(dtype, str(d["tensors"]), f"{d['elements']:,}")
     console = _console()
@@ -493,12 +485,14 @@ def inspect_cmd(artifact, layers, as_json) -> None:
     """Summarize an ONNX file (any machine) or a TensorRT engine (its layers need a GPU and TensorRT)."""
     from pathlib import Path
 
+    from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
+
     path = Path(artifact)
     if path.suffix == ".onnx":
         from dnx.runtime.tensorrt_inspect import inspect_onnx
 
         info, show = inspect_onnx(path), _print_onnx_summary
-    elif path.suffix in (".engine", ".plan", ".trt"):
+    elif path.suffix in ENGINE_SUFFIXES:
         from dnx.errors import MissingDependencyError
         from dnx.runtime.tensorrt_inspect import inspect_engine
 

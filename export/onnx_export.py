@@ -35,8 +35,11 @@ class ExportOptions:
     verify: bool = True
     simplify: bool = False
     threads: int = 0
+    forward_form: str = "incremental"  # "torchvision" only to measure the forms (benchmarks/graph_form.py)
 
     def validate(self) -> None:
+        if self.forward_form not in ("incremental", "torchvision"):
+            raise DnxError(f"forward form must be incremental or torchvision, got {self.forward_form!r}")
         if self.batch is not None and self.batch < 1:
             raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {self.batch}")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
@@ -77,11 +80,11 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     cfg, model = loaded.config, loaded.model.eval()
     example = torch.zeros(options.batch or 1, cfg.in_channels, cfg.image_size, cfg.image_size)
     manifest = model_manifest(cfg, loaded.weights, loaded.weights_path, INPUT_NAME, OUTPUT_NAME,
-                              options.batch, options.opset, "incremental")
+                              options.batch, options.opset, options.forward_form)
     report = None
     with atomic_path(output) as tmp:
         start = time.perf_counter()
-        model.set_forward_form("incremental")
+        model.set_forward_form(options.forward_form)
         dynamic = None if options.batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -106,7 +109,7 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
                 report = verify_onnx(tmp, model, cfg.preprocess, options.batch, DEFAULT_TOLERANCES["fp32"],
                                      INPUT_NAME, options.threads)
             finally:
-                model.set_forward_form("incremental")
+                model.set_forward_form(options.forward_form)
             manifest["verification"] = report.to_dict()
             embed(proto, manifest)
             onnx.save(proto, str(tmp))

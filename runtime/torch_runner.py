@@ -51,14 +51,21 @@ class TorchRunner(Runner):
     def input_metadata(self) -> dict[str, TensorMeta]:
         return {self.input_name: TensorMeta(self.input_name, (None, self.in_channels, None, None), np.dtype(np.float32))}
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _to_input(self, array: np.ndarray):
+        """The input tensor on the runner's device, in its memory format."""
         import torch
 
-        x = torch.from_numpy(feed[self.input_name]).to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(array).to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _forward(self, x):
+        import torch
+
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            y = self._fn(x)
+            return self._fn(x)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        y = self._forward(self._to_input(feed[self.input_name]))
         return {self.output_name: y.float().cpu().numpy()}
 
     def synchronize(self) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dnx.benchmarks import harness
-from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends, load_parity_data, run_bench
+from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends, run_bench
+from dnx.benchmarks.parity_data import load_parity_data
 from dnx.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
 from dnx.errors import DnxError
 from dnx.runtime.base import UnavailableBackend
