@@ -54,8 +54,8 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
     from dnx.data.preprocess import preprocess_array
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
-    from dnx.runtime.torch_runner import TorchRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.torch.runner import TorchRunner
 
     step = progress or (lambda _msg: None)
     workdir = Path(workdir)

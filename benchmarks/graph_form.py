@@ -26,7 +26,7 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
     from dnx.data.photos import make_photo_folder
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     loaded = create_model("densenet121")
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from dnx.benchmarks.parity_data import ParityInput, parity_inputs
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError
 from dnx.runtime.base import Runner, UnavailableBackend, run_in_batches
-from dnx.runtime.torch_runner import TorchRunner
+from dnx.runtime.torch.runner import TorchRunner
 
 DEFAULT_SAMPLES = 100  # top-1 agreement over 100 images resolves the 99% / 99.5% thresholds
 
@@ -254,7 +254,7 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
     if not cuda_available():
         raise UnavailableBackend("no CUDA device found")
     try:
-        from dnx.runtime.tensorrt_runner import TensorRTRunner
+        from dnx.runtime.tensorrt.runner import TensorRTRunner
     except ImportError as exc:
         raise UnavailableBackend(f"the TensorRT runner cannot be imported: {exc}") from None
     return TensorRTRunner(engine, cuda_graph=True) if cuda_graphs else TensorRTRunner(engine)
@@ -263,7 +263,7 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
 def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
                  has_cuda: bool) -> tuple[Runner, str, str, Path | None]:
     """(runner, precision, device, file run) for one backend; raises UnavailableBackend."""
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner, provider_available
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner, provider_available
 
     if spec.cuda_only and not has_cuda:
         raise UnavailableBackend("no CUDA device found")

@@ -42,7 +42,7 @@ def compare(onnx_path: Path, batch: int, threads: int, rounds: int, duration_s: 
     """(harness median, bare median) per round, in ms."""
     import onnxruntime as ort
 
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner(onnx_path, "cpu", threads=threads).activate()
     opts = ort.SessionOptions()

@@ -75,7 +75,7 @@ def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int =
     from dnx.compare import DEFAULT_TOLERANCES, compare_logits
     from dnx.export.verify import verification_inputs
     from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     x = np.concatenate([batch for _, batch in verification_inputs(pre, None, seed)])
     outs = []

@@ -63,7 +63,7 @@ def verify_onnx(path: str | Path, reference, pre: Preprocess, batch: int | None,
     """Compare the ONNX file at ``path`` with the PyTorch ``reference`` module."""
     import torch
 
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     check_onnx(path)
     report = VerificationReport()

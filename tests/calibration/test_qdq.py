@@ -14,7 +14,7 @@ from dnx.export.manifest import preprocess_from_manifest, read_manifest
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model
 from dnx.runtime.base import run_in_batches
-from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from dnx.errors import DnxError, VerificationError
 from dnx.export.manifest import preprocess_from_manifest, read_manifest, sidecar_path
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model, get_config, list_models
-from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
 
 @pytest.mark.parametrize("name", list_models())

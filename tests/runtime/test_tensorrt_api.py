@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnx.runtime.tensorrt_api_check import (
+from dnx.runtime.tensorrt.api_check import (
     REMOVED, check_files, check_source, collect_uses, default_api_dir, dnx_tensorrt_modules, load_api_lists)
 
 API_LISTS = load_api_lists()
@@ -44,7 +44,7 @@ def test_the_check_sees_dnx_tensorrt_calls():
 
 
 def test_strongly_typed_flag_is_only_used_on_10():
-    path = next(p for p in dnx_tensorrt_modules() if p.name == "tensorrt_compat.py")
+    path = next(p for p in dnx_tensorrt_modules() if p.name == "compat.py")
     uses = [u for u in collect_uses(path.read_text(), str(path)) if u.name == "STRONGLY_TYPED"]
     assert uses and all(u.versions == {10} for u in uses)
 

@@ -19,18 +19,18 @@ import numpy as np
 import pytest
 
 from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime import engine_manifest as em
-from dnx.runtime import tensorrt_compat as compat
-from dnx.runtime.engine_manifest import (
+from dnx.runtime.tensorrt import manifest as em
+from dnx.runtime.tensorrt import compat
+from dnx.runtime.tensorrt.manifest import (
     ENGINE_SCHEMA, EngineMismatchError, check_engine_compatible, check_engine_digest, read_engine_manifest,
     write_engine_manifest)
-from dnx.runtime.tensorrt_builder import (
+from dnx.runtime.tensorrt.builder import (
     BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
-from dnx.runtime.tensorrt_inspect import inspect_engine, inspect_onnx, summarize_layers
-from dnx.runtime.tensorrt_runner import TensorRTRunner
+from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize_layers
+from dnx.runtime.tensorrt.runner import TensorRTRunner
 
-TRT_MODULES = ["dnx.runtime.tensorrt_compat", "dnx.runtime.tensorrt_builder", "dnx.runtime.tensorrt_runner",
-               "dnx.runtime.tensorrt_inspect", "dnx.runtime.engine_manifest", "dnx.runtime.tensorrt_api_check"]
+TRT_MODULES = ["dnx.runtime.tensorrt.compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.tensorrt.runner",
+               "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check"]
 
 
 # -- stand-ins ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def densenet121(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engines(densenet121):
     from dnx.data.preprocess import bundled_photos
-    from dnx.runtime.tensorrt_builder import BuildOptions, build_engine
+    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
 
     folder, onnx_path, _ = densenet121
     built = {}
@@ -67,7 +67,7 @@ def inputs_and_reference(densenet121):
 
 
 def run_engine(path, x, **kwargs):
-    from dnx.runtime.tensorrt_runner import TensorRTRunner
+    from dnx.runtime.tensorrt.runner import TensorRTRunner
 
     with TensorRTRunner(path, **kwargs) as runner:
         return runner.infer({"input": x})["logits"]
@@ -105,7 +105,7 @@ def test_parity_with_pytorch(engines, inputs_and_reference, precision):
 def test_engine_executes_the_graph_it_was_built_from(engines, inputs_and_reference, precision):
     """TensorRT vs onnxruntime on the same FP16 / Q/DQ file: separates engine faithfulness from the
     precision's own error (which the parity test above bounds)."""
-    from dnx.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     x, _ = inputs_and_reference
     with OnnxRuntimeRunner(engines[precision].graph.path) as ort:
@@ -115,7 +115,7 @@ def test_engine_executes_the_graph_it_was_built_from(engines, inputs_and_referen
 
 
 def test_reload_from_disk_and_batches(engines, inputs_and_reference):
-    from dnx.runtime.tensorrt_runner import TensorRTRunner
+    from dnx.runtime.tensorrt.runner import TensorRTRunner
 
     x, _ = inputs_and_reference
     path = engines["fp32"].path
@@ -132,7 +132,7 @@ def test_reload_from_disk_and_batches(engines, inputs_and_reference):
 
 
 def test_cuda_graph_and_device_timing(engines, inputs_and_reference):
-    from dnx.runtime.tensorrt_runner import TensorRTRunner
+    from dnx.runtime.tensorrt.runner import TensorRTRunner
 
     x, _ = inputs_and_reference
     path = engines["fp16"].path
@@ -157,7 +157,7 @@ def copy_engine(result, folder):
     ("compute_capability", "5.0", "GPU architectures differ"),
 ])
 def test_mismatched_engine_is_refused_before_deserializing(engines, tmp_path, field, value, match):
-    from dnx.runtime.engine_manifest import EngineMismatchError
+    from dnx.runtime.tensorrt.manifest import EngineMismatchError
 
     engine, sidecar = copy_engine(engines["fp32"], tmp_path)
     manifest = json.loads(sidecar.read_text())
@@ -171,7 +171,7 @@ def test_mismatched_engine_is_refused_before_deserializing(engines, tmp_path, fi
 
 
 def test_replaced_engine_bytes_are_refused(engines, tmp_path):
-    from dnx.runtime.engine_manifest import EngineMismatchError
+    from dnx.runtime.tensorrt.manifest import EngineMismatchError
 
     engine, _ = copy_engine(engines["fp32"], tmp_path)
     shutil.copy(engines["fp16"].path, engine)
@@ -180,7 +180,7 @@ def test_replaced_engine_bytes_are_refused(engines, tmp_path):
 
 
 def test_inspect_shows_int8_layers(engines):
-    from dnx.runtime.tensorrt_inspect import inspect_engine
+    from dnx.runtime.tensorrt.inspect import inspect_engine
 
     info = inspect_engine(engines["int8"].path)
     assert info["layers"]["detailed"] and info["layers"]["count"] > 0
@@ -192,8 +192,8 @@ def test_parser_errors_name_the_node(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from dnx.runtime.tensorrt_builder import BuildOptions, build_engine
-    from dnx.runtime.tensorrt_compat import TensorRTError
+    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
+    from dnx.runtime.tensorrt.compat import TensorRTError
 
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["input"], ["logits"], name="mystery_node")], "bad",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dnx.errors import DnxError
-from dnx.runtime.engine_manifest import HARDWARE_COMPAT
-from dnx.runtime.tensorrt_compat import ProgressCallback
+from dnx.runtime.tensorrt.manifest import HARDWARE_COMPAT
+from dnx.runtime.tensorrt.compat import ProgressCallback
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -176,7 +176,7 @@ class SelectedGraph:
 def graph_precision(onnx_path: str | Path) -> str:
     """The precision an ONNX file's types ask for (fp32, fp16, int8 or best); CPU only."""
     from dnx.export.graph import load_onnx
-    from dnx.runtime.tensorrt_inspect import onnx_precision
+    from dnx.runtime.tensorrt.inspect import onnx_precision
 
     return onnx_precision(load_onnx(onnx_path, load_external_data=False))
 
@@ -278,7 +278,7 @@ def _parser_errors(parser: trt.OnnxParser) -> list[str]:
 
 
 def _tensor_facts(tensor: trt.ITensor) -> dict[str, Any]:
-    from dnx.runtime.tensorrt_compat import dtype_name
+    from dnx.runtime.tensorrt.compat import dtype_name
 
     return {"name": str(tensor.name), "shape": [int(d) for d in tensor.shape], "dtype": dtype_name(tensor.dtype)}
 
@@ -311,7 +311,7 @@ def _parse_onnx(trt, network: trt.INetworkDefinition, logger, graph_path: Path):
 
     Returns the parser, which owns the weights: keep it alive until the engine is built.
     """
-    from dnx.runtime.tensorrt_compat import TensorRTError
+    from dnx.runtime.tensorrt.compat import TensorRTError
 
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(graph_path)):
@@ -339,7 +339,7 @@ def _build_serialized(trt, graph_path: Path, options: BuildOptions, progress: Pr
                       notes: list[str]) -> tuple[Any, dict[str, Any], list[str]]:
     """(serialized engine, I/O and profile facts, TensorRT warnings) of ``graph_path``."""
     from dnx.fileio import write_bytes_atomic
-    from dnx.runtime.tensorrt_compat import TensorRTError, make_logger, make_progress_monitor, \
+    from dnx.runtime.tensorrt.compat import TensorRTError, make_logger, make_progress_monitor, \
         network_creation_flags
 
     logger = make_logger(trt)
@@ -402,8 +402,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
     from dnx.export.manifest import read_manifest
     from dnx.fileio import check_writable, write_bytes_atomic
     from dnx.models.weights import sha256_file
-    from dnx.runtime.engine_manifest import ENGINE_SCHEMA, machine_facts, write_engine_manifest
-    from dnx.runtime.tensorrt_compat import import_tensorrt
+    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA, machine_facts, write_engine_manifest
+    from dnx.runtime.tensorrt.compat import import_tensorrt
 
     options.validate()
     output = check_writable(output)

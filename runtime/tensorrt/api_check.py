@@ -5,7 +5,7 @@ there. This module reads that code with ``ast`` (nothing is imported), collects 
 name read or written on the tensorrt module and on objects derived from it, and compares them with
 the names found in each version's compiled bindings (``shared/trt-api/tensorrt-<version>.txt``).
 
-What counts as a TensorRT object (the conventions of :mod:`dnx.runtime.tensorrt_compat`):
+What counts as a TensorRT object (the conventions of :mod:`dnx.runtime.tensorrt.compat`):
 
 * the name ``trt`` (the module is always bound to it);
 * a parameter or variable annotated with a ``trt.…`` type (``engine: trt.ICudaEngine = loaded.engine``);
@@ -130,9 +130,9 @@ def load_api_lists(api_dir: str | Path | None = None) -> list[ApiList]:
 
 
 def dnx_tensorrt_modules() -> list[Path]:
-    """dnx's modules that touch TensorRT objects: ``runtime/tensorrt_*.py`` and the engine manifest."""
-    runtime = Path(__file__).resolve().parent
-    return sorted(runtime.glob("tensorrt_*.py")) + [runtime / "engine_manifest.py"]
+    """dnx's modules that touch TensorRT objects: everything in ``runtime/tensorrt/`` but this checker."""
+    here = Path(__file__).resolve()
+    return sorted(p for p in here.parent.glob("*.py") if p.name not in (here.name, "__init__.py"))
 
 
 # -- collecting uses -----------------------------------------------------------------------------

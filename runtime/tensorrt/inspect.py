@@ -124,7 +124,7 @@ def engine_layers(trt, engine: trt.ICudaEngine) -> list:
 def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> dict[str, Any]:
     """An engine's manifest and file facts; with ``layers`` (needs a GPU and TensorRT) its I/O and layers."""
     from dnx.models.weights import sha256_file
-    from dnx.runtime.engine_manifest import read_engine_manifest
+    from dnx.runtime.tensorrt.manifest import read_engine_manifest
 
     path = Path(path)
     manifest = read_engine_manifest(path, required=False)
@@ -132,8 +132,8 @@ def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> di
                             "manifest": manifest}
     if not layers:
         return info
-    from dnx.runtime.tensorrt_compat import import_tensorrt
-    from dnx.runtime.tensorrt_runner import load_engine
+    from dnx.runtime.tensorrt.compat import import_tensorrt
+    from dnx.runtime.tensorrt.runner import load_engine
 
     trt = import_tensorrt(device)
     loaded = load_engine(trt, path, manifest, device)

@@ -21,7 +21,7 @@ import numpy as np
 
 from dnx.errors import DnxError
 from dnx.runtime.base import Runner, TensorMeta
-from dnx.runtime.tensorrt_compat import TensorRTError
+from dnx.runtime.tensorrt.compat import TensorRTError
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -42,7 +42,7 @@ class LoadedEngine:
 
 def io_tensors(trt, engine: trt.ICudaEngine) -> list[dict[str, Any]]:
     """Name, mode, shape (-1: dynamic), dtype and, for inputs, profile 0's min/opt/max of every I/O tensor."""
-    from dnx.runtime.tensorrt_compat import dtype_name
+    from dnx.runtime.tensorrt.compat import dtype_name
 
     tensors = []
     for i in range(engine.num_io_tensors):
@@ -65,9 +65,9 @@ def load_engine(trt, path: str | Path, manifest: dict | None, device: int = 0) -
     Nothing is deserialized when the TensorRT version or GPU does not match: TensorRT's own errors
     for that case are cryptic, and the manifest can name the rebuild command.
     """
-    from dnx.runtime.engine_manifest import check_engine_compatible, check_engine_digest, machine_facts, \
+    from dnx.runtime.tensorrt.manifest import check_engine_compatible, check_engine_digest, machine_facts, \
         rebuild_hint
-    from dnx.runtime.tensorrt_compat import make_logger
+    from dnx.runtime.tensorrt.compat import make_logger
 
     path = Path(path)
     warnings = check_engine_compatible(manifest, machine_facts(trt, device), path) if manifest else []
@@ -153,8 +153,8 @@ class TensorRTRunner(Runner):
     def _activate(self) -> None:
         import torch
 
-        from dnx.runtime.engine_manifest import read_engine_manifest
-        from dnx.runtime.tensorrt_compat import import_tensorrt, require_cuda_device
+        from dnx.runtime.tensorrt.manifest import read_engine_manifest
+        from dnx.runtime.tensorrt.compat import import_tensorrt, require_cuda_device
 
         require_cuda_device(self.device)
         self.manifest = read_engine_manifest(self.path, required=self.require_manifest)
@@ -246,7 +246,7 @@ class TensorRTRunner(Runner):
         if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
             return
         flag = f"--max-batch {shape[0]}" if shape and shape[0] > high[0] else f"--min-batch {shape[0] if shape else 1}"
-        from dnx.runtime.engine_manifest import rebuild_command
+        from dnx.runtime.tensorrt.manifest import rebuild_command
 
         command = rebuild_command(self.manifest)
         raise DnxError(f"{self.name}: input {name} has shape {shape}; {self.path.name} accepts {tuple(low)} to "

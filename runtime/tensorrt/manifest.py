@@ -55,7 +55,7 @@ def cuda_driver_version() -> str | None:
 def machine_facts(trt, device: int = 0) -> dict[str, Any]:
     """What :func:`check_engine_compatible` compares: TensorRT version and the GPU of ``device``.
 
-    Call only after :func:`dnx.runtime.tensorrt_compat.import_tensorrt` (which checks for a device).
+    Call only after :func:`dnx.runtime.tensorrt.compat.import_tensorrt` (which checks for a device).
     """
     import torch
 

@@ -1,0 +1,80 @@
+"""`dnx bench`: latency and parity of every backend, side by side."""
+
+from __future__ import annotations
+
+import click
+
+from dnx.cli.common import LateProgress, make_console, parse_batches
+from dnx.cli.group import cli
+from dnx.errors import DnxError
+
+
+@cli.command("bench")
+@click.argument("target", required=False)
+@click.option("--engine", type=click.Path(), help="TensorRT engine for the trt backend.")
+@click.option("--backends", help="Comma-separated: torch, torch-cuda-fp16, torch-compile, ort-cpu, ort-int8, "
+              "ort-fp16, ort-cuda, ort-trt, trt. Default without a GPU: torch,ort-cpu,ort-int8; with one: "
+              "torch,torch-cuda-fp16,ort-cuda (and trt with --engine).")
+@click.option("--batch", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--iterations", type=click.IntRange(min=1), help="Timed inferences per batch size.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+              help="Timed seconds per batch size (default 3, at least 10 inferences).")
+@click.option("--warmup", default=0.2, show_default=True, type=click.FloatRange(min=0),
+              help="Warm-up seconds before each timing.")
+@click.option("--threads", default=0, type=click.IntRange(min=0),
+              help="Intra-op threads of torch and onnxruntime (0: their defaults).")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Parity and INT8 calibration images: IDX folder, .npz, class folders (labelled) or an image "
+                   "folder. Default: the photos bundled with dnx.")
+@click.option("--samples", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Images per parity input set, and INT8 calibration images.")
+@click.option("--calib-data", type=click.Path(),
+              help="INT8 calibration images when they should differ from --data (keep test images out).")
+@click.option("--cuda-graphs", is_flag=True, help="Replay the torch CUDA backends from captured CUDA graphs.")
+@click.option("--no-data-transfers", is_flag=True,
+              help="On CUDA backends, time compute on inputs already on the device (trtexec --noDataTransfers).")
+@click.option("--json", "json_path", type=click.Path(), help="Write the result as JSON (schema dnx.bench/1).")
+@click.option("--csv", "csv_path", type=click.Path(), help="Write one CSV row per backend and batch.")
+@click.option("--markdown", "markdown_path", type=click.Path(), help="Write the tables as Markdown.")
+@click.option("--plot", "plot_path", type=click.Path(),
+              help="Latency, throughput and parity figure (.png/.svg/.pdf; pip install 'dnx[plot]').")
+@click.option("--workdir", type=click.Path(file_okay=False),
+              help="Keep the prepared ONNX files here and reuse them (default: a temporary folder).")
+def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, threads, data_path, samples,
+              calib_data, cuda_graphs, no_data_transfers, json_path, csv_path, markdown_path, plot_path, workdir) -> None:
+    """Latency and accuracy parity of each backend against PyTorch, side by side.
+
+    TARGET is a registered model name (its ONNX, INT8 and FP16 files are prepared in --workdir) or
+    an ONNX file made by `dnx export`. The reference is PyTorch FP32 on the CPU; every backend gets
+    the same inputs. Backends that cannot run here are reported as unavailable.
+    """
+    from dnx.benchmarks import report
+    from dnx.benchmarks.harness import BenchConfig, run_bench
+    from dnx.errors import MissingDependencyError, require
+    from dnx.fileio import check_writable
+
+    writers = {"json": (json_path, report.write_json), "CSV": (csv_path, report.write_csv),
+               "Markdown": (markdown_path, report.write_markdown), "plot": (plot_path, report.plot)}
+    for path, _ in writers.values():
+        if path:
+            check_writable(path)  # fail before minutes of benchmarking, not after
+    if plot_path:
+        require("matplotlib", "plot", "--plot")
+    names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else ()
+    config = BenchConfig(target=target, engine=engine, backends=names, batches=parse_batches(batch),
+                         iterations=iterations, duration_s=duration, warmup_s=warmup, threads=threads,
+                         data=data_path, calib_data=calib_data, samples=samples, cuda_graphs=cuda_graphs,
+                         no_data_transfers=no_data_transfers, workdir=workdir)
+    with LateProgress() as progress:  # run_bench validates the config before any work
+        result = run_bench(config, progress)
+    console = make_console()
+    console.print(report.latency_table(result))
+    console.print(report.parity_table(result))
+    for kind, (path, write) in writers.items():
+        if path:
+            write(result, path)
+            console.print(f"wrote {kind} {path}")
+    if not result.ran:
+        why = "; ".join(f"{b.backend}: {b.reason}" for b in result.backends)
+        error = MissingDependencyError if all(b.status == "unavailable" for b in result.backends) else DnxError
+        raise error(f"none of the requested backends ran here ({why})")

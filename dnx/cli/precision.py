@@ -1,0 +1,131 @@
+"""`dnx calibrate`, `dnx convert`, `dnx eval`: FP16 / INT8 graphs and their accuracy."""
+
+from __future__ import annotations
+
+import click
+
+from dnx.cli.common import (
+    comparison_table,
+    make_console,
+    manual_preprocess,
+    print_notes,
+)
+from dnx.cli.group import cli
+from dnx.errors import DnxError
+
+
+@cli.command("calibrate")
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="Image folder (recursive), .npy/.npz array, or IDX file/folder.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+              help="Place Q/DQ for the engine that will run the file.")
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]),
+              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime).")
+@click.option("--samples", default=512, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--exclude", multiple=True, help="Node name or op type to leave in float (repeatable).")
+@click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision of the unquantized ops (fp16: TensorRT's 'best' mode).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--cache", "cache_path", type=click.Path(), help="Calibration cache (default: OUT.calib.json).")
+@click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
+@click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
+@click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output (default: MODEL.int8.onnx for --target tensorrt, the file `dnx build --precision int8` "
+                   "makes; MODEL.int8-onnxruntime.onnx for onnxruntime; .best instead of .int8 with "
+                   "--high-precision fp16).")
+def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high_precision, batch_size,
+                  cache_path, mean, std, image_size, output) -> None:
+    """Calibrate INT8 and write a Q/DQ ONNX graph."""
+    from pathlib import Path
+
+    from dnx.calibration.qdq import calibrate_qdq
+
+    src = Path(model)
+    suffix = ("best" if high_precision == "fp16" else "int8") + ("-onnxruntime" if target == "onnxruntime" else "")
+    output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
+    with make_console().status("calibrating..."):
+        result = calibrate_qdq(src, output, data_path, target=target, method=method, samples=samples, seed=seed,
+                               exclude=exclude, high_precision=high_precision,
+                               cache_path=cache_path, batch_size=batch_size,
+                               preprocess=manual_preprocess(mean, std, image_size))
+    print_notes(result.notes)
+    how = f"reused calibration cache {result.cache_path}" if result.cache_hit else f"ranges cached in {result.cache_path}"
+    click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} on {result.samples} samples, "
+               f"{result.seconds:.1f} s ({how})")
+
+
+@cli.command("convert")
+@click.argument("model", type=click.Path())
+@click.option("--precision", type=click.Choice(["fp16"]), default="fp16", show_default=True)
+@click.option("--check/--no-check", default=True, show_default=True, help="Compare with the FP32 file in onnxruntime.")
+@click.option("-o", "--output", type=click.Path(), help="Output (default: MODEL.fp16.onnx).")
+def convert_cmd(model, precision, check, output) -> None:
+    """Convert an FP32 ONNX file to FP16 (FP32 inputs/outputs kept)."""
+    from pathlib import Path
+
+    from dnx.calibration.fp16 import convert_fp16
+
+    src = Path(model)
+    result = convert_fp16(src, output or src.with_name(f"{src.stem}.{precision}.onnx"), check=check)
+    if result.comparison is not None:
+        make_console().print(comparison_table("FP16 vs FP32 (onnxruntime CPU)", [("random + photos", result.comparison)]))
+    click.echo(f"wrote {result.path} ({result.seconds:.1f} s)")
+    if result.comparison is not None and not result.comparison:
+        raise DnxError(f"{result.path} was written but disagrees with FP32: {result.comparison.criterion}")
+
+
+@cli.command("eval")
+@click.argument("model", default="densenet_bc22_fmnist")
+@click.option("--weights", type=click.Path(), help="Checkpoint (default: the bundled one, if any).")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Labelled set: IDX folder, class-folder tree or .npz (default: the shipped Fashion-MNIST 5k).")
+@click.option("--calib-data", type=click.Path(), help="Calibration data (default: the shipped 512 training images).")
+@click.option("--samples", default=512, show_default=True, type=int)
+@click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]),
+              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime).")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N images only.")
+@click.option("--threads", default=0, type=int)
+@click.option("--workdir", type=click.Path(), default="build/eval", show_default=True)
+@click.option("--json", "json_path", type=click.Path(), help="Also write the report as JSON.")
+def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, threads, workdir, json_path) -> None:
+    """Accuracy of PyTorch FP32 vs ONNX FP32 / FP16 / INT8 QDQ over a labelled set."""
+    from pathlib import Path
+
+    from dnx.benchmarks.accuracy import evaluate_precisions
+    from dnx.data.datasets import (
+        LabelledImages,
+        load_labelled,
+        shipped_fashion_mnist_test,
+    )
+    from dnx.fileio import write_json_atomic
+    from dnx.models import ASSETS, create_model
+    from dnx.tables import new_table, verdict
+
+    loaded = create_model(model, weights=weights)
+    if loaded.weights_path is None:
+        raise DnxError(f"{model} has random weights: accuracy needs trained weights (--weights PATH)")
+    data = load_labelled(data_path, "test") if data_path else shipped_fashion_mnist_test()
+    if limit:
+        data = LabelledImages(data.images[:limit], data.labels[:limit], data.classes)
+    calib = calib_data or ASSETS / "fashion_mnist_calib512.npz"
+    console = make_console()
+    with console.status("evaluating...") as status:
+        report = evaluate_precisions(loaded, data, workdir, calib, samples=samples, method=method,
+                                     threads=threads, progress=lambda msg: status.update(msg))
+    print_notes(report.notes)
+    table = new_table(f"{model}: accuracy on {report.images} labelled images (onnxruntime CPU)",
+                      ("precision", "accuracy", "delta", "top-1 agree", "max|diff|", "cosine", "result"),
+                      left=("precision", "result"))
+    base = report.rows[0].comparison.accuracy
+    for row in report.rows:
+        c = row.comparison
+        table.add_row(row.label, f"{c.accuracy:.2%}", f"{(c.accuracy - base) * 100:+.2f} pt",
+                      f"{c.top1_agreement:.2%}", f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", verdict(c))
+    console.print(table)
+    if json_path:
+        write_json_atomic(Path(json_path), report.to_dict())
+    if not report.passed:
+        raise DnxError("some precisions failed their parity tolerance (see the table)")

@@ -1,0 +1,1 @@
+"""onnxruntime backend: CPU, CUDA and TensorRT execution providers."""

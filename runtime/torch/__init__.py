@@ -1,0 +1,1 @@
+"""PyTorch backend: eager, torch.compile and CUDA autocast (the parity reference)."""
