@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,plot,simplify]'
+	$(BIN)/pip install --quiet -e '.[test,plot,simplify,openvino,serve,triton,cpp]'
 	touch $(STAMP)
 
 # The main job on the embedded default (no GPU: onnxruntime CPU): export densenet121 and prove it

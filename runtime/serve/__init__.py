@@ -1,0 +1,1 @@
+"""Serving: the HTTP service (`dnx serve`) and Triton."""
