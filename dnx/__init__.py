@@ -15,4 +15,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["DnxError", "MissingDependencyError", "NoDeviceError", "VerificationError", "__version__"]
+__all__ = ["DnxError", "MissingDependencyError", "NoDeviceError", "VerificationError", "__version__", "load"]
+
+
+def load(artifact, **options):
+    """Open a dnx artifact for classification: see :func:`dnx.runtime.classifier.load`."""
+    from dnx.runtime.classifier import load as _load
+
+    return _load(artifact, **options)

@@ -25,8 +25,75 @@ def load_image(path: str | Path):
         with Image.open(path) as img:
             img.load()
             return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DnxError(f"cannot read image {path}: {exc}") from None
+
+
+# Largest image (pixels) a service decodes: above it an image is refused before its pixels are read, so a
+# small compressed "decompression bomb" cannot make a server allocate gigabytes. 50 MP covers phone photos.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image"):
+    """Encoded bytes (JPEG/PNG/WebP/BMP) -> a fully loaded PIL image; refuses bombs and truncated files."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise DnxError(f"{what} is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise DnxError(f"{what} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
+            img.load()
+            return img.copy()
+    except UnidentifiedImageError:
+        raise DnxError(f"{what} is not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DnxError(f"{what} cannot be decoded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def open_any_image(item, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One image in any form a service receives -> a PIL image (decoded, not yet preprocessed).
+
+    ``item``: a path (str/Path), encoded bytes, a PIL image, or a uint8 (H, W) / (H, W, C) array with 1, 3
+    or 4 channels."""
+    from PIL import Image
+
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        img = decode_image(bytes(item), max_pixels)
+    elif isinstance(item, (str, Path)):
+        path = Path(item)
+        if not path.is_file():
+            raise DnxError(f"image file {path} does not exist")
+        img = decode_image(path.read_bytes(), max_pixels, what=f"image {path}")
+    elif isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, np.ndarray):
+        if item.dtype != np.uint8:
+            raise DnxError(f"image arrays must be uint8 (H, W[, C]), got {item.dtype}; pass float32 network "
+                           "input as one (N, C, H, W) batch instead")
+        if item.ndim == 3 and item.shape[2] == 1:
+            item = item[..., 0]
+        if not (item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (3, 4))):
+            raise DnxError(f"image array has shape {item.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+        if item.size == 0:
+            raise DnxError(f"image array has shape {item.shape}: it is empty")
+        img = Image.fromarray(item)
+    else:
+        raise DnxError(f"cannot classify a {type(item).__name__}: give a path, image bytes, a PIL image, "
+                       "a uint8 array or a float32 (N, C, H, W) batch")
+    if img.mode.startswith(("I", "F")):
+        raise DnxError(f"image mode {img.mode} (16-bit or float) is not supported; convert it to 8-bit")
+    return img
+
+
+def image_to_input(item, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image in any form :func:`open_any_image` takes -> float32 (C, H, W) network input, through
+    :func:`preprocess_image`, the function export verification and ``dnx eval`` use."""
+    return preprocess_image(open_any_image(item, max_pixels), pre)
 
 
 def preprocess_image(img, pre: Preprocess) -> np.ndarray:
@@ -34,6 +101,9 @@ def preprocess_image(img, pre: Preprocess) -> np.ndarray:
     from PIL import Image
 
     mode = "L" if pre.in_channels == 1 else "RGB"
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit greyscale (PNG): Pillow's convert() clips to 255 instead of scaling 0..65535 down
+        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257.0).clip(0, 255).round().astype(np.uint8))
     if img.mode != mode:
         img = img.convert(mode)
     w, h = img.size

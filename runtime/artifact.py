@@ -1,0 +1,157 @@
+"""What a service needs to know about an artifact before running it, read from the artifact alone.
+
+An ONNX file dnx wrote carries its manifest (``metadata_props["dnx.manifest"]`` or the ``PATH.json``
+sidecar); a ``dnx build`` engine has its ``ENGINE.json`` sidecar, which embeds the source ONNX's
+manifest. Either supplies input name/shape/layout, preprocessing, labels and precision. A foreign
+ONNX file has no manifest: it loads only when the caller gives the preprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnx.errors import DnxError
+from dnx.models.registry import Preprocess
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    kind: str  # "onnx" or "engine"
+    sha256: str
+    precision: str  # fp32, fp16, int8, best
+    preprocess: Preprocess
+    labels: list[str] | None
+    input_name: str
+    input_shape: tuple[int | None, ...]  # None marks a dynamic dimension
+    num_classes: int | None
+    calibration_target: str | None  # for INT8: the placement (tensorrt, onnxruntime, openvino)
+    manifest: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch one inference may carry: fixed by the graph or the engine's profile; None: any."""
+        if self.kind == "engine":
+            return int(self.manifest["batch_profile"]["max_batch"])
+        return self.input_shape[0]
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind, "sha256": self.sha256, "precision": self.precision,
+                "calibration_target": self.calibration_target,
+                "input": {"name": self.input_name, "shape": ["N" if d is None else d for d in self.input_shape],
+                          "dtype": "float32", "layout": "NCHW"},
+                "num_classes": self.num_classes, "preprocess": self.preprocess.to_dict(), "labels": self.labels,
+                "dnx_artifact": self.manifest is not None}
+
+
+def manual_preprocess(mean, std, image_size: int, resize_size: int | None = None,
+                      interpolation: str = "bilinear") -> Preprocess:
+    """Preprocessing a caller gives for a foreign ONNX file (torchvision's 256/224 resize ratio by default)."""
+    try:
+        m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        size = int(image_size)
+    except (TypeError, ValueError):
+        raise DnxError("mean and std take sequences of numbers and image_size an integer, e.g. "
+                       "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), image_size=224") from None
+    if len(m) != len(s) or len(m) not in (1, 3):
+        raise DnxError(f"mean and std need 1 or 3 values each, the same count; got {len(m)} and {len(s)}")
+    if any(v <= 0 for v in s):
+        raise DnxError(f"std values must be positive, got {s}")
+    if size < 1:
+        raise DnxError(f"image_size must be positive, got {size}")
+    resize = resize_size or (round(size * 256 / 224) if size >= 64 else size)
+    return Preprocess(size, resize, m, s, len(m), interpolation)
+
+
+def _onnx_io(proto) -> tuple[str, tuple[int | None, ...], int | None]:
+    graph = proto.graph
+    inits = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise DnxError(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); dnx runs "
+                       "image classifiers with exactly one NCHW input")
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None
+                 for d in inputs[0].type.tensor_type.shape.dim)
+    if len(dims) != 4:
+        raise DnxError(f"input {inputs[0].name} has {len(dims)} dimensions; dnx runs NCHW image classifiers")
+    out = graph.output[0].type.tensor_type.shape.dim
+    classes = out[-1].dim_value if out and out[-1].HasField("dim_value") else None
+    return inputs[0].name, dims, classes
+
+
+def open_artifact(path: str | Path, preprocess: Preprocess | None = None,
+                  labels: list[str] | None = None) -> Artifact:
+    """Read an artifact's manifest (or take the caller's preprocessing for a foreign ONNX file)."""
+    from dnx.models.weights import sha256_file
+
+    path = Path(path)
+    if not path.exists():
+        raise DnxError(f"artifact {path} does not exist")
+    if not path.is_file():
+        raise DnxError(f"artifact {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix in ENGINE_SUFFIXES:
+        return _open_engine(path, sha256_file(path), preprocess, labels)
+    if suffix != ".onnx":
+        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
+    from dnx.export.graph import load_onnx
+    from dnx.export.manifest import manifest_of
+
+    proto = load_onnx(path, load_external_data=False)
+    try:
+        manifest = manifest_of(proto, path, required=False)
+    except ValueError:
+        raise DnxError(f"{path} has a corrupt dnx manifest (not valid JSON); re-export it with `dnx export`") from None
+    name, shape, classes = _onnx_io(proto)
+    sha = sha256_file(path)
+    if manifest is None:
+        if preprocess is None:
+            raise DnxError(f"{path} has no dnx manifest (not exported by dnx); pass its preprocessing "
+                           "(mean, std, image_size; `--mean/--std/--image-size` on the command line)")
+        if shape[1] is not None and shape[1] != preprocess.in_channels:
+            raise DnxError(f"{path} takes {shape[1]} channels but the given mean/std have {preprocess.in_channels}")
+        return Artifact(path, "onnx", sha, "fp32" if not _has_qdq(proto) else "int8", preprocess, labels,
+                        name, shape, classes, None, None)
+    return Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
+                    preprocess or _manifest_preprocess(manifest, path), labels or _labels(manifest), name, shape,
+                    classes, (manifest.get("calibration") or {}).get("target"), manifest)
+
+
+def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) -> Artifact:
+    from dnx.runtime.tensorrt.manifest import read_engine_manifest
+
+    manifest = read_engine_manifest(path, required=True)
+    source = (manifest.get("source_onnx") or {}).get("manifest") or {}
+    if preprocess is None and not source:
+        raise DnxError(f"{path}'s manifest does not name its source ONNX preprocessing; pass mean, std and image_size")
+    inputs = manifest.get("inputs") or []
+    if len(inputs) != 1:
+        raise DnxError(f"{path} has {len(inputs)} inputs; dnx runs image classifiers with exactly one input")
+    spec = inputs[0]
+    shape = tuple(None if int(d) < 0 else int(d) for d in spec["shape"])
+    outputs = manifest.get("outputs") or [{}]
+    out_shape = outputs[0].get("shape") or [None]
+    classes = int(out_shape[-1]) if out_shape and out_shape[-1] not in (None, -1) else None
+    return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
+                    preprocess or _manifest_preprocess(source, path), labels or _labels(source), spec["name"],
+                    shape, classes, (source.get("calibration") or {}).get("target"), manifest)
+
+
+def _manifest_preprocess(manifest: dict, path: Path) -> Preprocess:
+    try:
+        return Preprocess.from_dict(manifest["preprocess"])
+    except (KeyError, TypeError, ValueError):
+        raise DnxError(f"{path}'s dnx manifest has no valid preprocess section; re-export it with `dnx export`") from None
+
+
+def _labels(manifest: dict) -> list[str] | None:
+    names = (manifest.get("labels") or {}).get("names")
+    return [str(n) for n in names] if names else None
+
+
+def _has_qdq(proto) -> bool:
+    return any(n.op_type == "QuantizeLinear" for n in proto.graph.node)

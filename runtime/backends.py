@@ -1,0 +1,113 @@
+"""Which backend runs an artifact, and the Runner that does it.
+
+The ``auto`` rule (recorded with its reason in ``Classifier.info()["backend_reason"]``):
+
+1. A TensorRT engine runs on ``tensorrt`` (nothing else can read it).
+2. An ONNX file on a machine with a CUDA device (and ``device`` not ``cpu``) runs on ``onnxruntime``'s
+   CUDA provider.
+3. On a CPU, the fastest backend that is installed *and* proven for the artifact's precision:
+   - INT8 placed for OpenVINO (``dnx calibrate --target openvino``) -> ``openvino``;
+   - INT8 placed for TensorRT -> ``onnxruntime``: OpenVINO runs that Q/DQ pattern fast but wrong
+     (cosine 0.88 vs FP32 measured on a Xeon), so it is not proven there;
+   - INT8 placed for onnxruntime -> ``onnxruntime`` (its QLinearConv fusion is what the placement is for);
+   - FP32 / FP16 -> ``openvino`` when installed (faster than onnxruntime FP32 on every CPU measured in
+     ``benchmarks/RESULTS.md``, and equal to it within 1e-4), else ``onnxruntime``.
+   The rule is a table from measurements, not a timing run at load: loading stays fast and
+   deterministic, and the same artifact picks the same backend on every replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dnx.errors import DnxError
+from dnx.runtime.artifact import Artifact
+from dnx.runtime.base import Runner, UnavailableBackend
+
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str  # onnxruntime, openvino, tensorrt
+    device: str  # cpu or cuda
+    reason: str
+
+
+def _openvino_installed() -> tuple[bool, str]:
+    from importlib.util import find_spec
+
+    if find_spec("openvino") is None:
+        return False, "openvino is not installed (pip install 'dnx[openvino]')"
+    return True, ""
+
+
+def _cuda_ready() -> tuple[bool, str]:
+    from dnx.runtime.onnxruntime.runner import provider_available
+
+    return provider_available("cuda")
+
+
+def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "auto") -> BackendChoice:
+    if backend not in BACKENDS:
+        raise DnxError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device not in DEVICES:
+        raise DnxError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if artifact.kind == "engine":
+        if backend not in ("auto", "tensorrt"):
+            raise DnxError(f"{artifact.path} is a TensorRT engine; only backend='tensorrt' can run it")
+        if device == "cpu":
+            raise DnxError(f"{artifact.path} is a TensorRT engine; it needs device='cuda' (or 'auto')")
+        return BackendChoice("tensorrt", "cuda", "a TensorRT engine runs on TensorRT")
+    if backend == "tensorrt":
+        raise DnxError(f"{artifact.path} is an ONNX file; build an engine with `dnx build {artifact.path}` "
+                       "for backend='tensorrt', or use backend='onnxruntime'")
+    if backend == "openvino":
+        if device == "cuda":
+            raise DnxError("dnx runs OpenVINO on the CPU only; use device='cpu' or backend='onnxruntime'")
+        return BackendChoice("openvino", "cpu", "asked for")
+    if backend == "onnxruntime":
+        return BackendChoice("onnxruntime", "cpu" if device == "auto" else device, "asked for")
+    if device in ("auto", "cuda"):
+        ok, why = _cuda_ready()
+        if ok:
+            return BackendChoice("onnxruntime", "cuda", "ONNX on a CUDA device: onnxruntime's CUDA provider")
+        if device == "cuda":
+            raise UnavailableBackend(f"device='cuda' asked for, but {why}")
+    return _cpu_choice(artifact)
+
+
+def _cpu_choice(artifact: Artifact) -> BackendChoice:
+    ov, why_not = _openvino_installed()
+    if artifact.precision in ("int8", "best"):
+        target = artifact.calibration_target
+        if target == "openvino":
+            if ov:
+                return BackendChoice("openvino", "cpu", "INT8 placed for OpenVINO runs fastest on OpenVINO")
+            return BackendChoice("onnxruntime", "cpu", f"INT8 placed for OpenVINO, but {why_not}")
+        if target == "tensorrt":
+            return BackendChoice("onnxruntime", "cpu", "INT8 placed for TensorRT: onnxruntime is exact on it "
+                                                       "(OpenVINO misreads that Q/DQ pattern)")
+        return BackendChoice("onnxruntime", "cpu", f"INT8 placed for {target or 'an unknown target'}: onnxruntime")
+    if ov:
+        return BackendChoice("openvino", "cpu", f"{artifact.precision.upper()} on a CPU: OpenVINO is the fastest "
+                                                "installed backend")
+    return BackendChoice("onnxruntime", "cpu", f"{artifact.precision.upper()} on a CPU: onnxruntime ({why_not})")
+
+
+def make_runner(artifact: Artifact, choice: BackendChoice, threads: int | None = None,
+                options: dict | None = None) -> Runner:
+    """The (not yet activated) Runner for ``choice``. ``options`` go to the backend's constructor."""
+    options = dict(options or {})
+    if choice.backend == "tensorrt":
+        from dnx.runtime.tensorrt.runner import TensorRTRunner
+
+        return TensorRTRunner(artifact.path, **options)
+    if choice.backend == "openvino":
+        from dnx.runtime.openvino.runner import OpenVINORunner
+
+        return OpenVINORunner(artifact.path, threads=threads or 0, **options)
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(artifact.path, device=choice.device, threads=threads or 0, **options)

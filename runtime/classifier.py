@@ -1,0 +1,213 @@
+"""The API a Python service embeds: ``dnx.load(artifact) -> Classifier``.
+
+A ``Classifier`` owns one activated Runner for one artifact and adds what a service needs on top of
+inference: the manifest's preprocessing (exactly ``dnx.data.preprocess``), top-k with labels, input
+checks, and per-stage timing histograms.
+
+Thread safety: one ``Classifier`` may be shared by any number of threads; concurrent calls give the
+same results as serial ones. Each backend gets there its own way:
+
+- onnxruntime: one ``InferenceSession``, whose ``run`` is documented as safe to call concurrently;
+- OpenVINO: one compiled model and a pool of infer requests, one per concurrent caller;
+- TensorRT: one execution context behind a lock (calls run one after another on the GPU).
+
+Preprocessing and postprocessing run in the calling thread. To merge concurrent single-image calls
+into one inference, put a :class:`dnx.runtime.batching.Batcher` in front.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from dnx.data.preprocess import DEFAULT_MAX_PIXELS, open_any_image, preprocess_image
+from dnx.errors import DnxError
+from dnx.runtime.artifact import Artifact, manual_preprocess, open_artifact
+from dnx.runtime.backends import BackendChoice, choose_backend, make_runner
+from dnx.runtime.timings import StageTimings
+
+# Chunk size for a large float batch on a backend without a fixed batch: bounds activation memory.
+_CHUNK = 64
+
+
+class InvalidInput(DnxError):
+    """An input that cannot be classified (undecodable image, wrong shape, NaN, bad top_k)."""
+
+
+class Prediction(NamedTuple):
+    label: str
+    index: int
+    probability: float
+
+
+def check_top_k(top_k, classes: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= classes:
+        raise InvalidInput(f"top_k must be an integer from 1 to {classes} (the model's classes), got {top_k!r}")
+
+
+class Classifier:
+    """Classifies images with one artifact on one backend. Build it with :func:`load`."""
+
+    def __init__(self, artifact: Artifact, runner, choice: BackendChoice, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 warmup: bool = True) -> None:
+        self.artifact, self.choice, self.max_pixels = artifact, choice, max_pixels
+        self.timings = StageTimings()
+        self._runner = runner.activate()
+        self._output_name: str | None = None
+        self.warmed_up = False
+        if warmup:
+            self.warm_up()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._runner.deactivate()
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def warm_up(self) -> None:
+        """One inference on zeros, so the first real request does not pay for lazy initialisation."""
+        c, h, w = self.input_chw
+        self._infer(np.zeros((self.artifact.max_batch or 1, c, h, w), np.float32))
+        self.timings.reset()
+        self.warmed_up = True
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def input_chw(self) -> tuple[int, int, int]:
+        pre = self.artifact.preprocess
+        return pre.in_channels, pre.image_size, pre.image_size
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.artifact.labels
+
+    def info(self) -> dict[str, Any]:
+        return {**self.artifact.summary(), "backend": self.choice.backend, "device": self.choice.device,
+                "backend_reason": self.choice.reason, "runner": self._runner.name,
+                "max_batch": self.artifact.max_batch, "max_pixels": self.max_pixels,
+                **({"inference_precision": p} if (p := getattr(self._runner, "inference_precision", None)) else {}),
+                "manifest": self.artifact.manifest}
+
+    # -- the three steps, usable one by one (the batcher and the HTTP service do) ---------
+    def preprocess(self, images) -> np.ndarray:
+        """Images (see :func:`load`) -> float32 (N, C, H, W) network input, checked."""
+        if isinstance(images, np.ndarray) and images.dtype == np.float32:
+            return self.check_batch(images)
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and (
+                images.ndim == 4 or (images.ndim == 3 and images.shape[2] not in (1, 3, 4))):
+            items: Sequence = list(images)  # a stack: (N, H, W, C), or (N, H, W) grey
+        elif isinstance(images, (list, tuple)):
+            items = images
+        else:
+            items = [images]
+        if not items:
+            raise InvalidInput("no images given")
+        arrays = [self.preprocess_one(item)[0] for item in items]
+        return np.stack(arrays)
+
+    def preprocess_one(self, item) -> tuple[np.ndarray, float, float]:
+        """One image -> (float32 (C, H, W) input, decode seconds, preprocess seconds)."""
+        start = time.perf_counter()
+        try:
+            img = open_any_image(item, self.max_pixels)
+        except DnxError as exc:
+            raise InvalidInput(str(exc)) from None
+        decoded = time.perf_counter()
+        x = preprocess_image(img, self.artifact.preprocess)
+        done = time.perf_counter()
+        encoded = isinstance(item, (bytes, bytearray, memoryview, str, Path))
+        if encoded:  # arrays and PIL images arrive decoded
+            self.timings.record("decode", decoded - start)
+        self.timings.record("preprocess", done - decoded)
+        return x, (decoded - start) if encoded else 0.0, done - decoded
+
+    def check_batch(self, batch: np.ndarray) -> np.ndarray:
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            raise InvalidInput(f"a preprocessed batch must be a float32 numpy array, got "
+                               f"{getattr(batch, 'dtype', type(batch).__name__)}")
+        want = self.input_chw
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != want or batch.shape[0] < 1:
+            raise InvalidInput(f"batch has shape {batch.shape}; the model takes (N, {', '.join(map(str, want))})")
+        if not np.isfinite(batch).all():
+            raise InvalidInput("batch holds NaN or infinite values")
+        return np.ascontiguousarray(batch)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits (N, classes) of a preprocessed float32 (N, C, H, W) batch."""
+        return self._infer(self.check_batch(batch))
+
+    def postprocess(self, logits: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
+        start = time.perf_counter()
+        check_top_k(top_k, logits.shape[1])
+        z = logits.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
+        order = np.argsort(-logits, axis=1, kind="stable")[:, :top_k]
+        names = self.labels
+        out = [[Prediction(names[i] if names and i < len(names) else str(i), int(i), float(p[i])) for i in row]
+               for row, p in zip(order, probs)]
+        self.timings.record("postprocess", time.perf_counter() - start)
+        return out
+
+    def predict(self, images, top_k: int = 5) -> list[list[Prediction]]:
+        """Top-k ``(label, index, probability)`` per image, in input order."""
+        if self.artifact.num_classes is not None:  # fail before the work, not after
+            check_top_k(top_k, self.artifact.num_classes)
+        return self.postprocess(self._infer(self.preprocess(images)), top_k)
+
+    # -- inference ---------------------------------------------------------------------------
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        from dnx.runtime.base import run_in_batches
+
+        start = time.perf_counter()
+        fixed = self.artifact.input_shape[0]
+        limit = fixed or self.artifact.max_batch or _CHUNK
+        if fixed is None and len(batch) <= limit:
+            (name,) = self._runner.input_metadata()
+            result = self._runner.infer({name: batch}, check=False)
+            out = result[self._output_name] if self._output_name in result else next(iter(result.values()))
+        else:
+            out = run_in_batches(self._runner, batch, limit, pad=fixed is not None)
+        self.timings.record("inference", time.perf_counter() - start)
+        return out
+
+
+def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", threads: int | None = None,
+         mean: Sequence[float] | None = None, std: Sequence[float] | None = None, image_size: int | None = None,
+         labels: Sequence[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True,
+         backend_options: dict | None = None) -> Classifier:
+    """Open ``artifact`` (an ONNX file dnx wrote, any precision, or a ``dnx build`` engine) for classification.
+
+    - ``backend``: ``auto`` (see :mod:`dnx.runtime.backends` for the rule), ``onnxruntime``, ``openvino``
+      or ``tensorrt``; ``device``: ``auto``, ``cpu`` or ``cuda``; ``threads``: CPU intra-op threads.
+    - ``mean``/``std``/``image_size`` (and optional ``labels``): the preprocessing of a foreign ONNX
+      file without a dnx manifest (refused without them); they override a manifest's when given.
+    - ``max_pixels``: encoded images larger than this are refused before decoding (bomb guard).
+
+    Inputs to ``predict``/``preprocess``: a path, encoded bytes (JPEG/PNG/WebP/BMP), a PIL image, a
+    uint8 (H, W[, C]) array, a list of any of these, a uint8 stack (N, H, W, C), or (N, H, W) grey when the
+    last axis is not 1, 3 or 4 (a 3-D array ending in 1, 3 or 4 is one image), or an already
+    preprocessed float32 (N, C, H, W) batch.
+    """
+    given = [v is not None for v in (mean, std, image_size)]
+    if any(given) and not all(given):
+        raise DnxError("give all of mean, std and image_size (the preprocessing of a foreign ONNX file), or none")
+    pre = manual_preprocess(mean, std, image_size) if all(given) else None
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise DnxError(f"threads must be a non-negative integer, got {threads!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise DnxError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    art = open_artifact(artifact, pre, list(labels) if labels is not None else None)
+    if art.labels is not None and art.num_classes is not None and len(art.labels) != art.num_classes:
+        raise DnxError(f"{len(art.labels)} labels given for a model with {art.num_classes} classes")
+    choice = choose_backend(art, backend, device)
+    runner = make_runner(art, choice, threads, backend_options)
+    return Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup)
