@@ -234,6 +234,9 @@ def feature_reuse_report(checkpoint: str | Path, model: str | None = None,
                          onnx_path: str | Path | None = None) -> ReuseReport:
     """Figure 5 for ``checkpoint`` and, with ``onnx_path``, for the ONNX file (FP32, FP16 or Q/DQ)
     exported from that checkpoint, which must say so in its manifest (weights sha256)."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise DnxError(f"{checkpoint} is an ONNX file; give the checkpoint it was made from as CHECKPOINT "
+                       "and the ONNX file as --onnx")
     cfg = checkpoint_config(checkpoint, model)
     weights = checkpoint_weights(checkpoint)
     report = ReuseReport(cfg.name, str(checkpoint), feature_reuse(cfg, weights))
