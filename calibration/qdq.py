@@ -8,6 +8,8 @@ placement, streams the data, and keys the calibration cache.
   Concat/BN/ReLU/Pool stay unquantized so TensorRT fuses BN+ReLU+Quantize and never re-quantizes
   the concatenated feature maps. ``high_precision="fp16"`` (the "best" mode) turns the
   unquantized ops to FP16.
+* ``target="openvino"``: NNCF's placement for OpenVINO (Conv outputs quantized before each Concat),
+  made by :func:`dnx.calibration.openvino.calibrate_openvino`.
 * ``target="onnxruntime"``: onnxruntime's full QDQ placement (Conv outputs, Concat, pooling
   quantized too; uint8 activations, int8 weights), which its CPU kernels fuse into QLinearConv.
   DenseNet's pre-activation BatchNorms and the transitions' average pools are first rewritten as
@@ -30,7 +32,7 @@ from typing import Sequence
 from dnx.calibration.data import CalibrationData, open_calibration_data
 from dnx.errors import DnxError
 
-TARGETS = ("tensorrt", "onnxruntime")
+TARGETS = ("tensorrt", "onnxruntime", "openvino")
 METHODS = ("entropy", "percentile", "minmax")
 # Per-target default statistic. Entropy (KL) is TensorRT's classic calibrator. For onnxruntime's full
 # placement (uint8 activations, quantized Concat outputs too) percentile clips less aggressively and
@@ -177,6 +179,12 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
     if target not in TARGETS:
         raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if target == "openvino":
+        from dnx.calibration.openvino import calibrate_openvino
+
+        return calibrate_openvino(source, output, data, method=method, samples=samples, seed=seed, exclude=exclude,
+                                  high_precision=high_precision, cache_path=cache_path, batch_size=batch_size,
+                                  preprocess=preprocess)
     method = method or DEFAULT_METHOD[target]
     if method not in METHODS:
         raise DnxError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")

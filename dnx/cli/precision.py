@@ -18,10 +18,12 @@ from dnx.errors import DnxError
 @click.argument("model", type=click.Path())
 @click.option("--data", "data_path", required=True, type=click.Path(),
               help="Image folder (recursive), .npy/.npz array, or IDX file/folder.")
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
-              help="Place Q/DQ for the engine that will run the file.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime", "openvino"]), default="tensorrt",
+              show_default=True, help="Place Q/DQ for the engine that will run the file (openvino: NNCF's "
+              "placement, pip install 'dnx[openvino]').")
 @click.option("--method", type=click.Choice(["entropy", "percentile", "minmax"]),
-              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime).")
+              help="Range statistic (default: entropy for --target tensorrt, percentile for onnxruntime; "
+                   "openvino uses NNCF's own).")
 @click.option("--samples", default=512, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--exclude", multiple=True, help="Node name or op type to leave in float (repeatable).")
@@ -34,8 +36,8 @@ from dnx.errors import DnxError
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
 @click.option("-o", "--output", type=click.Path(),
               help="Output (default: MODEL.int8.onnx for --target tensorrt, the file `dnx build --precision int8` "
-                   "makes; MODEL.int8-onnxruntime.onnx for onnxruntime; .best instead of .int8 with "
-                   "--high-precision fp16).")
+                   "makes; MODEL.int8-onnxruntime.onnx / MODEL.int8-openvino.onnx for onnxruntime / openvino; .best "
+                   "instead of .int8 with --high-precision fp16).")
 def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high_precision, batch_size,
                   cache_path, mean, std, image_size, output) -> None:
     """Calibrate INT8 and write a Q/DQ ONNX graph."""
@@ -44,7 +46,7 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     from dnx.calibration.qdq import calibrate_qdq
 
     src = Path(model)
-    suffix = ("best" if high_precision == "fp16" else "int8") + ("-onnxruntime" if target == "onnxruntime" else "")
+    suffix = ("best" if high_precision == "fp16" else "int8") + ("" if target == "tensorrt" else f"-{target}")
     output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
     with make_console().status("calibrating..."):
         result = calibrate_qdq(src, output, data_path, target=target, method=method, samples=samples, seed=seed,
