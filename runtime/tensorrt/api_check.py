@@ -13,10 +13,16 @@ What counts as a TensorRT object (the conventions of :mod:`dnx.runtime.tensorrt.
   (``builder = trt.Builder(logger)``, ``self._context = engine.create_execution_context()``);
   calling a plain function on it ends the chain (``str(tensor.name)`` is a Python ``str``).
 
-Version guards: a use inside ``if is_trt11(trt):``, ``if trt_major_version(trt) >= 11:`` (or a
-variable assigned from ``trt_major_version(...)``), in ``not``/``and``/``or`` combinations, or in
-their ``else`` branch, is checked only against the versions for which that branch runs. An early
-``return`` does not count as a guard: use ``if``/``else``.
+Version guards: a use inside ``if is_trt11(trt):``, ``if trt_major_version(trt) >= 11:``,
+``if trt_version(trt) >= (10, 9):`` (or a variable assigned from ``trt_major_version(...)`` or
+``trt_version(...)``), in ``not``/``and``/``or`` combinations, or in their ``else`` branch, is
+checked only against the listed versions for which that branch runs. An early ``return`` does not
+count as a guard: use ``if``/``else``.
+
+Every list is checked, the oldest supported release (10.0.1) included: a name that arrived later in
+10.x is absent there and fails unless guarded. :data:`FIRST_IN` names the release that brought such
+names, so the failure says which guard to write, and a use guarded too loosely (``>= (10, 8, 1)``
+for a 10.9 name) still fails although no list falls between the two versions.
 
 What a pass means, and its limits:
 
@@ -36,6 +42,7 @@ What a pass means, and its limits:
 from __future__ import annotations
 
 import ast
+import operator
 import os
 import re
 from dataclasses import dataclass
@@ -44,8 +51,23 @@ from typing import Iterable, Sequence
 
 API_DIR_ENV = "DNX_TRT_API_DIR"
 ROOT_NAMES = frozenset({"trt"})
-VERSION_FUNCTION = "trt_major_version"
+MAJOR_FUNCTION = "trt_major_version"  # returns an int: 10
+VERSION_FUNCTION = "trt_version"  # returns a tuple: (10, 8, 0, 43)
+VERSION_FUNCTIONS = (MAJOR_FUNCTION, VERSION_FUNCTION)
 IS_TRT11 = "is_trt11"
+
+Version = tuple[int, ...]
+
+# Names newer than the oldest supported release (10.0), with the release that brought them (NVIDIA's
+# release notes; the bindings lists agree: absent from every older list, present in every newer one).
+# A use must sit behind ``if trt_version(trt) >= FIRST_IN[name]:``.
+FIRST_IN: dict[str, Version] = {
+    "device_memory_size_v2": (10, 1),
+    "get_device_memory_size_for_profile_v2": (10, 1),
+    "runtime_platform": (10, 3),
+    "tiling_optimization_level": (10, 8),
+    "SAME_COMPUTE_CAPABILITY": (10, 9),
+}
 PYTHON_LEVEL_NAMES = frozenset({"__version__"})
 
 
@@ -79,7 +101,7 @@ class ApiUse:
     owner: str | None  # the attribute (or ``trt``) it was read from, when that is a plain chain
     file: str
     line: int
-    versions: frozenset[int]  # major versions for which this line runs
+    versions: frozenset[Version]  # the checked versions for which this line runs
 
     @property
     def dotted(self) -> str:
@@ -106,16 +128,23 @@ class ApiList:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    @property
+    def version_tuple(self) -> Version:
+        return version_tuple(self.version)
+
     def has(self, name: str) -> bool:
         return name in self.names or name in self.tails
 
 
+def version_tuple(version: str) -> Version:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
+
+
 def default_api_dir() -> Path:
-    """``$DNX_TRT_API_DIR``, else ``shared/trt-api`` beside the repository (``../shared/trt-api``)."""
+    """``$DNX_TRT_API_DIR``, else the copy of the lists committed beside this module (``api_names/``)."""
     if os.environ.get(API_DIR_ENV):
         return Path(os.environ[API_DIR_ENV])
-    repo = Path(__file__).resolve().parents[1]
-    return (repo / ".." / "shared" / "trt-api").resolve()
+    return Path(__file__).resolve().parent / "api_names"
 
 
 def load_api_lists(api_dir: str | Path | None = None) -> list[ApiList]:
@@ -145,16 +174,20 @@ def _mentions_root(expr: ast.AST | None) -> bool:
     return any(isinstance(n, ast.Name) and n.id in ROOT_NAMES for n in ast.walk(expr))
 
 
-def _is_version_call(expr: ast.AST, name: str) -> bool:
+def _is_version_call(expr: ast.AST | None, name: str) -> bool:
     return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == name
 
 
-class _Scope:
-    """Names holding TensorRT objects, and names holding the major version, in one function."""
+def _version_function(expr: ast.AST | None) -> str | None:
+    return next((name for name in VERSION_FUNCTIONS if _is_version_call(expr, name)), None)
 
-    def __init__(self, tainted: set[str], major_vars: set[str]) -> None:
+
+class _Scope:
+    """Names holding TensorRT objects, and names holding a version (name -> the function it came from)."""
+
+    def __init__(self, tainted: set[str], version_vars: dict[str, str]) -> None:
         self.tainted = tainted
-        self.major_vars = major_vars
+        self.version_vars = version_vars
 
 
 def _own_nodes(body: Sequence[ast.AST]) -> Iterable[ast.AST]:
@@ -226,7 +259,7 @@ class _Collector:
         return False
 
     def scope_for(self, args: ast.arguments | None, body: Sequence[ast.AST], parent: _Scope) -> _Scope:
-        scope = _Scope(set(parent.tainted), set(parent.major_vars))
+        scope = _Scope(set(parent.tainted), dict(parent.version_vars))
         if args is not None:
             for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
                 if arg is not None and _mentions_root(arg.annotation):
@@ -236,8 +269,8 @@ class _Collector:
             changed = False
             for node in _own_nodes(body):
                 for target, value, annotation in _assignments(node):
-                    if _is_version_call(value, VERSION_FUNCTION) and isinstance(target, ast.Name):
-                        scope.major_vars.add(target.id)
+                    if _version_function(value) and isinstance(target, ast.Name):
+                        scope.version_vars[target.id] = _version_function(value)
                     if not (self.tainted(value, scope) or _mentions_root(annotation)):
                         continue
                     for key in _target_keys(target):
@@ -249,53 +282,62 @@ class _Collector:
 
     # -- version guards ------------------------------------------------------------------------
     @staticmethod
-    def _is_version(expr: ast.AST, scope: _Scope) -> bool:
-        return _is_version_call(expr, VERSION_FUNCTION) or (isinstance(expr, ast.Name)
-                                                                and expr.id in scope.major_vars)
+    def _version_source(expr: ast.AST, scope: _Scope) -> str | None:
+        """The version function ``expr`` is a call of, or a variable assigned from; None otherwise."""
+        if isinstance(expr, ast.Name):
+            return scope.version_vars.get(expr.id)
+        return _version_function(expr)
 
-    def _value(self, expr: ast.AST, scope: _Scope, major: int) -> int | None:
-        if self._is_version(expr, scope):
-            return major
+    def _value(self, expr: ast.AST, scope: _Scope, version: Version) -> int | Version | None:
+        source = self._version_source(expr, scope)
+        if source is not None:
+            return version[0] if source == MAJOR_FUNCTION else version
         if isinstance(expr, ast.Constant) and isinstance(expr.value, int) and not isinstance(expr.value, bool):
             return expr.value
+        if isinstance(expr, ast.Tuple) and expr.elts and all(
+                isinstance(e, ast.Constant) and type(e.value) is int for e in expr.elts):
+            return tuple(e.value for e in expr.elts)
         return None
 
-    def _holds(self, test: ast.AST, scope: _Scope, major: int) -> bool | None:
-        """Whether ``test`` is true under TensorRT ``major``; None when it is not a version test."""
+    def _holds(self, test: ast.AST, scope: _Scope, version: Version) -> bool | None:
+        """Whether ``test`` is true under TensorRT ``version``; None when it is not a version test."""
         if _is_version_call(test, IS_TRT11):
-            return major >= 11
+            return version[0] >= 11
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-            inner = self._holds(test.operand, scope, major)
+            inner = self._holds(test.operand, scope, version)
             return None if inner is None else not inner
         if isinstance(test, ast.BoolOp):
-            parts = [self._holds(v, scope, major) for v in test.values]
+            parts = [self._holds(v, scope, version) for v in test.values]
             if None in parts:
                 return None
             return all(parts) if isinstance(test.op, ast.And) else any(parts)
         if isinstance(test, ast.Compare):
             exprs = (test.left, *test.comparators)
-            operands = [self._value(e, scope, major) for e in exprs]
-            if None in operands or not any(self._is_version(e, scope) for e in exprs):
+            operands = [self._value(e, scope, version) for e in exprs]
+            if None in operands or not any(self._version_source(e, scope) for e in exprs):
                 return None
-            ops = {ast.Lt: int.__lt__, ast.LtE: int.__le__, ast.Gt: int.__gt__, ast.GtE: int.__ge__,
-                   ast.Eq: int.__eq__, ast.NotEq: int.__ne__}
-            if not all(type(op) in ops for op in test.ops):
+            ops = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+                   ast.Eq: operator.eq, ast.NotEq: operator.ne}
+            pairs = list(zip(test.ops, operands, operands[1:]))
+            # An int against a tuple (major vs full version) is a mistake, not a guard.
+            if not all(type(op) in ops and type(a) is type(b) for op, a, b in pairs):
                 return None
-            return all(ops[type(op)](a, b) for op, a, b in zip(test.ops, operands, operands[1:]))
+            return all(ops[type(op)](a, b) for op, a, b in pairs)
         return None
 
-    def split(self, test: ast.AST, scope: _Scope, versions: frozenset[int]) -> tuple[frozenset[int], frozenset[int]]:
-        results = {m: self._holds(test, scope, m) for m in versions}
+    def split(self, test: ast.AST, scope: _Scope,
+              versions: frozenset[Version]) -> tuple[frozenset[Version], frozenset[Version]]:
+        results = {v: self._holds(test, scope, v) for v in versions}
         if not results or None in results.values():
             return versions, versions
-        return (frozenset(m for m, r in results.items() if r), frozenset(m for m, r in results.items() if not r))
+        return (frozenset(v for v, r in results.items() if r), frozenset(v for v, r in results.items() if not r))
 
     # -- walking -------------------------------------------------------------------------------
     def record(self, name: str, base: ast.AST, node: ast.AST, versions: frozenset[int]) -> None:
         owner = base.attr if isinstance(base, ast.Attribute) else (base.id if isinstance(base, ast.Name) else None)
         self.uses.append(ApiUse(name, owner, self.filename, node.lineno, versions))
 
-    def walk(self, node: ast.AST, scope: _Scope, versions: frozenset[int]) -> None:
+    def walk(self, node: ast.AST, scope: _Scope, versions: frozenset[Version]) -> None:
         if isinstance(node, (ast.If, ast.IfExp)):
             self.walk(node.test, scope, versions)
             body, orelse = self.split(node.test, scope, versions)
@@ -336,30 +378,43 @@ class _Collector:
             self.walk(child, scope, versions)
 
 
-def collect_uses(source: str, filename: str = "<source>", majors: Iterable[int] = (10, 11)) -> list[ApiUse]:
-    """Every TensorRT attribute use in ``source``, with the major versions its line runs under."""
+def collect_uses(source: str, filename: str = "<source>",
+                 versions: Iterable[Version] = ((10, 0), (11, 0))) -> list[ApiUse]:
+    """Every TensorRT attribute use in ``source``, with those of ``versions`` its line runs under."""
     tree = ast.parse(source, filename=filename)
-    majors = frozenset(majors)
+    versions = frozenset(versions)
     self_tainted: set[str] = set()
     while True:  # ``self.x`` assigned in one method and used in another: repeat until stable
         before = len(self_tainted)
         collector = _Collector(filename, self_tainted)
-        module_scope = collector.scope_for(None, tree.body, _Scope(set(), set()))
+        module_scope = collector.scope_for(None, tree.body, _Scope(set(), {}))
         for node in tree.body:
-            collector.walk(node, module_scope, majors)
+            collector.walk(node, module_scope, versions)
         if len(self_tainted) == before:
             return collector.uses
 
 
 # -- checking ------------------------------------------------------------------------------------
 
+def _last_before(version: Version) -> Version:
+    """A stand-in for the newest release before ``version``: ``(10, 9)`` -> ``(10, 8, 9999)``."""
+    return (*version[:-1], version[-1] - 1, 9999)
+
+
 def check_uses(uses: Iterable[ApiUse], api_lists: Sequence[ApiList]) -> list[Finding]:
     findings = []
     for use in uses:
         if use.name.startswith("__") and use.name.endswith("__") and use.name not in PYTHON_LEVEL_NAMES:
             continue
+        first = FIRST_IN.get(use.name)
+        early = sorted(v for v in use.versions if first is not None and v < first)
+        if early:
+            wanted = ", ".join(map(str, first))
+            findings.append(Finding(use, ".".join(map(str, early[0])),
+                                    f"first in TensorRT {'.'.join(map(str, first))}; use it only inside "
+                                    f"`if trt_version(trt) >= ({wanted}):`"))
         for api in api_lists:
-            if api.major not in use.versions:
+            if api.version_tuple not in use.versions or (first is not None and api.version_tuple < first):
                 continue
             removed_by = [m for m, r in REMOVED.items() if m <= api.major
                           and (use.name in r.names or (use.owner, use.name) in r.pairs)]
@@ -372,8 +427,14 @@ def check_uses(uses: Iterable[ApiUse], api_lists: Sequence[ApiList]) -> list[Fin
 
 
 def check_source(source: str, api_lists: Sequence[ApiList], filename: str = "<source>") -> list[Finding]:
-    majors = {api.major for api in api_lists}
-    return check_uses(collect_uses(source, filename, majors), api_lists)
+    """Findings of ``source`` against ``api_lists``. Guards are also evaluated just below each
+    :data:`FIRST_IN` release within the lists' range, so ``>= (10, 8, 1)`` for a 10.9 name fails
+    although no list lies between 10.8.0.43 and 10.9."""
+    versions = {api.version_tuple for api in api_lists}
+    oldest = min(versions, default=None)
+    versions |= {_last_before(first) for first in FIRST_IN.values()
+                 if oldest is not None and oldest <= _last_before(first)}
+    return check_uses(collect_uses(source, filename, versions), api_lists)
 
 
 def check_files(paths: Iterable[str | Path], api_lists: Sequence[ApiList]) -> list[Finding]:

@@ -283,25 +283,6 @@ def _tensor_facts(tensor: trt.ITensor) -> dict[str, Any]:
     return {"name": str(tensor.name), "shape": [int(d) for d in tensor.shape], "dtype": dtype_name(tensor.dtype)}
 
 
-def _hardware_level(trt, choice: str):
-    levels = {"none": trt.HardwareCompatibilityLevel.NONE,
-              "ampere+": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
-              "same-cc": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY}
-    return levels[choice]
-
-
-def _set_timing_cache(config: trt.IBuilderConfig, path: Path | None, notes: list[str]):
-    """Attach the timing cache at ``path`` (or an empty one); the caller keeps it alive during the build."""
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        # A cache from another GPU or TensorRT version: time again from scratch and overwrite it.
-        notes.append(f"timing cache {path} was made on another GPU or TensorRT version; it was rebuilt")
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
-    return cache
-
-
 def _no_progress(phase: str, step: int, steps: int) -> None:
     pass
 
@@ -321,11 +302,11 @@ def _parse_onnx(trt, network: trt.INetworkDefinition, logger, graph_path: Path):
     return parser
 
 
-def _configure(trt, config: trt.IBuilderConfig, options: BuildOptions) -> None:
+def _configure(trt, config: trt.IBuilderConfig, options: BuildOptions, hardware_level) -> None:
     if options.workspace is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace)
     config.builder_optimization_level = options.opt_level
-    config.hardware_compatibility_level = _hardware_level(trt, options.hardware_compat)
+    config.hardware_compatibility_level = hardware_level
     if options.version_compat:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if options.precision == "fp32":
@@ -336,11 +317,11 @@ def _configure(trt, config: trt.IBuilderConfig, options: BuildOptions) -> None:
 
 
 def _build_serialized(trt, graph_path: Path, options: BuildOptions, progress: ProgressCallback | None,
-                      notes: list[str]) -> tuple[Any, dict[str, Any], list[str]]:
+                      notes: list[str], facts: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:
     """(serialized engine, I/O and profile facts, TensorRT warnings) of ``graph_path``."""
-    from dnx.fileio import write_bytes_atomic
-    from dnx.runtime.tensorrt.compat import TensorRTError, make_logger, make_progress_monitor, \
-        network_creation_flags
+    from dnx.runtime.tensorrt.compat import TensorRTError, hardware_compatibility_level, make_logger, \
+        make_progress_monitor, network_creation_flags
+    from dnx.runtime.tensorrt.timing_cache import attach_timing_cache, write_timing_cache
 
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -355,9 +336,11 @@ def _build_serialized(trt, graph_path: Path, options: BuildOptions, progress: Pr
         p = profile_shapes(tensor["shape"], options, tensor["name"])
         profile.set_shape(tensor["name"], p.min, p.opt, p.max)
         shapes[tensor["name"]] = {"min": list(p.min), "opt": list(p.opt), "max": list(p.max)}
-    config.add_optimization_profile(profile)
-    _configure(trt, config, options)
-    timing_cache: trt.ITimingCache = _set_timing_cache(config, options.timing_cache, notes)
+    if config.add_optimization_profile(profile) < 0:  # -1: TensorRT found the profile invalid
+        raise TensorRTError("profile", f"TensorRT refused the optimization profile {shapes} of {graph_path}; "
+                                       "check --min-batch/--opt-batch/--max-batch")
+    _configure(trt, config, options, hardware_compatibility_level(trt, options.hardware_compat))
+    timing_cache: trt.ITimingCache = attach_timing_cache(config, options.timing_cache, facts, notes)
     # A monitor even without a progress callback: its Python callbacks are where Ctrl-C can stop a build.
     monitor = make_progress_monitor(trt, progress or _no_progress)
     if monitor is not None:
@@ -371,7 +354,7 @@ def _build_serialized(trt, graph_path: Path, options: BuildOptions, progress: Pr
         details = "; ".join(logger.errors()[-3:]) or "see TensorRT's log"
         raise TensorRTError("build", f"TensorRT could not build {graph_path}: {details}")
     if options.timing_cache is not None:
-        write_bytes_atomic(options.timing_cache, timing_cache.serialize())  # the build added its timings
+        write_timing_cache(options.timing_cache, timing_cache, facts)
     del parser
     return serialized, {"inputs": inputs, "outputs": outputs, "shapes": shapes}, logger.warnings()
 
@@ -403,7 +386,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
     from dnx.fileio import check_writable, write_bytes_atomic
     from dnx.models.weights import sha256_file
     from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA, machine_facts, write_engine_manifest
-    from dnx.runtime.tensorrt.compat import import_tensorrt
+    from dnx.runtime.tensorrt.compat import hardware_compatibility_level, import_tensorrt
 
     options.validate()
     output = check_writable(output)
@@ -411,12 +394,13 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
         check_writable(options.timing_cache)
     plan = plan_graph(onnx_path, options.precision, calib_data, calib_cache, workdir or output.parent)
     trt = import_tensorrt(device)  # checks the CUDA device first; nothing TensorRT exists before this
+    hardware_compatibility_level(trt, options.hardware_compat)  # refuse same-cc on < 10.9 before calibrating
     graph = run_plan(plan)
     notes = list(graph.notes)
     start = time.perf_counter()
     with torch.cuda.device(device):
-        serialized, io, warnings = _build_serialized(trt, graph.path, options, progress, notes)
         facts = machine_facts(trt, device)
+        serialized, io, warnings = _build_serialized(trt, graph.path, options, progress, notes, facts)
     build_seconds = time.perf_counter() - start
     write_bytes_atomic(output, serialized)
 

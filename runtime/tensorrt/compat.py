@@ -9,11 +9,14 @@ Conventions checked by :mod:`dnx.runtime.tensorrt.api_check` (read by a test on 
   functions that receive TensorRT objects annotate them (``config: trt.IBuilderConfig``), with
   ``tensorrt`` imported only under ``TYPE_CHECKING``;
 * a name that exists in one major version only is used inside ``if is_trt11(trt):`` or
-  ``if trt_major_version(trt) >= 11:`` (or their ``else``), and such branches live in this module.
+  ``if trt_major_version(trt) >= 11:`` (or their ``else``); a name that arrived after the oldest
+  supported release (:data:`MIN_VERSION`) is used inside ``if trt_version(trt) >= (10, 9):`` with
+  the version of :data:`dnx.runtime.tensorrt.api_check.FIRST_IN`. Such branches live in this module.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Callable
 
 from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 SUPPORTED_MAJORS = (10, 11)
+# The oldest release dnx claims (pyproject's ``tensorrt>=10``); the static API check reads its bindings.
+MIN_VERSION = (10, 0)
 INSTALL_HINT = "pip install 'dnx[trt]'"
 
 # numpy-style names of the TensorRT data types dnx reports (manifests, inspect, runner buffers).
@@ -74,6 +79,11 @@ def trt_major_version(trt) -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
+def trt_version(trt) -> tuple[int, ...]:
+    """``(10, 8, 0, 43)`` from ``trt.__version__``; compare with a literal tuple, ``>= (10, 9)``."""
+    return tuple(int(p) for p in re.findall(r"\d+", str(trt.__version__))[:4])
+
+
 def is_trt11(trt) -> bool:
     return trt_major_version(trt) >= 11
 
@@ -89,6 +99,24 @@ def network_creation_flags(trt) -> int:
     else:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
+
+
+def hardware_compatibility_level(trt, choice: str):
+    """The ``trt.HardwareCompatibilityLevel`` of a ``--hardware-compat`` choice (none, ampere+, same-cc).
+
+    Only the level asked for is looked up: ``SAME_COMPUTE_CAPABILITY`` first appeared in TensorRT 10.9,
+    and reading it on 10.0-10.8 would fail every build, including those that never asked for it.
+    """
+    if choice == "none":
+        return trt.HardwareCompatibilityLevel.NONE
+    if choice == "ampere+":
+        return trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if choice != "same-cc":
+        raise DnxError(f"--hardware-compat must be one of none, ampere+, same-cc, got {choice!r}")
+    if trt_version(trt) >= (10, 9):
+        return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    raise DnxError(f"--hardware-compat same-cc needs TensorRT 10.9 or newer; this machine has TensorRT "
+                   f"{trt.__version__}: upgrade TensorRT, or use --hardware-compat ampere+ or none")
 
 
 def has_progress_monitor(trt) -> bool:

@@ -18,6 +18,8 @@ from dnx.errors import DnxError
 ENGINE_SCHEMA = "dnx.engine-manifest/1"
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
 AMPERE = (8, 0)
+# (built, runtime) major versions NVIDIA supports for version-compatible engines across a major release.
+VERSION_COMPAT_ACROSS_MAJORS = ((8, 10), (10, 11))
 
 
 class EngineMismatchError(DnxError):
@@ -136,9 +138,13 @@ def check_engine_compatible(manifest: dict[str, Any], facts: dict[str, Any],
     reasons = []
     bv, hv = _version_tuple(built_version), _version_tuple(here_version)
     if version_compat:
-        # Version-compatible engines run on later TensorRT releases of the same major version only.
-        if bv[:1] != hv[:1] or hv < bv:
-            reasons.append(f"it is version-compatible only with TensorRT {bv[0]}.x from {built_version} on")
+        # NVIDIA's engine-compatibility page: a version-compatible engine runs on later releases of its
+        # major version and, across majors, only 10 -> 11 (and 8 -> 10); never on an older runtime.
+        newer_major = bv[:1] != hv[:1] and (bv[0], hv[0]) not in VERSION_COMPAT_ACROSS_MAJORS
+        if hv < bv or newer_major:
+            later = " or ".join(f"{n}.x" for b, n in VERSION_COMPAT_ACROSS_MAJORS if b == bv[0])
+            reasons.append(f"it is version-compatible only with TensorRT {bv[0]}.x from {built_version} on"
+                           + (f" and TensorRT {later}" if later else ""))
     elif bv != hv:
         reasons.append("TensorRT versions differ (engines are tied to the exact version unless built with "
                        "--version-compat)")

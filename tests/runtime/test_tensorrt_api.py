@@ -1,28 +1,48 @@
-"""dnx's TensorRT code uses only names that exist in every TensorRT version dnx supports (10.x, 11.x).
+"""dnx's TensorRT code uses only names that exist in every TensorRT version dnx supports (10.0 to 11.x).
 
 A static check (``ast`` over dnx's source, compared with the names of the compiled bindings of
-TensorRT 10.16 and 11.4 in ``shared/trt-api``): it runs everywhere and needs no TensorRT. A pass
-means no missing or removed name was found; it does not mean the code ran on TensorRT.
+TensorRT 10.0.1, 10.8.0.43, 10.16.1.11, 11.0.0.114 and 11.4.0.106, committed in
+``runtime/tensorrt/api_names``): it runs everywhere and needs no TensorRT. A pass means no missing,
+removed or unguarded newer name was found; it does not mean the code ran on TensorRT.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from dnx.runtime.tensorrt.api_check import (
-    REMOVED, check_files, check_source, collect_uses, default_api_dir, dnx_tensorrt_modules, load_api_lists)
+    FIRST_IN, REMOVED, check_files, check_source, collect_uses, dnx_tensorrt_modules, load_api_lists)
+from dnx.runtime.tensorrt.compat import MIN_VERSION
 
+# The lists are committed with the checker: a missing list is a broken checkout, not a reason to skip.
 API_LISTS = load_api_lists()
-pytestmark = pytest.mark.skipif(
-    not API_LISTS, reason=f"no TensorRT API name lists (tensorrt-*.txt) in {default_api_dir()}; set DNX_TRT_API_DIR")
+VERSIONS = ["10.0.1", "10.8.0.43", "10.16.1.11", "11.0.0.114", "11.4.0.106"]
 
 
 def lists_of(major: int):
     return [api for api in API_LISTS if api.major == major]
 
 
-def test_lists_cover_the_supported_major_versions():
-    assert {api.major for api in API_LISTS} >= {10, 11}
+def test_lists_cover_every_checked_version_the_oldest_included():
+    assert [api.version for api in sorted(API_LISTS, key=lambda a: a.version_tuple)] == VERSIONS
+
+
+def test_the_oldest_list_is_the_declared_floor():
+    """pyproject's ``tensorrt>=10`` extra, compat.MIN_VERSION and the oldest checked bindings agree."""
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'"tensorrt>=([\d.]+)"', pyproject).group(1)
+    assert (*map(int, floor.split(".")), 0)[:2] == MIN_VERSION
+    assert min(api.version_tuple for api in API_LISTS)[:2] == MIN_VERSION
+
+
+@pytest.mark.parametrize("name, first", sorted(FIRST_IN.items()))
+def test_first_in_table_agrees_with_the_bindings(name, first):
+    """Absent from every list older than its first release, present in every list from it on."""
+    for api in API_LISTS:
+        assert api.has(name) == (api.version_tuple >= first), (name, api.version)
 
 
 @pytest.mark.parametrize("api", API_LISTS, ids=lambda api: f"tensorrt-{api.version}")
@@ -46,7 +66,7 @@ def test_the_check_sees_dnx_tensorrt_calls():
 def test_strongly_typed_flag_is_only_used_on_10():
     path = next(p for p in dnx_tensorrt_modules() if p.name == "compat.py")
     uses = [u for u in collect_uses(path.read_text(), str(path)) if u.name == "STRONGLY_TYPED"]
-    assert uses and all(u.versions == {10} for u in uses)
+    assert uses and all(v[0] == 10 for u in uses for v in u.versions)
 
 
 IMPLICIT_QUANTIZATION = '''
@@ -74,7 +94,7 @@ def test_implicit_quantization_fails_for_11_and_passes_for_10():
 def test_builderflag_int8_is_caught_by_the_removed_pairs_not_by_the_flat_list():
     """The README caveat: ``INT8`` is in 11's list (``DataType.INT8`` lives on), so only the explicit
     ``BuilderFlag.INT8`` pair catches the removed flag, and ``DataType.INT8`` stays accepted."""
-    (api11,) = lists_of(11)
+    api11 = lists_of(11)[-1]
     assert api11.has("INT8") and api11.has("FP16")
     assert ("BuilderFlag", "INT8") in REMOVED[11].pairs
     flag = check_source("def f(trt, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n", [api11])
@@ -111,7 +131,7 @@ def configure(trt, config: trt.IBuilderConfig, calibrator, use_flags):
 def test_a_guard_for_the_wrong_version_still_fails():
     source = "def f(trt, config: trt.IBuilderConfig):\n    if is_trt11(trt):\n        config.int8_calibrator = None\n"
     findings = check_source(source, API_LISTS)
-    assert [(f.use.dotted, f.version.split(".")[0]) for f in findings] == [("config.int8_calibrator", "11")]
+    assert {(f.use.dotted, f.version) for f in findings} == {("config.int8_calibrator", v) for v in VERSIONS[3:]}
 
 
 def test_objects_are_followed_through_assignments_annotations_and_self():
@@ -142,3 +162,47 @@ def test_names_stored_as_the_tail_of_a_longer_string_are_accepted():
     for api in API_LISTS:
         assert "INPUT" not in api.names and api.has("INPUT")
     assert not check_source("def f(trt):\n    return trt.TensorIOMode.INPUT\n", API_LISTS)
+
+
+EAGER_HARDWARE_LEVELS = """
+def level(trt, choice):
+    return {"none": trt.HardwareCompatibilityLevel.NONE,
+            "same-cc": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY}[choice]
+"""
+
+
+def test_the_eager_hardware_level_lookup_of_issue_15_fails_on_10_0_and_10_8():
+    findings = check_source(EAGER_HARDWARE_LEVELS, API_LISTS)
+    assert {f.use.dotted for f in findings} == {"HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"}
+    (finding,) = findings
+    assert finding.version == "10.0.1" and "first in TensorRT 10.9" in finding.reason
+    assert "trt_version(trt) >= (10, 9)" in finding.reason
+
+
+@pytest.mark.parametrize("guard, passes", [
+    ("trt_version(trt) >= (10, 9)", True),
+    ("(10, 9) <= trt_version(trt)", True),
+    ("version >= (10, 9, 0)", True),
+    ("trt_version(trt) >= (10, 8, 1)", False),  # no list lies in between: the 10.8.x stand-in catches it
+    ("trt_version(trt) >= (10, 1)", False),
+    ("trt_major_version(trt) >= 10", False),
+    ("trt_major_version(trt) >= (10, 9)", False),  # an int against a tuple is no guard
+])
+def test_a_name_newer_than_the_floor_must_sit_behind_its_version_guard(guard, passes):
+    source = f"""
+def level(trt):
+    version = trt_version(trt)
+    if {guard}:
+        return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    return trt.HardwareCompatibilityLevel.NONE
+"""
+    findings = check_source(source, API_LISTS)
+    assert not findings if passes else [f.use.name for f in findings] == ["SAME_COMPUTE_CAPABILITY"], \
+        "\n".join(map(str, findings))
+
+
+def test_dnx_looks_up_same_compute_capability_only_from_10_9():
+    path = next(p for p in dnx_tensorrt_modules() if p.name == "compat.py")
+    versions = [tuple(int(x) for x in v.split(".")) for v in VERSIONS]
+    uses = [u for u in collect_uses(path.read_text(), str(path), versions) if u.name == "SAME_COMPUTE_CAPABILITY"]
+    assert uses and all(u.versions == {v for v in versions if v >= (10, 9)} for u in uses)

@@ -1,15 +1,13 @@
 """dnx's own TensorRT control flow, on CPU: graph selection, batch profiles, option checks, engine
 manifests and the refusals that must happen before any TensorRT object exists.
 
-Where a tensorrt module is needed to reach a code path, ``fake_tensorrt`` stands in. It is NOT
+Where a tensorrt module is needed to reach a code path, ``fake_trt`` (tests/runtime/conftest.py) stands in. It is NOT
 TensorRT and none of these tests is TensorRT coverage: they prove what dnx decides and in which
 order, never that TensorRT accepts it (that is ``test_tensorrt_gpu.py``, which needs a GPU).
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import json
 import subprocess
 import sys
@@ -31,59 +29,6 @@ from dnx.runtime.tensorrt.runner import TensorRTRunner
 
 TRT_MODULES = ["dnx.runtime.tensorrt.compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.tensorrt.runner",
                "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check"]
-
-
-# -- stand-ins ------------------------------------------------------------------------------------
-
-class _Untouchable(types.ModuleType):
-    """A ``tensorrt`` entry in sys.modules that fails the test if dnx touches it in any way."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"dnx touched tensorrt.{name} before checking for a device")
-
-
-def fake_tensorrt(version: str = "10.16.1.11") -> types.ModuleType:
-    """NOT TensorRT: just enough module for dnx's control flow; creating a Runtime or Builder fails."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("dnx created a TensorRT object where it should have refused first")
-
-    trt.Runtime = trt.Builder = refuse
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
-    trt.DataType = enum.Enum("DataType", "FLOAT HALF INT8 BF16 INT4")
-
-    class ILogger:
-        Severity = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3})
-
-        def __init__(self):
-            pass
-
-    class IProgressMonitor:
-        def __init__(self):
-            pass
-
-    trt.ILogger, trt.IProgressMonitor = ILogger, IProgressMonitor
-    return trt
-
-
-@pytest.fixture
-def no_cuda(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setitem(sys.modules, "tensorrt", _Untouchable("tensorrt"))
-
-
-@pytest.fixture
-def fake_cuda(monkeypatch):
-    """torch reports one CUDA device; nothing CUDA is actually called in the paths that use this."""
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
 
 
 # -- files ------------------------------------------------------------------------------------------
@@ -328,7 +273,7 @@ def test_build_checks_options_before_the_device(small_onnx, tmp_path, no_cuda):
     with pytest.raises(DnxError, match="needs calibration images") as info:
         build_engine(small_onnx, tmp_path / "m.engine", BuildOptions(precision="int8"))
     assert info.value.exit_code == 1
-    with pytest.raises(DnxError, match="output folder .* does not exist"):
+    with pytest.raises(DnxError, match="folder .* does not exist"):
         build_engine(small_onnx, tmp_path / "no" / "m.engine", BuildOptions())
 
 
@@ -340,8 +285,8 @@ def test_build_without_tensorrt_names_the_extra(small_onnx, tmp_path, fake_cuda,
     assert not recorded_calibration
 
 
-def test_unsupported_tensorrt_version_is_refused(fake_cuda, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("8.6.1"))
+def test_unsupported_tensorrt_version_is_refused(fake_cuda, monkeypatch, fake_trt):
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt("8.6.1"))
     with pytest.raises(MissingDependencyError, match="TensorRT 8.6.1 is not supported.*10.x and 11.x"):
         compat.import_tensorrt()
 
@@ -357,29 +302,29 @@ def test_trt_modules_import_without_tensorrt_or_torch():
 
 # -- compat helpers with fake_tensorrt (dnx's branching only) -------------------------------------
 
-def test_network_flags_and_versions():
-    assert compat.trt_major_version(fake_tensorrt("10.16.1.11")) == 10
-    assert compat.network_creation_flags(fake_tensorrt("10.16.1.11")) == 1 << 1  # STRONGLY_TYPED
-    assert compat.network_creation_flags(fake_tensorrt("11.4.0.106")) == 0  # always strongly typed
-    assert compat.is_trt11(fake_tensorrt("11.4.0.106")) and not compat.is_trt11(fake_tensorrt("10.0.0"))
+def test_network_flags_and_versions(fake_trt):
+    assert compat.trt_major_version(fake_trt("10.16.1.11")) == 10
+    assert compat.network_creation_flags(fake_trt("10.16.1.11")) == 1 << 1  # STRONGLY_TYPED
+    assert compat.network_creation_flags(fake_trt("11.4.0.106")) == 0  # always strongly typed
+    assert compat.is_trt11(fake_trt("11.4.0.106")) and not compat.is_trt11(fake_trt("10.0.0"))
 
 
-def test_dtype_names():
-    trt = fake_tensorrt()
+def test_dtype_names(fake_trt):
+    trt = fake_trt()
     assert [compat.dtype_name(trt.DataType[n]) for n in ("FLOAT", "HALF", "INT8", "BF16")] == \
         ["float32", "float16", "int8", "bfloat16"]
 
 
-def test_logger_records_warnings_and_errors_only():
-    trt = fake_tensorrt()
+def test_logger_records_warnings_and_errors_only(fake_trt):
+    trt = fake_trt()
     logger = compat.make_logger(trt)
     for severity, message in (("INFO", "chatter"), ("WARNING", "careful"), ("ERROR", "broken")):
         logger.log(trt.ILogger.Severity[severity], message)
     assert logger.warnings() == ["careful"] and logger.errors() == ["broken"]
 
 
-def test_progress_monitor_reports_nested_phases_and_stops_on_errors():
-    trt = fake_tensorrt()
+def test_progress_monitor_reports_nested_phases_and_stops_on_errors(fake_trt):
+    trt = fake_trt()
     events = []
     monitor = compat.make_progress_monitor(trt, lambda *e: events.append(e))
     monitor.phase_start("Building", None, 2)
@@ -424,8 +369,12 @@ def test_same_machine_is_compatible():
     ({}, {"compute_capability": "9.0", "gpu_name": "H100"}, "sm_90.*architectures differ.*--hardware-compat ampere\\+"),
     ({"hardware_compat": "same-cc"}, {"compute_capability": "8.6"}, "architectures differ"),
     ({"hardware_compat": "ampere+"}, {"compute_capability": "7.5"}, "Ampere or newer"),
-    ({"version_compat": True}, {"tensorrt_version": "10.15.0.1"}, "version-compatible only with TensorRT 10.x from"),
-    ({"version_compat": True}, {"tensorrt_version": "11.4.0.106"}, "version-compatible only"),
+    ({"version_compat": True}, {"tensorrt_version": "10.15.0.1"},
+     r"version-compatible only with TensorRT 10\.x from 10\.16\.1\.11 on and TensorRT 11\.x"),
+    ({"version_compat": True, "tensorrt_version": "11.4.0.106"}, {"tensorrt_version": "10.16.1.11"},
+     r"version-compatible only with TensorRT 11\.x from 11\.4\.0\.106 on;"),
+    ({"version_compat": True, "tensorrt_version": "11.0.0.114"}, {"tensorrt_version": "12.0.0.1"},
+     "version-compatible only with TensorRT 11.x"),
 ])
 def test_mismatches_are_refused_with_the_rebuild_command(changes, facts, match):
     with pytest.raises(EngineMismatchError, match=match) as info:
@@ -439,6 +388,7 @@ def test_mismatches_are_refused_with_the_rebuild_command(changes, facts, match):
     ({"hardware_compat": "ampere+"}, {"compute_capability": "9.0", "gpu_name": "H100"}),
     ({"hardware_compat": "ampere+"}, {"compute_capability": "8.0", "gpu_name": "A100"}),
     ({"version_compat": True}, {"tensorrt_version": "10.17.0.3"}),
+    ({"version_compat": True}, {"tensorrt_version": "11.4.0.106"}),  # 10 -> 11: NVIDIA supports it
     ({"hardware_compat": "same-cc"}, {"gpu_name": "NVIDIA RTX 4090"}),
 ])
 def test_compatibility_options_widen_what_runs(changes, facts):
@@ -495,9 +445,10 @@ def test_runner_without_tensorrt(tmp_path, fake_cuda, monkeypatch):
         TensorRTRunner(tmp_path / "m.engine").activate()
 
 
-def test_runner_without_manifest_refuses_before_importing_tensorrt(tmp_path, fake_cuda, monkeypatch):
+def test_runner_without_manifest_refuses_before_importing_tensorrt(tmp_path, fake_cuda, monkeypatch,
+                                                                   untouchable_trt):
     (tmp_path / "m.engine").write_bytes(b"x")
-    monkeypatch.setitem(sys.modules, "tensorrt", _Untouchable("tensorrt"))
+    monkeypatch.setitem(sys.modules, "tensorrt", untouchable_trt)
     with pytest.raises(EngineMismatchError, match="has no manifest"):
         TensorRTRunner(tmp_path / "m.engine").activate()
 
@@ -507,11 +458,12 @@ def test_runner_without_manifest_refuses_before_importing_tensorrt(tmp_path, fak
     ({"compute_capability": "9.0"}, False, "architectures differ"),
     ({}, True, "does not match its manifest"),
 ])
-def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda, monkeypatch, facts, tamper, match):
+def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda, fake_trt, monkeypatch, facts, tamper,
+                                                             match):
     write_fake_engine(tmp_path / "m.engine")
     if tamper:
         (tmp_path / "m.engine").write_bytes(b"another engine")
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())  # its Runtime() fails the test
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())  # its Runtime() fails the test
     monkeypatch.setattr(em, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
     runner = TensorRTRunner(tmp_path / "m.engine")
     with pytest.raises(EngineMismatchError, match=match):
