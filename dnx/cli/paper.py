@@ -70,6 +70,10 @@ def reuse_cmd(checkpoint, model, onnx_path, plot_path, json_path) -> None:
     for path in (plot_path, json_path):
         if path:
             check_writable(path)
+    if plot_path:
+        from dnx.paper.plot import plot_format
+
+        plot_format(plot_path)  # a missing matplotlib or an unknown suffix fails before the work
     report = feature_reuse_report(checkpoint, model=model, onnx_path=onnx_path)
     diffs = report.difference() if report.onnx_blocks is not None else None
     columns = ["block", "layers", "weights read", "last column", "mean |w| min", "max"]

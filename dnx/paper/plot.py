@@ -42,9 +42,21 @@ def _panel(ax, values: np.ndarray, block: BlockReuse, title: str, **imshow):
     return image
 
 
+def plot_format(path: str | Path) -> str:
+    """The image format ``path``'s suffix asks for; raises before any work if matplotlib is missing
+    or cannot write it."""
+    require("matplotlib", "plot", "drawing the feature-reuse heat maps")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in FigureCanvasBase.get_supported_filetypes():
+        raise DnxError(f"--plot {path}: matplotlib cannot write .{fmt} files; use .png, .pdf or .svg")
+    return fmt
+
+
 def plot_reuse(report: ReuseReport, path: str | Path, dpi: int = 120) -> Path:
     """Write the heat maps of ``report`` to ``path`` (format from its suffix: .png, .pdf, .svg)."""
-    require("matplotlib", "plot", "drawing the feature-reuse heat maps")
+    fmt = plot_format(path)
     from matplotlib.figure import Figure
 
     from dnx.fileio import atomic_path
@@ -57,9 +69,6 @@ def plot_reuse(report: ReuseReport, path: str | Path, dpi: int = 120) -> Path:
     cols = len(report.fp32)
     fig = Figure(figsize=(3.4 * cols + 0.8, 3.1 * (len(rows) + (report.onnx_blocks is not None))),
                  layout="constrained")
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    if fmt not in fig.canvas.get_supported_filetypes():
-        raise DnxError(f"--plot {path}: matplotlib cannot write .{fmt} files; use .png, .pdf or .svg")
     axes = fig.subplots(len(rows) + (report.onnx_blocks is not None), cols, squeeze=False)
     scales = [np.nanmax(b.matrix) for b in report.fp32]
     for r, (label, blocks) in enumerate(rows):

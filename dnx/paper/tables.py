@@ -139,7 +139,8 @@ def table2() -> list[Table2Row]:
         cfg = get_config(name)
         if cfg.paper_params is None or "Table 2" not in cfg.reference:
             continue
-        label = f"DenseNet{'-BC' if cfg.bn_size and cfg.compression < 1 else ''} (L={cfg.depth}, k={cfg.growth_rate})"
+        variant = ("B" if cfg.bn_size else "") + ("C" if cfg.compression < 1 else "")
+        label = f"DenseNet{'-' + variant if variant else ''} (L={cfg.depth}, k={cfg.growth_rate})"
         rows.append(Table2Row(name, label, cfg.depth, cfg.growth_rate, cfg.paper_params, model_stats(cfg)[0]))
     return rows
 
