@@ -18,7 +18,7 @@ from dnx.paper.reuse import BlockReuse, ReuseReport
 
 def _ticks(ax, block: BlockReuse) -> None:
     n = block.layers
-    step = max(1, n // 8)
+    step = max(1, -(-n // 6))  # at most ~7 labels, so two-digit layer numbers do not collide
     xs = [t for t in range(0, n, step)] + [n]
     ax.set_xticks(xs, [str(t + 1) for t in xs[:-1]] + ["C" if block.last_target == "classifier" else "T"])
     ys = list(range(0, n + 1, step))
