@@ -135,8 +135,11 @@ def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> di
     from dnx.runtime.tensorrt.compat import import_tensorrt
     from dnx.runtime.tensorrt.runner import load_engine
 
+    import torch
+
     trt = import_tensorrt(device)
-    loaded = load_engine(trt, path, manifest, device)
-    records = engine_layers(trt, loaded.engine)
+    with torch.cuda.device(device):  # the engine is deserialized and inspected on ``device``, not device 0
+        loaded = load_engine(trt, path, manifest, device)
+        records = engine_layers(trt, loaded.engine)
     info.update(io=loaded.io, warnings=loaded.warnings, layers=summarize_layers(records), layer_records=records)
     return info

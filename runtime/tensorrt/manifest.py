@@ -111,6 +111,22 @@ def rebuild_command(manifest: dict[str, Any] | None) -> str:
     return (manifest or {}).get("build_command") or "dnx build MODEL.onnx"
 
 
+def rebuild_command_with(manifest: dict[str, Any] | None, flag: str, value: Any) -> str:
+    """:func:`rebuild_command` with ``flag`` set to ``value`` (replaced where the command has it already)."""
+    import shlex
+
+    args, kept, skip = shlex.split(rebuild_command(manifest)), [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(f"{flag}="):
+            kept.append(arg)
+    at = kept.index("-o") if "-o" in kept else len(kept)
+    return shlex.join([*kept[:at], flag, str(value), *kept[at:]])
+
+
 def rebuild_hint(manifest: dict[str, Any]) -> str:
     return f"rebuild it on this machine with `{rebuild_command(manifest)}`"
 

@@ -109,13 +109,20 @@ class TensorRTRunner(Runner):
     profile's largest shapes; a smaller batch uses their first rows, so tensor addresses never change
     (which is also what lets a captured CUDA graph be replayed). Host staging buffers are pinned.
 
-    ``cuda_graph=True`` captures the engine's launch as a CUDA graph once per input shape and
-    replays it afterwards (less CPU launch overhead at small batch).
+    ``cuda_graph=True`` captures the engine's launch as a CUDA graph and replays it while the input
+    shape stays the same (less CPU launch overhead at small batch). A new shape drops the graph, runs
+    one plain launch with the new shape and captures again: a graph replays work recorded for the
+    context's state at capture, and changing that context afterwards (``set_input_shape``) is outside
+    what TensorRT supports (torch-TensorRT re-records on shape changes too). Keeping a graph per
+    shape would need an execution context, with its own activation memory, per shape.
 
     Timing: ``infer`` is the wall-clock path (copies in, compute, copies out; ``last_inference_time``).
     For GPU compute alone, call ``load_inputs(feed)`` once, then ``execute()`` as often as needed and
     ``synchronize()``; ``last_device_time`` is the CUDA-event time of the last ``execute`` and
     ``infer_device(feed)`` does all of that once.
+
+    Every CUDA call runs with ``self.device`` as torch's current device, so ``device=1`` works when
+    the split methods are called directly (the latency code does).
 
     Thread safety: ``infer`` holds a lock, so threads may share a runner (their calls run one after
     another). The split methods (``load_inputs``, ``execute``, ``fetch_outputs``, ``infer_device``)
@@ -145,9 +152,10 @@ class TensorRTRunner(Runner):
         self._outputs: list[dict[str, Any]] = []
         self._device_buffers: dict[str, Any] = {}
         self._host_buffers: dict[str, Any] = {}
-        self._graphs: dict[tuple, Any] = {}
+        self._graph = None  # the captured launch of the inputs' current shape (cuda_graph=True)
         self._output_shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
         self._shape_key: tuple | None = None
+        self._graph_key: tuple | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -209,8 +217,8 @@ class TensorRTRunner(Runner):
     def _deactivate(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
-        # Graphs use the buffers and the context; TensorRT objects go before the runtime that made them.
-        self._graphs.clear()
+        # The graph uses the buffers and the context; TensorRT objects go before the runtime that made them.
+        self._graph = None
         self._context = None
         if self._loaded is not None:
             self._loaded.engine = None
@@ -245,18 +253,31 @@ class TensorRTRunner(Runner):
         low, high = profile["min"], profile["max"]
         if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
             return
-        flag = f"--max-batch {shape[0]}" if shape and shape[0] > high[0] else f"--min-batch {shape[0] if shape else 1}"
-        from dnx.runtime.tensorrt.manifest import rebuild_command
+        from dnx.runtime.tensorrt.manifest import rebuild_command_with
 
-        command = rebuild_command(self.manifest)
+        flag, value = ("--max-batch", shape[0]) if shape and shape[0] > high[0] else \
+            ("--min-batch", shape[0] if shape else 1)
+        command = rebuild_command_with(self.manifest, flag, value)
         raise DnxError(f"{self.name}: input {name} has shape {shape}; {self.path.name} accepts {tuple(low)} to "
-                       f"{tuple(high)} (batch {low[0]}..{high[0]}); rebuild it with `{command} {flag}`")
+                       f"{tuple(high)} (batch {low[0]}..{high[0]}); rebuild it with `{command}`")
+
+    def _on_device(self):
+        return _torch().cuda.device(self.device)
+
+    @property
+    def cuda_stream(self):
+        """The runner's CUDA stream (``torch.cuda.Stream``): time its work with events recorded there."""
+        return self._stream
 
     def load_inputs(self, feed: dict[str, np.ndarray], check: bool = True) -> None:
         """Copy ``feed`` to the device (asynchronously, on the runner's stream) and set the input shapes."""
         self._require_active()
         if check:
             self._check_feed(feed)
+        with self._on_device():
+            self._load_inputs(feed)
+
+    def _load_inputs(self, feed: dict[str, np.ndarray]) -> None:
         torch = _torch()
         key = tuple(tuple(feed[t["name"]].shape) for t in self._inputs)
         if key != self._shape_key:
@@ -283,20 +304,22 @@ class TensorRTRunner(Runner):
             details = "; ".join(self._loaded.logger.errors()[-3:]) if self._loaded else ""
             raise TensorRTError("execute", f"TensorRT failed to run {self.path}" + (f": {details}" if details else ""))
 
-    def _graph(self, torch):
-        graph = self._graphs.get(self._shape_key)
-        if graph is None:
-            # One plain launch first: TensorRT applies deferred shape updates then, not during capture.
-            self._enqueue()
-            self._stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
-                    self._enqueue()
-            except RuntimeError as exc:
-                raise TensorRTError("cuda-graph", f"capturing {self.path} as a CUDA graph failed "
-                                                  f"({str(exc).splitlines()[0]}); run without cuda_graph") from exc
-            self._graphs[self._shape_key] = graph
+    def _graph_for_shape(self, torch):
+        """The graph of the current input shape, captured again after any shape change."""
+        if self._graph is not None and self._graph_key == self._shape_key:
+            return self._graph
+        self._graph = None  # recorded for another shape: never replayed once the context has changed
+        # One plain launch first: TensorRT applies deferred shape updates then, not during capture.
+        self._enqueue()
+        self._stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+                self._enqueue()
+        except Exception as exc:  # CUDA's RuntimeError, or TensorRT refusing the launch during capture
+            raise TensorRTError("cuda-graph", f"capturing {self.path} as a CUDA graph failed "
+                                              f"({str(exc).splitlines()[0]}); run without cuda_graph") from exc
+        self._graph, self._graph_key = graph, self._shape_key
         return graph
 
     def execute(self) -> None:
@@ -306,8 +329,8 @@ class TensorRTRunner(Runner):
             raise DnxError(f"{self.name}: call load_inputs(feed) before execute()")
         torch = _torch()
         start, end = self._events
-        with _cuda_errors("execution"):
-            graph = self._graph(torch) if self.cuda_graph else None
+        with self._on_device(), _cuda_errors("execution"):
+            graph = self._graph_for_shape(torch) if self.cuda_graph else None
             start.record(self._stream)
             if graph is not None:
                 with torch.cuda.stream(self._stream):
@@ -328,7 +351,7 @@ class TensorRTRunner(Runner):
         """Copy the outputs of the last ``execute`` to host numpy arrays (waits for the stream)."""
         torch = _torch()
         outputs = self.device_outputs()
-        with _cuda_errors("the output copy"):
+        with self._on_device(), _cuda_errors("the output copy"):
             with torch.cuda.stream(self._stream):
                 for name, tensor in outputs.items():
                     self._host_buffers[name][:tensor.numel()].copy_(tensor.view(-1), non_blocking=True)
@@ -342,16 +365,18 @@ class TensorRTRunner(Runner):
         if self._events is None:
             return None
         start, end = self._events
-        end.synchronize()
-        return start.elapsed_time(end) / 1000.0
+        with self._on_device():
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
 
     def infer_device(self, feed: dict[str, np.ndarray] | None = None) -> float:
         """GPU seconds of one run on ``feed`` (or the inputs already loaded), copies excluded."""
-        if feed is not None:
-            self.load_inputs(feed)
-        self.execute()
-        self.synchronize()
-        return self.last_device_time
+        with self._on_device():
+            if feed is not None:
+                self.load_inputs(feed)
+            self.execute()
+            self.synchronize()
+            return self.last_device_time
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = _torch()
@@ -362,7 +387,8 @@ class TensorRTRunner(Runner):
 
     def synchronize(self) -> None:
         if self._stream is not None:
-            self._stream.synchronize()
+            with self._on_device():
+                self._stream.synchronize()
 
 
 def _torch():
