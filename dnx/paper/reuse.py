@@ -84,19 +84,26 @@ def _json_matrix(m: np.ndarray) -> list[list[float | None]]:
     return [[None if np.isnan(v) else float(v) for v in row] for row in m]
 
 
-def _module_prefix(block: int, layer: int | None = None) -> str:
-    base = f"features.denseblock{block}"
-    return base if layer is None else f"{base}.denselayer{layer}"
+def _layer_read(cfg: ModelConfig) -> str:
+    return "conv1" if cfg.bn_size is not None else "conv2"
+
+
+def _blocks(cfg: ModelConfig) -> list[tuple[int, int, str, list[str]]]:
+    """Per dense block: (number, input channels, last target, state-dict keys of its targets' weights)."""
+    out, channels = [], cfg.num_init_features
+    for b, layers in enumerate(cfg.block_config, start=1):
+        last = "classifier" if b == len(cfg.block_config) else f"transition{b}"
+        keys = [f"features.denseblock{b}.denselayer{t}.{_layer_read(cfg)}.weight" for t in range(1, layers + 1)]
+        keys.append("classifier.weight" if last == "classifier" else f"features.{last}.conv.weight")
+        out.append((b, channels, last, keys))
+        channels += layers * cfg.growth_rate
+        channels = channels if last == "classifier" else int(channels * cfg.compression)
+    return out
 
 
 def read_modules(cfg: ModelConfig) -> list[str]:
     """State-dict keys of the weights Figure 5 reads for ``cfg``, in block order."""
-    conv = "conv1" if cfg.bn_size is not None else "conv2"
-    keys = []
-    for b, layers in enumerate(cfg.block_config, start=1):
-        keys += [f"{_module_prefix(b, t)}.{conv}.weight" for t in range(1, layers + 1)]
-        keys.append("classifier.weight" if b == len(cfg.block_config) else f"features.transition{b}.conv.weight")
-    return keys
+    return [key for *_, keys in _blocks(cfg) for key in keys]
 
 
 def feature_reuse(cfg: ModelConfig, weights: dict[str, np.ndarray]) -> list[BlockReuse]:
@@ -105,25 +112,20 @@ def feature_reuse(cfg: ModelConfig, weights: dict[str, np.ndarray]) -> list[Bloc
     if missing:
         raise DnxError(f"the weights lack {len(missing)} tensors {cfg.name} needs, first: {', '.join(missing[:3])}; "
                        "check --model")
-    conv, k = ("conv1" if cfg.bn_size is not None else "conv2"), cfg.growth_rate
-    blocks = []
-    for b, layers in enumerate(cfg.block_config, start=1):
-        last = "classifier" if b == len(cfg.block_config) else f"transition{b}"
-        targets = [weights[f"{_module_prefix(b, t)}.{conv}.weight"] for t in range(1, layers + 1)]
-        targets.append(weights["classifier.weight" if last == "classifier" else f"features.{last}.conv.weight"])
-        block_input = targets[0].shape[1]
+    k, blocks = cfg.growth_rate, []
+    for b, block_input, last, keys in _blocks(cfg):
+        layers = len(keys) - 1
         bounds = [0, block_input] + [block_input + s * k for s in range(1, layers + 1)]
         matrix = np.full((layers + 1, layers + 1), np.nan)
-        for row, w in enumerate(targets):
-            reads = row + 1  # sources 0 .. row
-            if w.shape[1] != bounds[reads]:
-                name = f"layer{row + 1}" if row < layers else last
-                raise DnxError(f"block {b} {name} reads {w.shape[1]} channels, but {cfg.name} (k={k}) feeds it "
-                               f"{bounds[reads]}; the weights are not {cfg.name}'s (check --model)")
+        for row, key in enumerate(keys):
+            w, reads = weights[key], row + 1  # target row + 1 reads sources 0 .. row
+            if w.ndim < 2 or w.shape[1] != bounds[reads]:
+                raise DnxError(f"{key} reads {w.shape[1:2]} channels, but {cfg.name} feeds it {bounds[reads]}; "
+                               f"the weights are not {cfg.name}'s (check --model)")
             mags = np.abs(w.reshape(w.shape[0], w.shape[1], -1))
             for s in range(reads):
                 matrix[row, s] = mags[:, bounds[s]:bounds[s + 1]].mean()
-        blocks.append(BlockReuse(b, conv, last, matrix))
+        blocks.append(BlockReuse(b, _layer_read(cfg), last, matrix))
     return blocks
 
 
