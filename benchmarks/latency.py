@@ -1,9 +1,10 @@
 """Latency of one Runner on one input: trtexec-style warm-up, then a fixed count or a fixed duration.
 
 On CPU each inference is timed with ``time.perf_counter`` around ``runner.infer(feed, check=False)``.
-On CUDA backends CUDA events time it instead: end to end (host inputs in, host outputs out:
-H2D + compute + D2H) and, where the runner can run on inputs already on the device, GPU compute
-alone. The loops do nothing else per iteration (no allocation beyond one list append, no checks),
+On CUDA backends CUDA events time it instead, recorded on the runner's own stream (``cuda_stream``;
+events on torch's default stream would not order with a runner's non-blocking stream, and would
+measure wall time): end to end (host inputs in, host outputs out: H2D + compute + D2H) and, where
+the runner can run on inputs already on the device, GPU compute alone. The loops do nothing else per iteration (no allocation beyond one list append, no checks),
 so the harness adds well under a microsecond to a measurement of milliseconds.
 
 Device hooks are duck-typed, so any Runner can offer them without a shared base class
@@ -23,6 +24,8 @@ Device hooks are duck-typed, so any Runner can offer them without a shared base 
     own stream. Preferred; otherwise events are recorded around ``infer_device`` on
     ``cuda_stream`` (a ``torch.cuda.Stream`` or a raw ``cudaStream_t`` int), else torch's current
     stream.
+``cuda_stream``
+    optional: the stream the runner works on; end-to-end events are recorded there too.
 """
 
 from __future__ import annotations
@@ -191,6 +194,11 @@ def _gpu_compute(runner, feed, warmup_s: float, timing: tuple, notes: list[str])
                 return runner.last_device_time * 1000.0
         else:
             measure_ms = _event_timer(infer_device, _torch_stream(runner))
+            if getattr(runner, "cuda_stream", None) is None:
+                # e.g. onnxruntime, whose stream is its own: its run returns once the GPU is done, so
+                # the events bracket launch and compute as the host sees them
+                notes.append(f"{runner.name}: GPU compute timed with CUDA events around a call that waits for "
+                             "the GPU (launch overhead included)")
         samples = _repeat(measure_ms, *timing)
     except (AttributeError, TypeError, RuntimeError) as exc:
         notes.append(f"GPU compute timing unavailable: {type(exc).__name__}: {exc}")
@@ -236,8 +244,6 @@ def measure_latency(runner, feed: dict[str, np.ndarray], warmup_s: float = DEFAU
         samples = _time_host(host_call, *timing)
         return LatencyMeasurement(LatencyStats.from_samples(samples, batch), None, "perf_counter", tuple(notes))
 
-    import torch
-
     compute = _gpu_compute(runner, feed, warmup_s, timing, notes)
     if no_data_transfers:
         if compute is not None:
@@ -245,5 +251,5 @@ def measure_latency(runner, feed: dict[str, np.ndarray], warmup_s: float = DEFAU
             return LatencyMeasurement(compute, compute, "cuda-event", tuple(notes))
         notes.append(f"{runner.name} has no device-resident path; end-to-end includes transfers")
     _warm_up(host_call, warmup_s)
-    samples = _repeat(_event_timer(host_call, torch.cuda.current_stream()), *timing)
+    samples = _repeat(_event_timer(host_call, _torch_stream(runner)), *timing)
     return LatencyMeasurement(LatencyStats.from_samples(samples, batch), compute, "cuda-event", tuple(notes))

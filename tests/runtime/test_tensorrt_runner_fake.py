@@ -199,3 +199,53 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
     monkeypatch.setattr(trt_inspect, "engine_layers", lambda trt, engine: seen.append(("layers", fake_cuda.current)) or [])
     info = trt_inspect.inspect_engine(tmp_path / "m.engine", device=1)
     assert seen == [("load", 1), ("layers", 1)] and info["layers"]["count"] == 0
+
+
+def test_latency_records_cuda_events_on_the_runners_stream(monkeypatch):
+    """End to end and compute: events go on the runner's own stream, not on torch's default one."""
+    import torch
+
+    from dnx.benchmarks.latency import measure_latency
+    from dnx.runtime.base import Runner, TensorMeta
+
+    streams = []
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            pass
+
+        def record(self, stream=None):
+            streams.append(stream)
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 1.0
+
+    own = object()
+
+    class StreamRunner(Runner):
+        name, uses_cuda, cuda_stream = "stream-runner", True, own
+
+        def input_metadata(self):
+            return {"input": TensorMeta("input", (None, 3), np.dtype(np.float32))}
+
+        def _infer(self, feed):
+            return {"logits": feed["input"]}
+
+        def load_inputs(self, feed):
+            pass
+
+        def infer_device(self):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: pytest.fail("events recorded on torch's stream"))
+    with StreamRunner() as runner:
+        m = measure_latency(runner, {"input": np.zeros((1, 3), np.float32)}, warmup_s=0.0, iterations=3,
+                            cuda_events=True)
+    assert m.timer == "cuda-event" and m.compute.iterations == m.end_to_end.iterations == 3
+    assert streams and all(s is own for s in streams)
