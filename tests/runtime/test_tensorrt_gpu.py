@@ -2,7 +2,12 @@
 reloading from disk, the runner's batch/CUDA-graph paths and the refusal of mismatched engines.
 
 Marked ``trt``: tests/conftest.py skips them, with the reason, where TensorRT or a CUDA device is
-missing. The build of the three engines takes a few minutes; it happens once per module.
+missing; ``tensorrt_loads`` below also skips where ``tensorrt`` is found but does not import (PyPI's
+placeholder wheels). The build of the engines takes a few minutes; it happens once per module.
+
+INT8 is judged without coin flips: densenet121 here has random weights (tiny logit margins), so its
+INT8 engine is compared with the same Q/DQ graph run by onnxruntime (cosine), and INT8's own accuracy
+is checked on dnx's shipped trained model over 5,000 real Fashion-MNIST test images.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ pytestmark = pytest.mark.trt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_BATCH, OPT_BATCH, MAX_BATCH = 1, 4, 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tensorrt_loads():
+    """conftest skips on ``find_spec``; a placeholder wheel is found, then fails to import: skip, not fail."""
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"needs real TensorRT: `import tensorrt` fails ({str(exc).splitlines()[0]})")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +108,7 @@ def test_engine_and_manifest_are_written(engines, precision):
     assert m["build_command"].startswith(f"dnx build {result.graph.source}")
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_parity_with_pytorch(engines, inputs_and_reference, precision):
     x, reference = inputs_and_reference
     comparison = DEFAULT_TOLERANCES[precision].apply(compare_logits(reference, run_engine(engines[precision].path, x)))
@@ -111,7 +125,49 @@ def test_engine_executes_the_graph_it_was_built_from(engines, inputs_and_referen
     with OnnxRuntimeRunner(engines[precision].graph.path) as ort:
         graph_logits = ort.infer({"input": x})["logits"]
     comparison = compare_logits(graph_logits, run_engine(engines[precision].path, x))
-    assert comparison.min_cosine >= 0.999 and comparison.top1_agreement >= 0.875, comparison
+    # No top-1 criterion: random weights leave margins that a last-bit difference can flip.
+    assert comparison.min_cosine >= 0.999, comparison
+
+
+@pytest.fixture(scope="module")
+def trained_int8_engine(tmp_path_factory):
+    """dnx's shipped trained DenseNet-BC (Fashion-MNIST) as an INT8 engine, calibrated on 512 shipped images."""
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import ASSETS, create_model
+    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
+
+    folder = tmp_path_factory.mktemp("trained")
+    loaded = create_model("densenet_bc22_fmnist")
+    export_onnx(loaded, folder / "fmnist.onnx", ExportOptions(verify=False))
+    options = BuildOptions(precision="int8", min_batch=1, opt_batch=250, max_batch=250)
+    result = build_engine(folder / "fmnist.onnx", folder / "fmnist.int8.engine", options,
+                          calib_data=ASSETS / "fashion_mnist_calib512.npz")
+    return loaded, result
+
+
+def test_trained_model_int8_engine_keeps_its_accuracy(trained_int8_engine):
+    import torch
+
+    from dnx.data.datasets import shipped_fashion_mnist_test
+    from dnx.data.preprocess import preprocess_array
+    from dnx.runtime.base import run_in_batches
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.tensorrt.runner import TensorRTRunner
+
+    loaded, result = trained_int8_engine
+    data = shipped_fashion_mnist_test()
+    x = preprocess_array(data.images, loaded.config.preprocess)
+    with torch.inference_mode():
+        reference = np.concatenate([loaded.model.eval()(torch.from_numpy(x[i:i + 500])).numpy()
+                                    for i in range(0, len(x), 500)])
+    with TensorRTRunner(result.path) as runner:
+        engine = run_in_batches(runner, x, 250, pad=True)
+    with OnnxRuntimeRunner(result.graph.path) as ort:
+        graph = run_in_batches(ort, x, 250)
+    vs_pytorch = compare_logits(reference, engine, data.labels)
+    assert vs_pytorch.top1_agreement >= 0.99, vs_pytorch
+    assert vs_pytorch.accuracy >= vs_pytorch.reference_accuracy - 0.01, vs_pytorch
+    assert compare_logits(graph, engine).min_cosine >= 0.99  # TensorRT executes the graph it was given
 
 
 def test_reload_from_disk_and_batches(engines, inputs_and_reference):
@@ -138,7 +194,7 @@ def test_cuda_graph_and_device_timing(engines, inputs_and_reference):
     path = engines["fp16"].path
     plain = run_engine(path, x)
     with TensorRTRunner(path, cuda_graph=True) as runner:
-        for batch in (MAX_BATCH, 2, MAX_BATCH):  # one capture per shape, replayed when the shape returns
+        for batch in (MAX_BATCH, 2, MAX_BATCH, MAX_BATCH):  # captured again on each shape change, then replayed
             np.testing.assert_allclose(runner.infer({"input": x[:batch]})["logits"], plain[:batch], rtol=0, atol=1e-3)
         seconds = runner.infer_device({"input": x})
         assert 0 < seconds < runner.last_inference_time * 10
