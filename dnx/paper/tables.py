@@ -8,8 +8,9 @@ count the paper prints (``ModelConfig.paper_params``), which is rounded to 0.1M.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from dnx.errors import DnxError
 from dnx.models.registry import ModelConfig, get_config, list_models, model_stats
@@ -90,7 +91,7 @@ def architecture_rows(cfg: ModelConfig) -> list[tuple[str, str, str]]:
     which computes the same thing (both are linear) and does not change any output size.
     """
     import torch
-    import torch.nn as nn
+    from torch import nn
 
     with torch.device("meta"):
         model = cfg.build()
