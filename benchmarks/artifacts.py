@@ -135,10 +135,10 @@ class Artifacts:
         return (self.manifest or {}).get("precision", "fp32") if self.onnx is not None else None
 
     def path_for(self, kind: str) -> tuple[Path, str]:
-        """(file, precision) for ``kind``: "onnx", "int8", "fp16" or "engine"."""
+        """(file, precision) for ``kind``: "onnx", "int8", "int8-openvino", "fp16" or "engine"."""
         if kind not in self._made:
-            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "fp16": self._fp16_onnx,
-                    "engine": self._engine}[kind]
+            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "int8-openvino": self._int8_openvino_onnx,
+                    "fp16": self._fp16_onnx, "engine": self._engine}[kind]
             self._made[kind] = make()
         return self._made[kind]
 
@@ -187,6 +187,21 @@ class Artifacts:
         # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
         # a rerun on the same data take seconds and recalibrates when the data changed.
         result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="onnxruntime",
+                               samples=c.samples, seed=c.seed)
+        return Path(result.path), "int8"
+
+    def _int8_openvino_onnx(self) -> tuple[Path, str]:
+        calibration = (self.manifest or {}).get("calibration") or {}
+        if self.onnx_precision == "int8" and calibration.get("target") == "openvino":
+            return self.onnx, "int8"  # the target is already calibrated for OpenVINO
+        if self.onnx_precision not in (None, "fp32"):
+            raise UnavailableBackend(f"the target is {self.onnx_precision} (ov-cpu runs it as it is); give the FP32 "
+                                     "export to calibrate for OpenVINO")
+        from dnx.calibration.qdq import calibrate_qdq
+
+        c = self.config
+        output = self._derived("int8", f"openvino|{c.samples}|{c.seed}")
+        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="openvino",
                                samples=c.samples, seed=c.seed)
         return Path(result.path), "int8"
 

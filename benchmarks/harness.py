@@ -52,17 +52,25 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("ort-cuda", "onnx", True, "onnxruntime CUDA provider, FP32 ONNX"),
     BackendSpec("ort-trt", "onnx", True, "onnxruntime TensorRT provider, FP32 ONNX"),
     BackendSpec("trt", "engine", True, "TensorRT engine (--engine)"),
+    BackendSpec("ov-cpu", "onnx", False, "OpenVINO CPU, the target's ONNX (FP32, or the INT8 target as it is)"),
+    BackendSpec("ov-int8", "int8-openvino", False, "OpenVINO CPU, INT8 QDQ ONNX calibrated for OpenVINO (NNCF)"),
 )}
+OPENVINO_BACKENDS = ("ov-cpu", "ov-int8")
 
 
-def default_backends(has_cuda: bool, has_engine: bool, target_precision: str = "fp32") -> tuple[str, ...]:
-    """torch, ort-cpu, ort-int8 on a CPU machine; the CUDA backends (and the engine) with a GPU.
+def default_backends(has_cuda: bool, has_engine: bool, target_precision: str = "fp32",
+                     has_openvino: bool = False) -> tuple[str, ...]:
+    """torch, ort-cpu, ort-int8 on a CPU machine, plus ov-cpu and ov-int8 where OpenVINO is installed
+    (on CPUs it is the fastest FP32 and INT8 runtime dnx measured); the CUDA backends (and the engine)
+    with a GPU.
 
-    A target ONNX file that is already INT8 drops ort-int8: ort-cpu runs that same file.
+    A target ONNX file that is already INT8 drops ort-int8 and ov-int8: ort-cpu and ov-cpu run that file.
     """
     names = ["torch", "torch-cuda-fp16", "ort-cuda"] if has_cuda else ["torch", "ort-cpu", "ort-int8"]
+    if not has_cuda and has_openvino:
+        names += list(OPENVINO_BACKENDS)
     if target_precision == "int8":
-        names = [n for n in names if n != "ort-int8"]
+        names = [n for n in names if n not in ("ort-int8", "ov-int8")]
     return tuple(names + (["trt"] if has_engine else []))
 
 
@@ -77,7 +85,8 @@ class BenchConfig:
     iterations: int | None = None  # timed inferences per batch; or
     duration_s: float | None = None  # timed seconds per batch (3 s when neither is given)
     warmup_s: float = DEFAULT_WARMUP_S
-    threads: int = 0  # intra-op threads of torch and onnxruntime (0: their defaults)
+    threads: int = 0  # intra-op threads of torch, onnxruntime and OpenVINO (0: their defaults)
+    ov_precision: str = "auto"  # OpenVINO's float precision: fp32, bf16, or auto (bf16 where the CPU has it)
     data: str | None = None  # parity images (default: the bundled photos), and calibration images
     calib_data: str | None = None  # INT8 calibration images, when they should differ from ``data``
     samples: int = DEFAULT_SAMPLES  # parity images per input set, and calibration images
@@ -109,6 +118,8 @@ class BenchConfig:
             raise DnxError(f"--samples must be >= 1, got {self.samples}")
         if self.threads < 0:
             raise DnxError(f"--threads must be >= 0, got {self.threads}")
+        if self.ov_precision not in ("auto", "fp32", "bf16"):
+            raise DnxError(f"--ov-precision must be fp32, bf16 or auto, got {self.ov_precision!r}")
 
     def tolerance(self, precision: str) -> Tolerance:
         return self.tolerances.get(precision) or DEFAULT_TOLERANCES.get(precision) or DEFAULT_TOLERANCES["fp32"]
@@ -280,6 +291,14 @@ def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
     if spec.artifact == "engine":
         path, precision = art.path_for("engine")
         return _tensorrt_runner(path, config.cuda_graphs), precision, "cuda", path
+    if spec.name in OPENVINO_BACKENDS:
+        from dnx.runtime.openvino.runner import OpenVINORunner, openvino_available
+
+        ok, why = openvino_available()
+        if not ok:
+            raise UnavailableBackend(why)
+        path, precision = art.path_for(spec.artifact)
+        return OpenVINORunner(path, threads=config.threads, precision=config.ov_precision), precision, "cpu", path
     device = {"ort-cuda": "cuda", "ort-trt": "trt"}.get(spec.name, "cpu")
     if spec.name == "ort-fp16" and has_cuda:
         device = "cuda"
@@ -381,8 +400,12 @@ def _bench_backend(spec: BackendSpec, art: Artifacts, config: BenchConfig, has_c
             result.artifact, result.artifact_sha256 = art.describe(path)
         if result.precision == "unknown":
             result.notes.append("precision unknown (no manifest): parity checked with the fp32 tolerance")
-        result.tolerance = config.tolerance(result.precision)
         with runner:
+            if getattr(runner, "inference_precision", None) == "bf16":
+                # OpenVINO ran the float parts in bf16: a reduced precision, checked as FP16 is
+                result.notes.append(f"OpenVINO inference precision bf16 on a {result.precision} file")
+                result.precision = "bf16" if result.precision == "fp32" else result.precision
+            result.tolerance = config.tolerance("fp16" if result.precision == "bf16" else result.precision)
             low, high = _batch_range(runner, art, spec)
             batch = min(max(parity_batch, low or 1), high or parity_batch)
             result.parity = _check_parity(runner, art, inputs, reference, batch, result.tolerance)
@@ -419,6 +442,12 @@ def _backend_library_failure(exc: Exception) -> bool:
     return isinstance(exc, (ImportError, RuntimeError)) or root in ("onnxruntime", "tensorrt")
 
 
+def _openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     """Benchmark every backend of ``config`` and check each against PyTorch FP32 on the CPU.
 
@@ -430,7 +459,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     has_cuda = cuda_available()
     with _workdir(config) as (workdir, temporary):
         art = Artifacts(config, workdir, temporary)
-        names = config.backends or default_backends(has_cuda, art.engine is not None, art.onnx_precision or "fp32")
+        names = config.backends or default_backends(has_cuda, art.engine is not None, art.onnx_precision or "fp32",
+                                                    _openvino_installed())
         specs = [BACKENDS[n] for n in dict.fromkeys(names)]
         step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))
         step("PyTorch FP32 reference")

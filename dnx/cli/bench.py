@@ -13,8 +13,9 @@ from dnx.errors import DnxError
 @click.argument("target", required=False)
 @click.option("--engine", type=click.Path(), help="TensorRT engine for the trt backend.")
 @click.option("--backends", help="Comma-separated: torch, torch-cuda-fp16, torch-compile, ort-cpu, ort-int8, "
-              "ort-fp16, ort-cuda, ort-trt, trt. Default without a GPU: torch,ort-cpu,ort-int8; with one: "
-              "torch,torch-cuda-fp16,ort-cuda (and trt with --engine).")
+              "ort-fp16, ort-cuda, ort-trt, trt, ov-cpu, ov-int8. Default without a GPU: torch,ort-cpu,ort-int8 "
+              "(and ov-cpu,ov-int8 where OpenVINO is installed); with one: torch,torch-cuda-fp16,ort-cuda "
+              "(and trt with --engine).")
 @click.option("--batch", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Timed inferences per batch size.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True),
@@ -22,7 +23,9 @@ from dnx.errors import DnxError
 @click.option("--warmup", default=0.2, show_default=True, type=click.FloatRange(min=0),
               help="Warm-up seconds before each timing.")
 @click.option("--threads", default=0, type=click.IntRange(min=0),
-              help="Intra-op threads of torch and onnxruntime (0: their defaults).")
+              help="Intra-op threads of torch, onnxruntime and OpenVINO (0: their defaults).")
+@click.option("--ov-precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Float precision of the OpenVINO backends (auto: bf16 where the CPU has it, else fp32).")
 @click.option("--data", "data_path", type=click.Path(),
               help="Parity and INT8 calibration images: IDX folder, .npz, class folders (labelled) or an image "
                    "folder. Default: the photos bundled with dnx.")
@@ -40,8 +43,9 @@ from dnx.errors import DnxError
               help="Latency, throughput and parity figure (.png/.svg/.pdf; pip install 'dnx[plot]').")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Keep the prepared ONNX files here and reuse them (default: a temporary folder).")
-def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, threads, data_path, samples,
-              calib_data, cuda_graphs, no_data_transfers, json_path, csv_path, markdown_path, plot_path, workdir) -> None:
+def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, threads, ov_precision, data_path,
+              samples, calib_data, cuda_graphs, no_data_transfers, json_path, csv_path, markdown_path, plot_path,
+              workdir) -> None:
     """Latency and accuracy parity of each backend against PyTorch, side by side.
 
     TARGET is a registered model name (its ONNX, INT8 and FP16 files are prepared in --workdir) or
@@ -63,6 +67,7 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else ()
     config = BenchConfig(target=target, engine=engine, backends=names, batches=parse_batches(batch),
                          iterations=iterations, duration_s=duration, warmup_s=warmup, threads=threads,
+                         ov_precision=ov_precision,
                          data=data_path, calib_data=calib_data, samples=samples, cuda_graphs=cuda_graphs,
                          no_data_transfers=no_data_transfers, workdir=workdir)
     with LateProgress() as progress:  # run_bench validates the config before any work

@@ -49,6 +49,12 @@ def test_default_backends():
     assert "ort-cpu" not in default_backends(has_cuda=True, has_engine=False)
     # an INT8 QDQ target is what ort-cpu runs: no second run of the same file as ort-int8
     assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == ("torch", "ort-cpu")
+    # OpenVINO, where installed, joins the CPU defaults (not the GPU ones); an INT8 target drops ov-int8 too
+    assert default_backends(has_cuda=False, has_engine=False, has_openvino=True) == (
+        "torch", "ort-cpu", "ort-int8", "ov-cpu", "ov-int8")
+    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8", has_openvino=True) == (
+        "torch", "ort-cpu", "ov-cpu")
+    assert "ov-cpu" not in default_backends(has_cuda=True, has_engine=False, has_openvino=True)
 
 
 def test_default_tolerances_per_precision():
