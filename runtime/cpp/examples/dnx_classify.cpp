@@ -1,0 +1,194 @@
+// dnx-classify MODEL IMAGE... : top-5 and stage timings per image.
+// dnx-classify --bench MODEL IMAGE... : latency of end-to-end (decode -> preprocess -> infer ->
+// top-k) and of bare inference on the same artifact, with `dnx bench`'s statistics (warm-up, then
+// median/p90/p99 as numpy's linear percentiles, images/s), as one JSON object on stdout.
+#include <dnx/runtime.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kUsage =
+    "usage: dnx-classify [--top K] [--threads N] MODEL IMAGE...\n"
+    "       dnx-classify --bench [--batch B] [--warmup S] [--duration S] [--threads N] MODEL IMAGE...\n"
+    "MODEL is a dnx ONNX file (with its .json sidecar or embedded manifest) or a dnx TensorRT engine.\n";
+
+struct Args {
+    bool bench = false;
+    int top = 5, threads = 0, batch = 1;
+    double warmup_s = 1.0, duration_s = 5.0;
+    std::string model;
+    std::vector<std::string> images;
+};
+
+Args parse(int argc, char** argv) {
+    Args a;
+    std::vector<std::string> rest;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        auto value = [&](const char* name) -> std::string {
+            if (i + 1 >= argc) throw dnx::Error(dnx::Error::Code::InvalidArgument, std::string(name) + " needs a value");
+            return argv[++i];
+        };
+        if (arg == "--bench") a.bench = true;
+        else if (arg == "--top") a.top = std::stoi(value("--top"));
+        else if (arg == "--threads") a.threads = std::stoi(value("--threads"));
+        else if (arg == "--batch") a.batch = std::stoi(value("--batch"));
+        else if (arg == "--warmup") a.warmup_s = std::stod(value("--warmup"));
+        else if (arg == "--duration") a.duration_s = std::stod(value("--duration"));
+        else if (arg == "-h" || arg == "--help") { std::cout << kUsage; std::exit(0); }
+        else if (!arg.empty() && arg[0] == '-') throw dnx::Error(dnx::Error::Code::InvalidArgument, "unknown option " + arg);
+        else rest.push_back(arg);
+    }
+    if (rest.size() < 2) throw dnx::Error(dnx::Error::Code::InvalidArgument, "need a MODEL and at least one IMAGE");
+    a.model = rest[0];
+    a.images.assign(rest.begin() + 1, rest.end());
+    return a;
+}
+
+double percentile(std::vector<double> v, double p) {  // numpy's default (linear) percentile
+    std::sort(v.begin(), v.end());
+    const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+    const auto lo = static_cast<std::size_t>(pos);
+    const std::size_t hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+// Run `step` for warmup_s, then for duration_s; per-call milliseconds of the measured part.
+template <typename F>
+std::vector<double> measure(F&& step, double warmup_s, double duration_s) {
+    auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+    const auto warm = Clock::now();
+    while (seconds_since(warm) < warmup_s) step();
+    std::vector<double> ms;
+    const auto start = Clock::now();
+    while (seconds_since(start) < duration_s || ms.size() < 5) {
+        const auto t = Clock::now();
+        step();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+    }
+    return ms;
+}
+
+std::string stats_json(const std::vector<double>& ms, int batch) {
+    const double median = percentile(ms, 50);
+    std::ostringstream o;
+    o << "{\"n\": " << ms.size() << ", \"median_ms\": " << median << ", \"p90_ms\": " << percentile(ms, 90)
+      << ", \"p99_ms\": " << percentile(ms, 99) << ", \"min_ms\": " << *std::min_element(ms.begin(), ms.end())
+      << ", \"images_per_s\": " << 1000.0 * batch / median << "}";
+    return o.str();
+}
+
+std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20) out += c;
+    }
+    return out + "\"";
+}
+
+// CPU model and the ISA flags that decide OpenVINO's kernels, for labelling every number.
+std::pair<std::string, std::string> cpu_info() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, model, flags;
+    while (std::getline(in, line) && (model.empty() || flags.empty())) {
+        auto value = [&] { return line.substr(line.find(':') + 2); };
+        if (model.empty() && line.rfind("model name", 0) == 0) model = value();
+        if (flags.empty() && line.rfind("flags", 0) == 0) flags = value();
+    }
+    std::set<std::string> keep;
+    std::istringstream words(flags);
+    for (std::string w; words >> w;)
+        if (w == "avx2" || w == "fma" || w.rfind("avx512", 0) == 0 || w.rfind("amx", 0) == 0 || w == "avx_vnni") keep.insert(w);
+    std::string isa;
+    for (const auto& w : keep) isa += (isa.empty() ? "" : " ") + w;
+    return {model, isa};
+}
+
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw dnx::Error(dnx::Error::Code::NotFound, "cannot open image " + path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+int bench(const Args& a, const dnx::Classifier& model) {
+    // Encoded bytes are read once: the end-to-end figure covers decode, not disk.
+    std::vector<std::vector<std::uint8_t>> files;
+    for (const auto& p : a.images) files.push_back(read_bytes(p));
+    std::size_t next = 0;
+    std::vector<dnx::Image> batch(static_cast<std::size_t>(a.batch));
+    auto end_to_end = [&] {
+        for (auto& img : batch) {
+            const auto& f = files[next++ % files.size()];
+            img = dnx::Image::decode(f.data(), f.size());
+        }
+        model.classify(batch, a.top);
+    };
+    const auto& pre = model.manifest().preprocess;
+    std::vector<float> input;
+    for (int i = 0; i < a.batch; ++i) {
+        const auto one = dnx::preprocess(dnx::Image::decode(files[0].data(), files[0].size()), pre);
+        input.insert(input.end(), one.begin(), one.end());
+    }
+    auto bare = [&] { model.logits(input.data(), static_cast<std::size_t>(a.batch)); };
+    // interleaved halves so drift on a shared machine hits both
+    std::vector<double> e2e = measure(end_to_end, a.warmup_s, a.duration_s / 2);
+    std::vector<double> inf = measure(bare, a.warmup_s / 2, a.duration_s / 2);
+    const auto more_e2e = measure(end_to_end, 0, a.duration_s / 2);
+    const auto more_inf = measure(bare, 0, a.duration_s / 2);
+    e2e.insert(e2e.end(), more_e2e.begin(), more_e2e.end());
+    inf.insert(inf.end(), more_inf.begin(), more_inf.end());
+    const auto cpu = cpu_info();
+    std::cout << "{\"tool\": \"dnx-classify --bench\", \"model\": " << json_string(a.model)
+              << ", \"precision\": " << json_string(model.manifest().precision)
+              << ", \"backend\": " << json_string(model.backend_name()) << ", \"batch\": " << a.batch
+              << ", \"threads\": " << a.threads << ", \"images\": " << files.size()
+              << ", \"cpu\": " << json_string(cpu.first) << ", \"isa\": " << json_string(cpu.second)
+              << ", \"end_to_end\": " << stats_json(e2e, a.batch) << ", \"bare_inference\": " << stats_json(inf, a.batch)
+              << "}\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Args a = parse(argc, argv);
+        dnx::Options options;
+        options.num_threads = a.threads;
+        options.num_requests = 1;
+        const dnx::Classifier model = dnx::Classifier::load(a.model, options);
+        if (a.bench) return bench(a, model);
+        for (const auto& path : a.images) {
+            const auto t0 = Clock::now();
+            const dnx::Image image = dnx::Image::from_file(path);
+            const double decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            dnx::Timings t;
+            const dnx::Prediction p = model.classify(image, a.top, &t);
+            std::printf("%s (%dx%d)\n", path.c_str(), image.width, image.height);
+            for (std::size_t i = 0; i < p.indices.size(); ++i)
+                std::printf("  %6.2f%%  %3d  %s\n", 100.0 * p.probabilities[i], p.indices[i], p.labels[i].c_str());
+            std::printf("  decode %.2f ms, preprocess %.2f ms, infer %.2f ms, postprocess %.3f ms\n", decode_ms,
+                        t.preprocess_ms, t.infer_ms, t.postprocess_ms);
+        }
+        return 0;
+    } catch (const dnx::Error& e) {
+        std::fprintf(stderr, "dnx-classify: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {  // e.g. std::stoi on a malformed number
+        std::fprintf(stderr, "dnx-classify: %s\n%s", e.what(), kUsage);
+        return 1;
+    }
+}

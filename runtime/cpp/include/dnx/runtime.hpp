@@ -1,0 +1,152 @@
+// libdnx_runtime: run a dnx artifact (ONNX of any precision, or a TensorRT engine) from C++ and get
+// the same answers as Python's dnx.load().
+//
+// Contract (as in ONNX Runtime's C++ API):
+// - Every failure a caller can cause or fix (missing/corrupt/foreign file, manifest that does not
+//   match the graph, undecodable image, wrong channel count, batch too large) throws dnx::Error with
+//   a one-line message saying what was wrong and what to do. Nothing here aborts or prints.
+// - Classifier is move-only and owns everything it loaded; the destructor releases it.
+// - Classifier's const methods are thread-safe: concurrent callers share one loaded model through a
+//   pool of inference requests (OpenVINO) or execution contexts (TensorRT); a caller blocks while
+//   every slot of the pool is busy.
+// - Backend types (OpenVINO, TensorRT, CUDA) never appear in this header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(_WIN32)
+#define DNX_API
+#else
+#define DNX_API __attribute__((visibility("default")))
+#endif
+
+namespace dnx {
+
+// The one exception type. code() names the kind of failure for callers that branch on it.
+class DNX_API Error : public std::runtime_error {
+public:
+    enum class Code { InvalidArgument, NotFound, BadArtifact, ManifestMismatch, BadImage, Unsupported, Backend };
+    Error(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    Code code() const noexcept { return code_; }
+
+private:
+    Code code_;
+};
+
+// A decoded 8-bit image, rows top to bottom, channels interleaved (HWC): 1 = grey, 3 = RGB.
+struct DNX_API Image {
+    int width = 0;
+    int height = 0;
+    int channels = 0;
+    std::vector<std::uint8_t> pixels;
+
+    // Decode a JPEG or PNG file / buffer (libjpeg-turbo, libpng). Palette, 1/2/4-bit grey and
+    // alpha are reduced as Pillow's convert("RGB"/"L") does (alpha dropped, never composited).
+    // Throws Error(BadImage) on truncated, corrupt or non-image data, and on images above
+    // max_pixels (checked from the header, before any pixel memory is allocated).
+    static Image from_file(const std::string& path, std::uint64_t max_pixels = kMaxPixels);
+    static Image decode(const std::uint8_t* data, std::size_t size, std::uint64_t max_pixels = kMaxPixels);
+    // Copy caller-owned pixels; channels 1, 3 or 4 (RGBA: alpha dropped, as Pillow does).
+    static Image from_pixels(int width, int height, int channels, const std::uint8_t* pixels);
+
+    static constexpr std::uint64_t kMaxPixels = 178956970;  // Pillow's decompression-bomb limit (2x its warning)
+};
+
+enum class Interpolation { Nearest, Bilinear, Bicubic };
+
+// The manifest's "preprocess" block: resize the shorter side to resize_size (Pillow's antialiased
+// resampling), center-crop image_size, scale to [0, 1], (x - mean) / std per channel, NCHW float32.
+struct DNX_API Preprocess {
+    int image_size = 0;
+    int resize_size = 0;
+    std::vector<float> mean;
+    std::vector<float> std;
+    int in_channels = 0;
+    Interpolation interpolation = Interpolation::Bilinear;
+};
+
+// One image -> in_channels x image_size x image_size floats, equal to dnx/data/preprocess.py.
+DNX_API std::vector<float> preprocess(const Image& image, const Preprocess& spec);
+
+// What Classifier::load read from the artifact's manifest (sidecar PATH.json or ONNX metadata).
+struct DNX_API Manifest {
+    std::string path;            // where it was read from (the sidecar, or the artifact's metadata)
+    std::string artifact;        // "onnx" or "tensorrt-engine"
+    std::string precision;       // fp32, fp16, int8, best, ...
+    std::string input_name;
+    std::vector<std::int64_t> input_shape;  // -1 for a dynamic dimension ("N")
+    std::string output_name;
+    Preprocess preprocess;
+    std::vector<std::string> labels;
+    std::string sha256;          // of the artifact, when the sidecar records it
+};
+
+struct DNX_API Options {
+    // OpenVINO device for ONNX artifacts.
+    std::string device = "CPU";
+    // Concurrent inferences (the pool size); 0 = what the backend recommends for the device.
+    int num_requests = 0;
+    // Threads per inference for OpenVINO's CPU plugin; 0 = its default.
+    int num_threads = 0;
+    // Largest batch accepted by classify()/logits() for graphs with a dynamic batch (an engine's
+    // profile and a static batch override it).
+    int max_batch = 64;
+    // OpenVINO's CPU plugin runs FP32 graphs in BF16 on CPUs that have it unless told otherwise;
+    // "f32" keeps Python parity (1e-4), "" leaves the plugin's default (faster, less exact).
+    std::string inference_precision = "f32";
+    // CUDA device for TensorRT engines.
+    int cuda_device = 0;
+};
+
+struct DNX_API Timings {
+    double preprocess_ms = 0;
+    double infer_ms = 0;
+    double postprocess_ms = 0;
+};
+
+struct DNX_API Prediction {
+    std::vector<int> indices;          // best first
+    std::vector<std::string> labels;   // labels[i] names indices[i]
+    std::vector<float> probabilities;  // softmax of the logits
+};
+
+class DNX_API Classifier {
+public:
+    // Read an artifact and its manifest, check that they agree (input name/shape/layout, number of
+    // labels; for engines the TensorRT version and GPU, before deserializing) and prepare the backend.
+    static Classifier load(const std::string& path, const Options& options = {});
+
+    Classifier(Classifier&&) noexcept;
+    Classifier& operator=(Classifier&&) noexcept;
+    Classifier(const Classifier&) = delete;
+    Classifier& operator=(const Classifier&) = delete;
+    ~Classifier();
+
+    // Top-k classes of one image / of `count` images run as one batch. timings, when given, gets
+    // the stages of this call (summed over the batch).
+    Prediction classify(const Image& image, int top_k = 5, Timings* timings = nullptr) const;
+    std::vector<Prediction> classify(const Image* images, std::size_t count, int top_k = 5,
+                                     Timings* timings = nullptr) const;
+    std::vector<Prediction> classify(const std::vector<Image>& images, int top_k = 5,
+                                     Timings* timings = nullptr) const;
+
+    // Raw logits, batch x num_classes(), of already preprocessed NCHW float32 input.
+    std::vector<float> logits(const float* nchw, std::size_t batch) const;
+
+    const Manifest& manifest() const;
+    int num_classes() const;
+    std::size_t max_batch() const;
+    std::string backend_name() const;
+
+private:
+    struct Impl;
+    explicit Classifier(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dnx

@@ -1,0 +1,114 @@
+// Engine sidecars (X.engine.json, runtime/tensorrt/manifest.py) and the compatibility check Python
+// runs before deserializing: same TensorRT version (or a version-compatible engine on a later
+// release of the same major), same GPU architecture (or an Ampere+ hardware-compatible engine).
+// Pure functions, so they are tested on machines without TensorRT.
+#include "engine.hpp"
+
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+namespace dnx {
+namespace detail {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void refuse(const std::string& what) { throw Error(Error::Code::ManifestMismatch, what); }
+
+std::vector<int> version_tuple(const std::string& version, std::size_t parts) {
+    std::vector<int> out;
+    static const std::regex digits("\\d+");
+    for (auto it = std::sregex_iterator(version.begin(), version.end(), digits); it != std::sregex_iterator() &&
+                                                                                 out.size() < parts; ++it)
+        out.push_back(std::stoi(it->str()));
+    return out;
+}
+
+std::pair<int, int> cc_tuple(const std::string& cc) {
+    const auto v = version_tuple(cc, 2);
+    return {v.empty() ? 0 : v[0], v.size() > 1 ? v[1] : 0};
+}
+
+std::string sm(const std::string& cc) {
+    const auto t = cc_tuple(cc);
+    return "sm_" + std::to_string(t.first) + std::to_string(t.second);
+}
+
+std::string describe(const std::string& version, const std::string& cc, const std::string& gpu) {
+    return "TensorRT " + version + " on " + sm(cc) + (gpu.empty() ? "" : " (" + gpu + ")");
+}
+
+}  // namespace
+
+EngineManifest parse_engine_manifest(const std::string& json_text, const std::string& where) {
+    const std::string rebuild = "; rebuild the engine with `dnx build MODEL.onnx`";
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const json::exception& e) {
+        throw Error(Error::Code::BadArtifact, where + " is not valid JSON (" + e.what() + ")" + rebuild);
+    }
+    if (!j.is_object() || j.value("schema", std::string()) != "dnx.engine-manifest/1")
+        throw Error(Error::Code::BadArtifact, where + " is not a dnx engine manifest (schema "
+                                                      "\"dnx.engine-manifest/1\" expected)" + rebuild);
+    EngineManifest e;
+    try {
+        e.build_command = j.value("build_command", std::string("dnx build MODEL.onnx"));
+        if (!j.contains("tensorrt_version") || !j.contains("gpu") || !j["gpu"].contains("compute_capability"))
+            throw Error(Error::Code::BadArtifact, where + " lacks the TensorRT version or GPU it was built for; "
+                                                          "rebuild it on this machine with `" + e.build_command + "`");
+        e.tensorrt_version = j["tensorrt_version"].get<std::string>();
+        e.compute_capability = j["gpu"]["compute_capability"].get<std::string>();
+        e.gpu_name = j["gpu"].value("name", std::string());
+        e.hardware_compat = j.value("hardware_compat", std::string("none"));
+        e.version_compat = j.value("version_compat", false);
+        const json& profile = j.value("batch_profile", json::object());
+        e.max_batch = profile.contains("max_batch") && profile["max_batch"].is_number_integer()
+                          ? profile["max_batch"].get<int>() : 0;
+        const json& source = j.value("source_onnx", json::object());
+        if (!source.contains("manifest") || !source["manifest"].is_object())
+            throw Error(Error::Code::BadArtifact, where + " does not carry its source ONNX manifest (preprocessing, "
+                                                          "labels); build the engine from a `dnx export`ed ONNX");
+        e.manifest = parse_manifest(source["manifest"].dump(), where + " (source_onnx.manifest)");
+        e.manifest.artifact = "tensorrt-engine";
+        e.manifest.precision = j.value("precision", e.manifest.precision);
+        e.manifest.sha256 = j.value("engine_sha256", std::string());
+        e.manifest.path = where;
+    } catch (const json::exception& ex) {
+        throw Error(Error::Code::BadArtifact, where + ": a field has the wrong type (" + ex.what() + ")" + rebuild);
+    }
+    return e;
+}
+
+void check_engine_compatible(const EngineManifest& e, const EngineFacts& here, const std::string& engine_name) {
+    std::vector<std::string> reasons;
+    // Python compares every number of the version string; the C++ runtime knows
+    // major.minor.patch of the loaded library, so three parts are compared here.
+    const auto built = version_tuple(e.tensorrt_version, 3), now = version_tuple(here.tensorrt_version, 3);
+    if (e.version_compat) {
+        if (built.empty() || now.empty() || built[0] != now[0] || now < built)
+            reasons.push_back("it is version-compatible only with TensorRT " +
+                              (built.empty() ? std::string("?") : std::to_string(built[0])) + ".x from " +
+                              e.tensorrt_version + " on");
+    } else if (built != now) {
+        reasons.push_back("TensorRT versions differ (engines are tied to the exact version unless built with "
+                          "--version-compat)");
+    }
+    if (e.hardware_compat == "ampere+") {
+        if (cc_tuple(here.compute_capability) < std::make_pair(8, 0))
+            reasons.push_back("it was built for Ampere or newer GPUs (--hardware-compat ampere+) and this GPU is older");
+    } else if (cc_tuple(here.compute_capability) != cc_tuple(e.compute_capability)) {
+        reasons.push_back("GPU architectures differ (build with --hardware-compat ampere+ for an engine that runs on "
+                          "every Ampere-or-newer GPU)");
+    }
+    if (reasons.empty()) return;
+    std::string joined;
+    for (const auto& r : reasons) joined += (joined.empty() ? "" : "; ") + r;
+    refuse(engine_name + " was built with " + describe(e.tensorrt_version, e.compute_capability, e.gpu_name) +
+           "; this machine has " + describe(here.tensorrt_version, here.compute_capability, here.gpu_name) + ": " +
+           joined + "; rebuild it on this machine with `" + e.build_command + "`");
+}
+
+}  // namespace detail
+}  // namespace dnx

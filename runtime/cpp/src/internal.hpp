@@ -1,0 +1,40 @@
+// Library-internal pieces shared by the sources: manifest parsing and the backend interface.
+// Nothing here is installed; backend types stay out of the public header.
+#pragma once
+
+#include "dnx/runtime.hpp"
+
+#include <memory>
+#include <string>
+
+namespace dnx {
+namespace detail {
+
+// Parse and check a dnx ONNX manifest (schema dnx.manifest/1). `where` names its source in errors.
+Manifest parse_manifest(const std::string& json_text, const std::string& where);
+
+// The whole file as bytes/text; Error(NotFound) when it cannot be opened.
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+std::string sidecar_path(const std::string& path);  // PATH.json
+
+// One loaded model. infer() is thread-safe and blocks while every pool slot is busy.
+class Backend {
+public:
+    virtual ~Backend() = default;
+    // batch x C x H x W floats in, batch x num_classes floats out (`out` holds that many).
+    virtual void infer(const float* input, std::size_t batch, float* out) const = 0;
+    virtual std::size_t max_batch() const = 0;
+    virtual std::string name() const = 0;
+};
+
+// OpenVINO: an ONNX file (or OpenVINO IR). `manifest` is filled from the sidecar or, when there
+// is none, from the ONNX metadata OpenVINO exposes; then checked against the graph.
+std::unique_ptr<Backend> make_openvino_backend(const std::string& path, const Options& options, Manifest& manifest);
+
+// TensorRT: an engine with its sidecar; checks TensorRT version and GPU before deserializing.
+// Where TensorRT was not found at build time this throws Error(Unsupported).
+std::unique_ptr<Backend> make_tensorrt_backend(const std::string& path, const Options& options, Manifest& manifest);
+
+}  // namespace detail
+}  // namespace dnx

@@ -1,0 +1,101 @@
+// Reading the manifest dnx writes next to (and into) every artifact; see export/manifest.py.
+// Only the fields the runtime needs are read; each is checked so a hand-edited or foreign JSON
+// fails here with its field named, not later with a shape error.
+#include "internal.hpp"
+
+#include <fstream>
+#include <iterator>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+namespace dnx {
+namespace detail {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad(const std::string& where, const std::string& what) {
+    throw Error(Error::Code::BadArtifact, where + ": " + what + "; re-export the model with `dnx export`");
+}
+
+const json& field(const json& obj, const char* key, const std::string& where) {
+    auto it = obj.find(key);
+    if (it == obj.end()) bad(where, std::string("manifest has no \"") + key + "\" field");
+    return *it;
+}
+
+Interpolation interpolation_of(const std::string& name, const std::string& where) {
+    if (name == "bilinear") return Interpolation::Bilinear;
+    if (name == "bicubic") return Interpolation::Bicubic;
+    if (name == "nearest") return Interpolation::Nearest;
+    bad(where, "unknown interpolation \"" + name + "\" (expected bilinear, bicubic or nearest)");
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(Error::Code::NotFound, "cannot open " + path + ": no such readable file");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+bool file_exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string sidecar_path(const std::string& path) { return path + ".json"; }
+
+Manifest parse_manifest(const std::string& json_text, const std::string& where) {
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const json::exception& e) {
+        bad(where, std::string("manifest is not valid JSON (") + e.what() + ")");
+    }
+    if (!j.is_object() || j.value("schema", std::string()) != "dnx.manifest/1")
+        bad(where, "not a dnx manifest (schema \"dnx.manifest/1\" expected)");
+    Manifest m;
+    m.path = where;
+    try {
+        m.artifact = j.value("artifact", std::string("onnx"));
+        m.precision = field(j, "precision", where).get<std::string>();
+        m.sha256 = j.value("sha256", std::string());
+        const json& input = field(j, "input", where);
+        m.input_name = field(input, "name", where).get<std::string>();
+        if (input.value("layout", std::string("NCHW")) != "NCHW")
+            bad(where, "input layout " + input["layout"].get<std::string>() + " is not supported (NCHW expected)");
+        if (input.value("dtype", std::string("float32")) != "float32")
+            bad(where, "input dtype " + input["dtype"].get<std::string>() + " is not supported (float32 expected)");
+        for (const json& d : field(input, "shape", where)) m.input_shape.push_back(d.is_number_integer() ? d.get<std::int64_t>() : -1);
+        if (m.input_shape.size() != 4) bad(where, "input shape must have 4 dimensions (NCHW)");
+        if (j.contains("output")) m.output_name = j["output"].value("name", std::string());
+
+        const json& pre = field(j, "preprocess", where);
+        Preprocess& p = m.preprocess;
+        p.image_size = field(pre, "image_size", where).get<int>();
+        p.resize_size = field(pre, "resize_size", where).get<int>();
+        p.in_channels = field(pre, "in_channels", where).get<int>();
+        p.mean = field(pre, "mean", where).get<std::vector<float>>();
+        p.std = field(pre, "std", where).get<std::vector<float>>();
+        p.interpolation = interpolation_of(pre.value("interpolation", std::string("bilinear")), where);
+        m.labels = field(field(j, "labels", where), "names", where).get<std::vector<std::string>>();
+    } catch (const json::exception& e) {
+        bad(where, std::string("manifest field has the wrong type (") + e.what() + ")");
+    }
+    const Preprocess& p = m.preprocess;
+    if (p.in_channels != 1 && p.in_channels != 3) bad(where, "in_channels must be 1 or 3");
+    if (p.image_size <= 0 || p.resize_size <= 0) bad(where, "image_size and resize_size must be positive");
+    if (p.mean.size() != static_cast<std::size_t>(p.in_channels) || p.std.size() != p.mean.size())
+        bad(where, "mean and std need one value per input channel");
+    for (float s : p.std)
+        if (!(s > 0.0f)) bad(where, "std values must be positive");
+    if (m.input_shape[1] != p.in_channels || m.input_shape[2] != p.image_size || m.input_shape[3] != p.image_size)
+        bad(where, "input shape does not match the preprocess block (channels / image_size)");
+    if (m.labels.empty()) bad(where, "labels.names is empty");
+    return m;
+}
+
+}  // namespace detail
+}  // namespace dnx

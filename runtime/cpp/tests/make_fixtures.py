@@ -1,0 +1,148 @@
+"""Write the files the C++ parity tests (ctest) compare against: Python's side of every answer.
+
+    python runtime/cpp/tests/make_fixtures.py OUT_DIR
+
+OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 float32, .u8 uint8,
+.i32 int32) so the C++ side needs no npy reader. Contents:
+
+* the shipped DenseNet-BC (Fashion-MNIST) exported FP32 (``fp32.onnx`` + sidecar), the same graph
+  without a sidecar (``embedded.onnx``: manifest only in ONNX metadata), and INT8 Q/DQ calibrated
+  for onnxruntime (``int8.onnx``); for refusals, the graph with no manifest at all
+  (``foreign.onnx``) and with a sidecar that promises 5 classes (``mismatch.onnx``);
+* test images: the bundled photos (JPEG) and PNGs made here for the cases photos do not cover
+  (palette, grey+alpha, RGBA, 1-bit, 1x1, odd sizes, upscaling), each preprocessed by
+  dnx/data/preprocess.py for four preprocess specs (the shipped model's 28x28 grey, and ImageNet's
+  256 -> 224 RGB with bilinear, bicubic and nearest resampling);
+* the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
+  of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, INT8 on the backend dnx.load
+  picks for that file;
+* dnx.load()'s top-1 of the photos on the FP32 model.
+
+Regenerated only when missing or older than this script (the export is deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SPECS = {
+    "fmnist": None,  # filled from the exported manifest
+    "imagenet_bilinear": {"image_size": 224, "resize_size": 256, "mean": [0.485, 0.456, 0.406],
+                          "std": [0.229, 0.224, 0.225], "in_channels": 3, "interpolation": "bilinear"},
+    "imagenet_bicubic": {"image_size": 224, "resize_size": 256, "mean": [0.485, 0.456, 0.406],
+                         "std": [0.229, 0.224, 0.225], "in_channels": 3, "interpolation": "bicubic"},
+    "imagenet_nearest": {"image_size": 224, "resize_size": 256, "mean": [0.485, 0.456, 0.406],
+                         "std": [0.229, 0.224, 0.225], "in_channels": 3, "interpolation": "nearest"},
+}
+
+
+def dnx_cli(*args: str) -> None:
+    dnx = Path(sys.executable).with_name("dnx")
+    subprocess.run([str(dnx), *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def synthetic_pngs(folder: Path) -> list[Path]:
+    """Small PNGs (lossless, so decoding is identical on both sides) for the modes photos lack."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    smooth = ((xx * 4 + yy * 2) % 256).astype(np.uint8)
+    rgb = np.stack([smooth, smooth[::-1], (smooth // 2 + rng.integers(0, 60, smooth.shape)).astype(np.uint8)], -1)
+    images = {
+        "rgb_37x23.png": Image.fromarray(rgb[:23, :37]),
+        "grey_19x64.png": Image.fromarray(smooth[:64, :19]),
+        "palette_50x40.png": Image.fromarray(rgb[:40, :50]).quantize(colors=16),
+        "rgba_64x48.png": Image.fromarray(np.dstack([rgb[:48], smooth[:48]]), "RGBA"),
+        "grey_alpha_30x30.png": Image.fromarray(np.dstack([smooth[:30, :30], smooth[:30, :30][::-1]]), "LA"),
+        "bilevel_33x17.png": Image.fromarray(smooth[:17, :33] > 100),
+        "pixel_1x1.png": Image.fromarray(rgb[:1, :1]),
+        "wide_300x7.png": Image.fromarray(np.tile(rgb[:7], (1, 5, 1))[:, :300]),
+    }
+    paths = []
+    for name, img in images.items():
+        path = folder / name
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+def write_bad_artifacts(out: Path, fp32: Path, manifest: dict) -> None:
+    """An ONNX without any manifest (foreign), and one whose sidecar promises 5 classes (mismatch)."""
+    import onnx
+
+    proto = onnx.load(str(fp32))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(out / "foreign.onnx"))
+    onnx.save(proto, str(out / "mismatch.onnx"))
+    wrong = {**manifest, "labels": {**manifest["labels"], "names": manifest["labels"]["names"][:5]}}
+    (out / "mismatch.onnx.json").write_text(json.dumps(wrong))
+
+
+def write(out: Path, name: str, array: np.ndarray, dtype) -> str:
+    np.ascontiguousarray(array, dtype=dtype).tofile(out / name)
+    return name
+
+
+def main(out: Path) -> None:
+    from dnx.data.datasets import shipped_fashion_mnist_test
+    from dnx.data.preprocess import bundled_photos, load_image, preprocess_array, preprocess_image
+    from dnx.models import ASSETS
+    from dnx.models.registry import Preprocess
+    from dnx.runtime.classifier import load
+
+    out.mkdir(parents=True, exist_ok=True)
+    fp32, int8, embedded = out / "fp32.onnx", out / "int8.onnx", out / "embedded.onnx"
+    dnx_cli("export", "densenet_bc22_fmnist", "--weights", str(ASSETS / "densenet_bc22_fmnist.pth"), "-o", str(fp32))
+    shutil.copyfile(fp32, embedded)
+    data = shipped_fashion_mnist_test()
+    np.save(out / "calib.npy", data.images[:256])
+    dnx_cli("calibrate", str(fp32), "--data", str(out / "calib.npy"), "--target", "onnxruntime", "--samples", "256",
+            "-o", str(int8))
+    manifest = json.loads((out / "fp32.onnx.json").read_text())
+    write_bad_artifacts(out, fp32, manifest)
+    specs = {**SPECS, "fmnist": manifest["preprocess"]}
+
+    folder = out / "images"
+    folder.mkdir(exist_ok=True)
+    images = [*bundled_photos(), *synthetic_pngs(folder)]
+    index = {"fp32_onnx": fp32.name, "int8_onnx": int8.name, "embedded_onnx": embedded.name, "specs": specs,
+             "images": [str(p) for p in images], "preprocessed": []}
+    for i, path in enumerate(images):
+        img = load_image(path)
+        for spec_name, spec in specs.items():
+            tensor = preprocess_image(img, Preprocess.from_dict(spec))
+            index["preprocessed"].append({"image": i, "spec": spec_name, "shape": list(tensor.shape),
+                                          "file": write(out, f"pre_{i}_{spec_name}.f32", tensor, np.float32)})
+
+    pre = Preprocess.from_dict(manifest["preprocess"])
+    fm_input = preprocess_array(data.images, pre)
+    with load(fp32, backend="openvino") as ov_model, load(fp32, backend="onnxruntime") as ort_model, \
+            load(int8) as int8_model:
+        photos = np.stack([preprocess_image(load_image(p), pre) for p in images])
+        index["photos_top1_fp32"] = [int(v) for v in ov_model.logits(photos).argmax(1)]
+        logits = {"fp32_openvino": ov_model.logits(fm_input), "fp32_onnxruntime": ort_model.logits(fm_input),
+                  "int8": int8_model.logits(fm_input)}
+        int8_backend = int8_model.info().get("backend")
+    index["fmnist"] = {"count": int(len(data.images)), "images": write(out, "fmnist.u8", data.images, np.uint8),
+                       "input": write(out, "fmnist_input.f32", fm_input, np.float32),
+                       "labels": write(out, "fmnist_labels.i32", data.labels, np.int32),
+                       "int8_backend": int8_backend,
+                       **{f"logits_{k}": write(out, f"fmnist_logits_{k}.f32", v, np.float32) for k, v in logits.items()}}
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit(__doc__)
+    target = Path(sys.argv[1])
+    stamp = target / "index.json"
+    if stamp.is_file() and stamp.stat().st_mtime >= Path(__file__).stat().st_mtime:
+        sys.exit(0)
+    main(target)

@@ -1,0 +1,138 @@
+// Manifests: the sidecar dnx writes, every way one can be wrong, and the TensorRT engine checks
+// (pure functions, so they run here without TensorRT).
+#include "fixtures.hpp"
+
+#include <dnx/runtime.hpp>
+
+#include "engine.hpp"
+
+namespace {
+
+using dnx::Error;
+using nlohmann::json;
+
+json good_manifest() {
+    return {{"schema", "dnx.manifest/1"}, {"precision", "fp32"},
+            {"input", {{"name", "input"}, {"shape", {"N", 3, 224, 224}}, {"dtype", "float32"}, {"layout", "NCHW"}}},
+            {"preprocess", {{"image_size", 224}, {"resize_size", 256}, {"mean", {0.485, 0.456, 0.406}},
+                            {"std", {0.229, 0.224, 0.225}}, {"in_channels", 3}, {"interpolation", "bicubic"}}},
+            {"labels", {{"names", {"cat", "dog"}}}}};
+}
+
+void expect_refused(const json& j, const std::string& needle) {
+    try {
+        dnx::detail::parse_manifest(j.dump(), "m.json");
+        ADD_FAILURE() << "accepted: " << j.dump();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Error::Code::BadArtifact);
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+}
+
+TEST(Manifest, ReadsTheSidecarDnxWrites) {
+    DNX_REQUIRE_FIXTURES();
+    const std::string side = dnx_test::fixture("fp32.onnx.json");
+    const dnx::Manifest m = dnx::detail::parse_manifest(dnx::detail::read_file(side), side);
+    EXPECT_EQ(m.precision, "fp32");
+    EXPECT_EQ(m.input_name, "input");
+    EXPECT_EQ(m.input_shape, (std::vector<std::int64_t>{-1, 1, 28, 28}));
+    EXPECT_EQ(m.preprocess.in_channels, 1);
+    EXPECT_EQ(m.labels.size(), 10u);
+    EXPECT_EQ(m.labels[9], "Ankle boot");
+    EXPECT_EQ(m.sha256.size(), 64u);
+}
+
+TEST(Manifest, ParsesEveryField) {
+    const dnx::Manifest m = dnx::detail::parse_manifest(good_manifest().dump(), "m.json");
+    EXPECT_EQ(m.preprocess.interpolation, dnx::Interpolation::Bicubic);
+    EXPECT_EQ(m.preprocess.resize_size, 256);
+    EXPECT_FLOAT_EQ(m.preprocess.std[2], 0.225f);
+}
+
+TEST(Manifest, RefusesBrokenManifests) {
+    expect_refused(json::parse("[1, 2]"), "not a dnx manifest");
+    try {
+        dnx::detail::parse_manifest("{\"schema\": \"dnx.manifest/1\", ", "m.json");
+        ADD_FAILURE();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos);
+    }
+    json j = good_manifest();
+    j["schema"] = "other/1";
+    expect_refused(j, "not a dnx manifest");
+    j = good_manifest();
+    j.erase("preprocess");
+    expect_refused(j, "\"preprocess\"");
+    j = good_manifest();
+    j["preprocess"]["mean"] = "zero";
+    expect_refused(j, "wrong type");
+    j = good_manifest();
+    j["preprocess"]["std"] = {0.2, 0.0, 0.2};
+    expect_refused(j, "positive");
+    j = good_manifest();
+    j["input"]["shape"] = {"N", 1, 224, 224};
+    expect_refused(j, "does not match the preprocess");
+    j = good_manifest();
+    j["input"]["layout"] = "NHWC";
+    expect_refused(j, "NHWC");
+    j = good_manifest();
+    j["preprocess"]["interpolation"] = "lanczos";
+    expect_refused(j, "lanczos");
+    j = good_manifest();
+    j["labels"]["names"] = json::array();
+    expect_refused(j, "labels");
+}
+
+json engine_manifest() {
+    return {{"schema", "dnx.engine-manifest/1"}, {"tensorrt_version", "10.8.0.43"}, {"precision", "int8"},
+            {"gpu", {{"name", "NVIDIA L4"}, {"compute_capability", "8.9"}}}, {"hardware_compat", "none"},
+            {"version_compat", false}, {"batch_profile", {{"max_batch", 32}}},
+            {"build_command", "dnx build m.onnx --precision int8"}, {"engine_sha256", "ab"},
+            {"source_onnx", {{"manifest", good_manifest()}}}};
+}
+
+std::string refusal(const json& engine, const dnx::detail::EngineFacts& here) {
+    try {
+        dnx::detail::check_engine_compatible(dnx::detail::parse_engine_manifest(engine.dump(), "m.engine.json"), here,
+                                             "m.engine");
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Error::Code::ManifestMismatch);
+        return e.what();
+    }
+    return "";
+}
+
+TEST(EngineManifest, ReadsProfileAndSourceManifest) {
+    const auto e = dnx::detail::parse_engine_manifest(engine_manifest().dump(), "m.engine.json");
+    EXPECT_EQ(e.max_batch, 32);
+    EXPECT_EQ(e.manifest.precision, "int8");
+    EXPECT_EQ(e.manifest.artifact, "tensorrt-engine");
+    EXPECT_EQ(e.manifest.labels.size(), 2u);
+    json no_source = engine_manifest();
+    no_source.erase("source_onnx");
+    EXPECT_THROW(dnx::detail::parse_engine_manifest(no_source.dump(), "x"), Error);
+    json no_gpu = engine_manifest();
+    no_gpu.erase("gpu");
+    EXPECT_THROW(dnx::detail::parse_engine_manifest(no_gpu.dump(), "x"), Error);
+    EXPECT_THROW(dnx::detail::parse_engine_manifest(good_manifest().dump(), "x"), Error);  // an ONNX manifest
+}
+
+TEST(EngineManifest, CompatibilityRulesMatchPython) {
+    const json e = engine_manifest();
+    EXPECT_EQ(refusal(e, {"10.8.0", "8.9", "NVIDIA L4"}), "");
+    EXPECT_EQ(refusal(e, {"10.8.0", "8.9", "NVIDIA RTX 4090"}), "");  // same sm_89: runs (Python warns)
+    const std::string other_version = refusal(e, {"10.9.0", "8.9", "NVIDIA L4"});
+    EXPECT_NE(other_version.find("TensorRT versions differ"), std::string::npos) << other_version;
+    EXPECT_NE(other_version.find("dnx build m.onnx --precision int8"), std::string::npos) << other_version;
+    EXPECT_NE(refusal(e, {"10.8.0", "9.0", "H100"}).find("GPU architectures differ"), std::string::npos);
+
+    json compat = engine_manifest();
+    compat["version_compat"] = true;
+    compat["hardware_compat"] = "ampere+";
+    EXPECT_EQ(refusal(compat, {"10.16.1", "9.0", "H100"}), "");
+    EXPECT_NE(refusal(compat, {"10.7.0", "9.0", "H100"}).find("version-compatible only"), std::string::npos);
+    EXPECT_NE(refusal(compat, {"11.0.0", "9.0", "H100"}).find("version-compatible only"), std::string::npos);
+    EXPECT_NE(refusal(compat, {"10.8.0", "7.5", "T4"}).find("Ampere or newer"), std::string::npos);
+}
+
+}  // namespace

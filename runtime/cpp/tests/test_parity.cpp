@@ -1,0 +1,86 @@
+// Python <-> C++ parity on the same artifacts (issue 12, item 6): FP32 logits of Python's tensor,
+// top-1 of the bundled photos end to end, INT8 top-1 agreement on the 5,000 Fashion-MNIST images.
+#include "fixtures.hpp"
+
+#include <dnx/runtime.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+namespace {
+
+constexpr std::size_t kClasses = 10, kPixels = 28 * 28, kBatch = 50;
+
+std::vector<float> cpp_logits(const dnx::Classifier& model, const std::vector<float>& input, std::size_t n) {
+    std::vector<float> out;
+    for (std::size_t i = 0; i < n; i += kBatch) {
+        const std::size_t b = std::min(kBatch, n - i);
+        const auto part = model.logits(&input[i * kPixels], b);
+        out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
+}
+
+std::size_t argmax(const float* row) { return static_cast<std::size_t>(std::max_element(row, row + kClasses) - row); }
+
+TEST(Parity, Fp32LogitsWithin1e4OfPython) {
+    DNX_REQUIRE_FIXTURES();
+    const auto& fm = dnx_test::index()["fmnist"];
+    const std::size_t n = fm["count"];
+    const auto input = dnx_test::read_raw<float>(fm["input"]);
+    const dnx::Classifier model = dnx::Classifier::load(dnx_test::fixture("fp32.onnx"));
+    const auto got = cpp_logits(model, input, n);
+    for (const char* key : {"logits_fp32_openvino", "logits_fp32_onnxruntime"}) {
+        const auto want = dnx_test::read_raw<float>(fm[key]);
+        ASSERT_EQ(got.size(), want.size());
+        double worst = 0;
+        std::size_t same_top1 = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+        for (std::size_t i = 0; i < n; ++i) same_top1 += argmax(&got[i * kClasses]) == argmax(&want[i * kClasses]);
+        std::cout << "[parity] fp32 vs Python " << key << ": max|diff| " << worst << ", top-1 agreement " << same_top1
+                  << "/" << n << "\n";
+        EXPECT_LE(worst, 1e-4) << key;
+    }
+}
+
+TEST(Parity, PhotosEndToEndSameTop1AsPython) {
+    DNX_REQUIRE_FIXTURES();
+    const auto& idx = dnx_test::index();
+    const dnx::Classifier model = dnx::Classifier::load(dnx_test::fixture("fp32.onnx"));
+    const auto& want = idx["photos_top1_fp32"];
+    for (std::size_t i = 0; i < idx["images"].size(); ++i) {
+        const std::string path = idx["images"][i];
+        const dnx::Prediction p = model.classify(dnx::Image::from_file(path), 1);
+        EXPECT_EQ(p.indices[0], want[i].get<int>()) << path;
+    }
+}
+
+TEST(Parity, Int8Top1AgreesWithPythonOn99Percent) {
+    DNX_REQUIRE_FIXTURES();
+    const auto& fm = dnx_test::index()["fmnist"];
+    const std::size_t n = fm["count"];
+    const auto input = dnx_test::read_raw<float>(fm["input"]);
+    const auto want = dnx_test::read_raw<float>(fm["logits_int8"]);
+    const auto labels = dnx_test::read_raw<std::int32_t>(fm["labels"]);
+    const dnx::Classifier model = dnx::Classifier::load(dnx_test::fixture("int8.onnx"));
+    EXPECT_EQ(model.manifest().precision, "int8");
+    const auto got = cpp_logits(model, input, n);
+    std::size_t agree = 0, cpp_correct = 0, py_correct = 0;
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t a = argmax(&got[i * kClasses]), b = argmax(&want[i * kClasses]);
+        agree += a == b;
+        cpp_correct += a == static_cast<std::size_t>(labels[i]);
+        py_correct += b == static_cast<std::size_t>(labels[i]);
+    }
+    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+    const double agreement = double(agree) / double(n);
+    std::cout << "[parity] int8 C++ (OpenVINO) vs Python (" << fm["int8_backend"].get<std::string>()
+              << "): top-1 agreement " << agree << "/" << n << " = " << 100 * agreement << "%, max|logit diff| "
+              << worst << ", accuracy C++ " << 100.0 * double(cpp_correct) / double(n) << "% vs Python "
+              << 100.0 * double(py_correct) / double(n) << "%\n";
+    EXPECT_GE(agreement, 0.99);
+}
+
+}  // namespace
