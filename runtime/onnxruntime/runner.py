@@ -74,7 +74,7 @@ class OnnxRuntimeRunner(Runner):
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0,
-                 trt_cache_dir: str | None = None) -> None:
+                 trt_cache_dir: str | None = None, trt_options: dict | None = None) -> None:
         super().__init__()
         if device not in PROVIDERS:
             raise DnxError(f"unknown onnxruntime device {device!r}; use one of {sorted(PROVIDERS)}")
@@ -82,6 +82,7 @@ class OnnxRuntimeRunner(Runner):
         self.device = device
         self.threads = threads
         self.trt_cache_dir = trt_cache_dir
+        self.trt_options = dict(trt_options or {})  # more TensorRT provider options, e.g. trt_profile_*_shapes
         self.name = {"cpu": "ort-cpu", "cuda": "ort-cuda", "trt": "ort-trt"}[device]
         self.session = None
         self.inference_precision: str | None = None
@@ -100,6 +101,7 @@ class OnnxRuntimeRunner(Runner):
             trt_opts = {"trt_engine_cache_enable": bool(self.trt_cache_dir)}
             if self.trt_cache_dir:
                 trt_opts["trt_engine_cache_path"] = self.trt_cache_dir
+            trt_opts.update(self.trt_options)
             providers[0] = (providers[0], trt_opts)
         return providers
 

@@ -1,0 +1,295 @@
+"""One short check of every CUDA and TensorRT path dnx has, with parity: densenet121 at batch 1, 8 and 64.
+
+    python -m dnx.benchmarks.gpu_check [--out STEM] [--budget 420] [--model densenet121]
+    benchmarks/gpu_check.sh            (the same from a checkout, killed at 8 minutes whatever happens)
+
+Paths: torch-cuda (FP32, TF32 off), torch-cuda-fp16 (autocast, channels_last), torch-compile-cuda
+(FP32), ort-cuda and ort-trt (onnxruntime's CUDA and TensorRT providers on the FP32 ONNX file),
+trt-fp32 and trt-fp16 (engines from ``dnx build``'s library call) and trt-fp16-graph (the FP16
+engine replayed as a CUDA graph). Each path that can run here gets parity against PyTorch FP32 on
+the CPU (8 inputs: the bundled photos plus noise) and CUDA-event latency at each batch; each path
+that cannot is reported as skipped with the reason (no CUDA device, provider not loadable,
+TensorRT missing, time budget). Weights are random (no pretrained DenseNet exists offline), so
+reduced precisions are judged by cosine, not by top-1 agreement on tiny logit margins.
+
+Writes ``STEM.json`` (machine facts, every path, every number) and ``STEM.md`` (one table); STEM
+defaults to ``benchmarks/results/gpu_check`` on a GPU machine and ``..._cpu`` without one, where
+nothing runs. The budget (default 420 s of the 8-minute limit) is checked before each path, and
+a TensorRT build stops through its progress monitor when the budget runs out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dnx.compare import Tolerance
+from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.runtime.base import UnavailableBackend
+
+BATCHES = (1, 8, 64)
+PARITY_BATCH = 8
+DEFAULT_BUDGET_S = 420.0
+LATENCY = {"warmup_s": 0.2, "duration_s": 1.0, "min_iterations": 10}
+TOLERANCES = {"fp32": Tolerance(max_abs_diff=1e-4), "fp16": Tolerance(min_cosine=0.999),
+              "tf32": Tolerance(min_cosine=0.999)}
+# Rough seconds per path on one data-centre GPU, to skip a path that cannot finish in the budget.
+ESTIMATE_S = {"torch-cuda": 20, "torch-cuda-fp16": 20, "torch-compile-cuda": 150, "ort-cuda": 30, "ort-trt": 150,
+              "trt-fp32": 150, "trt-fp16": 150, "trt-fp16-graph": 20}
+
+
+class Skip(Exception):
+    """A path that cannot run here; the message is the reason shown in the report."""
+
+
+@dataclass
+class PathResult:
+    name: str
+    status: str = "skipped"  # ran | skipped | failed
+    reason: str = ""
+    precision: str = "fp32"
+    parity: dict | None = None
+    latency: dict[int, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self, *progress) -> None:
+        """Also a build progress callback: raising stops a TensorRT build."""
+        if self.left() <= 0:
+            raise Skip("time budget ran out during this path")
+
+
+@dataclass
+class Context:
+    """What the paths share: the model, its ONNX file, the parity inputs and reference, a work folder."""
+
+    model: object
+    onnx: Path
+    workdir: Path
+    x: np.ndarray
+    reference: np.ndarray
+    budget: Budget
+    engines: dict[str, Path] = field(default_factory=dict)
+
+
+def _torch_runner(ctx: Context, **kwargs):
+    from dnx.runtime.torch.runner import TorchRunner
+
+    # A copy: the runner moves its module to the GPU; the CPU reference model stays where it is.
+    return TorchRunner(copy.deepcopy(ctx.model), device="cuda", **kwargs)
+
+
+def _ort_runner(ctx: Context, device: str):
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    shapes = {k: f"input:{b}x3x224x224" for k, b in (("min", 1), ("opt", PARITY_BATCH), ("max", max(BATCHES)))}
+    options = {f"trt_profile_{k}_shapes": v for k, v in shapes.items()} if device == "trt" else None
+    return OnnxRuntimeRunner(ctx.onnx, device, trt_cache_dir=str(ctx.workdir / "ort-trt-cache"),
+                             trt_options=options)
+
+
+def _engine(ctx: Context, precision: str) -> Path:
+    """Build (once) the engine of ``precision``, as ``dnx build`` does; Skip when TensorRT is missing."""
+    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
+    from dnx.runtime.tensorrt.compat import import_tensorrt
+
+    if precision not in ctx.engines:
+        try:
+            import_tensorrt(0)
+        except MissingDependencyError as exc:
+            raise Skip(str(exc)) from None
+        options = BuildOptions(precision=precision, min_batch=1, opt_batch=PARITY_BATCH, max_batch=max(BATCHES),
+                               timing_cache=ctx.workdir / "timing.cache")
+        path = ctx.workdir / f"model.{precision}.engine"
+        build_engine(ctx.onnx, path, options, progress=ctx.budget.check, workdir=ctx.workdir)
+        ctx.engines[precision] = path
+    return ctx.engines[precision]
+
+
+def _trt_runner(ctx: Context, precision: str, cuda_graph: bool = False):
+    from dnx.runtime.tensorrt.runner import TensorRTRunner
+
+    return TensorRTRunner(_engine(ctx, precision), cuda_graph=cuda_graph)
+
+
+# name -> (precision, a Runner for it); TensorRT and onnxruntime are only imported inside the factories.
+PATHS: dict[str, tuple[str, Callable[[Context], object]]] = {
+    "torch-cuda": ("fp32", lambda ctx: _torch_runner(ctx)),
+    "torch-cuda-fp16": ("fp16", lambda ctx: _torch_runner(ctx, fp16=True, channels_last=True)),
+    "torch-compile-cuda": ("fp32", lambda ctx: _torch_runner(ctx, compile=True)),
+    "ort-cuda": ("fp32", lambda ctx: _ort_runner(ctx, "cuda")),
+    "ort-trt": ("fp32", lambda ctx: _ort_runner(ctx, "trt")),
+    "trt-fp32": ("fp32", lambda ctx: _trt_runner(ctx, "fp32")),
+    "trt-fp16": ("fp16", lambda ctx: _trt_runner(ctx, "fp16")),
+    "trt-fp16-graph": ("fp16", lambda ctx: _trt_runner(ctx, "fp16", cuda_graph=True)),
+}
+
+
+def _also_missing(name: str) -> list[str]:
+    """Besides a GPU, what this machine lacks for path ``name`` (read without importing tensorrt)."""
+    from dnx.benchmarks.machine import _dist_version
+
+    missing = []
+    if name.startswith("ort-"):
+        import onnxruntime
+
+        provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}[name]
+        if provider not in onnxruntime.get_available_providers():
+            missing.append(f"{provider} is not in this onnxruntime build")
+    if name.startswith("trt") and not _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12"):
+        missing.append("TensorRT is not installed (pip install 'dnx[trt]')")
+    return missing
+
+
+def _measure(runner, precision: str, ctx: Context, result: PathResult) -> None:
+    from dnx.benchmarks.latency import measure_latency
+    from dnx.compare import compare_logits
+    from dnx.runtime.base import run_in_batches
+
+    with runner:
+        if getattr(runner, "inference_precision", None) == "tf32" and precision == "fp32":
+            precision = "tf32"
+            result.notes.append("FP32 layers ran in TF32 (TensorRT's default; onnxruntime cannot turn it off)")
+        result.precision = precision
+        out = run_in_batches(runner, ctx.x, PARITY_BATCH, pad=True)
+        comparison = TOLERANCES[precision].apply(compare_logits(ctx.reference, out))
+        result.parity = {**asdict(comparison), "passed": bool(comparison)}
+        rng = np.random.default_rng(0)
+        for batch in BATCHES:
+            ctx.budget.check()
+            feed = {"input": rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)}
+            runner.infer(feed)  # checked once; the timed calls skip the checks
+            m = measure_latency(runner, feed, LATENCY["warmup_s"], duration_s=LATENCY["duration_s"], cuda_events=True,
+                                min_iterations=LATENCY["min_iterations"])
+            result.latency[batch] = {"timer": m.timer, "median_ms": m.end_to_end.median_ms,
+                                     "p90_ms": m.end_to_end.p90_ms, "throughput": m.end_to_end.throughput,
+                                     "compute_median_ms": m.compute.median_ms if m.compute else None}
+            result.notes.extend(n for n in m.notes if n not in result.notes)
+
+
+def run_path(name: str, ctx: Context | None, why_not: str | None) -> PathResult:
+    precision, make_runner = PATHS[name]
+    result = PathResult(name, precision=precision)
+    start = time.monotonic()
+    try:
+        if why_not:
+            raise Skip("; ".join([why_not, *_also_missing(name)]))
+        if ctx.budget.left() < ESTIMATE_S.get(name, 0):
+            raise Skip(f"time budget: {ctx.budget.left():.0f} s left, this path needs about {ESTIMATE_S[name]} s")
+        _measure(make_runner(ctx), precision, ctx, result)
+        result.status = "ran"
+    except Skip as exc:
+        result.reason = str(exc)
+    except (UnavailableBackend, NoDeviceError, MissingDependencyError) as exc:  # e.g. a provider that cannot load
+        result.reason = str(exc)
+    except DnxError as exc:  # engine or TensorRT refusals: dnx's own path is broken here
+        result.status, result.reason = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken path is reported, and the others still run
+        result.status, result.reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    result.seconds = round(time.monotonic() - start, 1)
+    return result
+
+
+def _context(model_name: str, workdir: Path, budget: Budget) -> Context:
+    import torch
+
+    from dnx.data.preprocess import photo_batch
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    loaded = create_model(model_name, use_bundled=False)
+    onnx_path = workdir / f"{model_name}.onnx"
+    export_onnx(loaded, onnx_path, ExportOptions(verify=False))
+    photos = photo_batch(loaded.config.preprocess)[:PARITY_BATCH]
+    noise = np.random.default_rng(1).standard_normal((PARITY_BATCH - len(photos), *photos.shape[1:]), dtype=np.float32)
+    x = np.ascontiguousarray(np.concatenate([photos, noise]))
+    model = loaded.model.eval()
+    with torch.inference_mode():
+        reference = model(torch.from_numpy(x)).numpy()  # PyTorch FP32 on the CPU
+    return Context(model, onnx_path, workdir, x, reference, budget)
+
+
+def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_S,
+              workdir: Path | None = None) -> dict:
+    """Run every path that can run here (see the module doc); returns the JSON-ready summary."""
+    import tempfile
+
+    from dnx.benchmarks.machine import cuda_available, machine_info
+
+    start = time.monotonic()
+    budget = Budget(budget_s)
+    why_not = None if cuda_available() else "no CUDA device (torch.cuda.is_available() is False): nothing to run"
+    with tempfile.TemporaryDirectory(prefix="dnx-gpu-check-", dir=workdir) as tmp:
+        ctx = None if why_not else _context(model_name, Path(tmp), budget)
+        paths = [run_path(name, ctx, why_not) for name in PATHS]
+    return {"schema": "dnx.gpu-check/1", "model": model_name, "weights": "random weights (none pretrained offline)",
+            "batches": list(BATCHES), "parity_batch": PARITY_BATCH,
+            "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()}, "latency_settings": LATENCY,
+            "budget_s": budget_s, "seconds": round(time.monotonic() - start, 1), "machine": machine_info(),
+            "paths": [asdict(p) for p in paths]}
+
+
+def markdown(summary: dict) -> str:
+    m = summary["machine"]
+    gpu = m["gpu"] or {}
+    lines = [f"# dnx GPU check: {summary['model']} ({summary['weights']})", "",
+             f"- GPU: {gpu.get('name', 'none')} (sm {gpu.get('compute_capability', '-')}, driver "
+             f"{gpu.get('driver', '-')}, CUDA {gpu.get('cuda', '-')})",
+             f"- CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs); versions: "
+             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
+             f"- {summary['seconds']} s of a {summary['budget_s']:.0f} s budget; parity on {summary['parity_batch']} "
+             "inputs against PyTorch FP32 on the CPU; latency: CUDA-event medians, end to end (compute alone in "
+             "brackets where the path has it)", "",
+             "| path | status | precision | parity | " + " | ".join(f"batch {b} ms" for b in summary["batches"])
+             + " | reason / notes |",
+             "|---|---|---|---|" + "---|" * len(summary["batches"]) + "---|"]
+    for p in summary["paths"]:
+        parity = "-" if not p["parity"] else ("pass" if p["parity"]["passed"] else "FAIL") \
+            + f" ({p['parity']['criterion']})"
+        cells = []
+        for b in summary["batches"]:
+            lat = p["latency"].get(b) or p["latency"].get(str(b))
+            compute = f" ({lat['compute_median_ms']:.2f})" if lat and lat["compute_median_ms"] is not None else ""
+            cells.append(f"{lat['median_ms']:.2f}{compute}" if lat else "-")
+        text = "; ".join(([p["reason"]] if p["reason"] else []) + p["notes"]).replace("|", "/")
+        lines.append(f"| {p['name']} | {p['status']} | {p['precision']} | {parity} | {' | '.join(cells)} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dnx.benchmarks.machine import cuda_available
+    from dnx.benchmarks.scripts import RESULTS
+    from dnx.fileio import write_bytes_atomic, write_json_atomic
+
+    parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="output stem (default: benchmarks/results/gpu_check[_cpu])")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds for all paths together")
+    parser.add_argument("--model", default="densenet121")
+    args = parser.parse_args(argv)
+    stem = args.out or RESULTS / ("gpu_check" if cuda_available() else "gpu_check_cpu")
+    summary = gpu_check(args.model, args.budget)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stem.with_name(stem.name + ".json"), summary)
+    write_bytes_atomic(stem.with_name(stem.name + ".md"), markdown(summary).encode())
+    ran = sum(p["status"] == "ran" for p in summary["paths"])
+    print(f"{ran} of {len(summary['paths'])} paths ran; wrote {stem}.json and {stem}.md")
+    for p in summary["paths"]:
+        print(f"  {p['name']:<18} {p['status']:<8} {p['reason']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""benchmarks/gpu_check: on this CPU machine every path is reported as skipped with its reason; the
+path machinery (parity, latency, skip/fail classification) runs for real on onnxruntime's CPU provider.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dnx.benchmarks import gpu_check
+from dnx.errors import DnxError
+from dnx.runtime.base import UnavailableBackend
+
+needs_no_gpu = pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the no-GPU mode")
+
+
+@needs_no_gpu
+def test_nothing_to_run_mode_reports_every_path_skipped_with_a_reason(tmp_path):
+    gpu_check.main(["--out", str(tmp_path / "check")])
+    summary = json.loads((tmp_path / "check.json").read_text())
+    assert [p["name"] for p in summary["paths"]] == list(gpu_check.PATHS)
+    for path in summary["paths"]:
+        assert path["status"] == "skipped" and path["reason"].startswith("no CUDA device")
+        assert path["parity"] is None and path["latency"] == {}
+    assert summary["machine"]["cpu"] and summary["machine"]["gpu"] is None
+    table = (tmp_path / "check.md").read_text()
+    assert all(f"| {name} | skipped |" in table for name in gpu_check.PATHS)
+
+
+def conv_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).standard_normal((10, 3, 224, 224)).astype(np.float32) / 1000
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["conv"]),
+                               helper.make_node("Flatten", ["conv"], ["logits"])], "conv",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+                              [numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.fixture
+def cpu_context(tmp_path, monkeypatch):
+    """A Context whose one path is onnxruntime's CPU provider, with a 1-second-free latency setting."""
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    path = conv_onnx(tmp_path / "conv.onnx")
+    x = np.random.default_rng(1).standard_normal((8, 3, 224, 224)).astype(np.float32)
+    with OnnxRuntimeRunner(path) as runner:
+        reference = runner.infer({"input": x})["logits"]
+    monkeypatch.setitem(gpu_check.PATHS, "ort-cpu", ("fp32", lambda ctx: OnnxRuntimeRunner(ctx.onnx)))
+    monkeypatch.setitem(gpu_check.LATENCY, "duration_s", 0.0)
+    monkeypatch.setitem(gpu_check.LATENCY, "min_iterations", 2)
+    return gpu_check.Context(None, path, tmp_path, x, reference, gpu_check.Budget(60))
+
+
+def test_a_path_that_runs_gets_parity_and_latency_at_each_batch(cpu_context):
+    result = gpu_check.run_path("ort-cpu", cpu_context, None)
+    assert result.status == "ran" and result.reason == ""
+    assert result.parity["passed"] and result.parity["max_abs_diff"] <= 1e-5
+    assert sorted(result.latency) == list(gpu_check.BATCHES)
+    assert all(lat["median_ms"] > 0 for lat in result.latency.values())
+
+
+@pytest.mark.parametrize("error, status", [(UnavailableBackend("ort-cuda unavailable: fell back"), "skipped"),
+                                           (DnxError("engine refused"), "failed"),
+                                           (RuntimeError("CUDA error: boom"), "failed")])
+def test_skips_and_failures_are_told_apart(cpu_context, monkeypatch, error, status):
+    def broken(ctx):
+        raise error
+
+    monkeypatch.setitem(gpu_check.PATHS, "broken", ("fp32", broken))
+    result = gpu_check.run_path("broken", cpu_context, None)
+    assert (result.status, result.reason.split(": ")[-1]) == (status, str(error).split(": ")[-1])
+
+
+def test_a_path_that_cannot_finish_in_the_budget_is_skipped(cpu_context):
+    cpu_context.budget = gpu_check.Budget(10)
+    result = gpu_check.run_path("torch-compile-cuda", cpu_context, None)
+    assert result.status == "skipped" and result.reason.startswith("time budget: ")
