@@ -105,22 +105,28 @@ Image resample_pass(const Image& in, int out_size, bool horizontal, Interpolatio
     return out;
 }
 
+// Pillow samples at pixel centres, stepping the source coordinate by repeated addition (not
+// x * scale): the rounding of that sum decides which pixel a boundary sample takes, so it is kept.
+std::vector<int> nearest_index(int in_size, int out_size) {
+    const double step = static_cast<double>(in_size) / out_size;
+    std::vector<int> index(out_size);
+    double pos = step * 0.5;
+    for (int o = 0; o < out_size; ++o, pos += step) index[o] = std::min(in_size - 1, static_cast<int>(pos));
+    return index;
+}
+
 Image resize_nearest(const Image& in, int width, int height) {
     Image out;
     out.width = width;
     out.height = height;
     out.channels = in.channels;
     out.pixels.resize(static_cast<std::size_t>(width) * height * in.channels);
-    const double sx = static_cast<double>(in.width) / width, sy = static_cast<double>(in.height) / height;
-    for (int y = 0; y < height; ++y) {
-        const int iy = std::min(in.height - 1, static_cast<int>(sy * 0.5 + y * sy));
-        for (int x = 0; x < width; ++x) {
-            const int ix = std::min(in.width - 1, static_cast<int>(sx * 0.5 + x * sx));
+    const std::vector<int> xs = nearest_index(in.width, width), ys = nearest_index(in.height, height);
+    for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x)
             for (int ch = 0; ch < in.channels; ++ch)
                 out.pixels[(static_cast<std::size_t>(y) * width + x) * in.channels + ch] =
-                    in.pixels[(static_cast<std::size_t>(iy) * in.width + ix) * in.channels + ch];
-        }
-    }
+                    in.pixels[(static_cast<std::size_t>(ys[y]) * in.width + xs[x]) * in.channels + ch];
     return out;
 }
 

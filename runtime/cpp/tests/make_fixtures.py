@@ -97,6 +97,7 @@ def main(out: Path) -> None:
     from dnx.models.registry import Preprocess
     from dnx.runtime.classifier import load
 
+    out = out.resolve()  # index.json lists absolute image paths
     out.mkdir(parents=True, exist_ok=True)
     fp32, int8, embedded = out / "fp32.onnx", out / "int8.onnx", out / "embedded.onnx"
     dnx_cli("export", "densenet_bc22_fmnist", "--weights", str(ASSETS / "densenet_bc22_fmnist.pth"), "-o", str(fp32))
