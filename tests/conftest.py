@@ -25,3 +25,27 @@ def pytest_collection_modifyitems(config, items):
         if "trt" in item.keywords and not (cuda and trt):
             why = "TensorRT is not installed" if not trt else "no CUDA device"
             item.add_marker(pytest.mark.skip(reason=f"needs real TensorRT and a CUDA device: {why}"))
+
+
+# -- artifacts of dnx's shipped Fashion-MNIST model, made once per test session -------------------
+
+@pytest.fixture(scope="session")
+def fmnist_onnx(tmp_path_factory):
+    """dnx's trained DenseNet-BC exported (FP32, dynamic batch, verified) with its manifest."""
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    path = tmp_path_factory.mktemp("fmnist") / "fmnist.onnx"
+    export_onnx(create_model("densenet_bc22_fmnist"), path, ExportOptions())
+    return path
+
+
+@pytest.fixture(scope="session")
+def fmnist_int8_onnx(fmnist_onnx):
+    """Its INT8 Q/DQ graph placed for onnxruntime, calibrated on 128 shipped training images."""
+    from dnx.calibration.qdq import calibrate_qdq
+    from dnx.models import ASSETS
+
+    out = fmnist_onnx.with_name("fmnist.int8-onnxruntime.onnx")
+    calibrate_qdq(fmnist_onnx, out, ASSETS / "fashion_mnist_calib512.npz", target="onnxruntime", samples=128)
+    return out

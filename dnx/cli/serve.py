@@ -50,5 +50,6 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     click.echo(f"dnx serve: loading {artifact} ...", err=True)
-    serve(config.validate())
-    click.echo("dnx serve: stopped", err=True)
+    counts = serve(config.validate())
+    tally = f"; answered {counts['answered']} of {counts['received']} classify requests received" if counts else ""
+    click.echo(f"dnx serve: stopped{tally}", err=True)

@@ -82,6 +82,8 @@ class _Service:
         self.batcher = None
         self.classes = 0
         self.inflight = 0
+        self.received = 0  # classify requests whose handler started; each is answered (counted below)
+        self.answered = 0
         self.metrics = ServeMetrics.create(lambda: self.inflight)
 
     def open(self) -> None:
@@ -226,6 +228,13 @@ def build_app(config: ServeConfig, service: _Service | None = None):
 
     @app.post("/v1/classify")
     async def classify(request: Request):
+        service.received += 1
+        try:
+            return await _classify(request)
+        finally:
+            service.answered += 1
+
+    async def _classify(request: Request):
         start = time.perf_counter()
         if not service.ready:
             return refuse(503, "the model is still loading", {"Retry-After": RETRY_AFTER_S})
@@ -292,8 +301,9 @@ def app_from_env():
     return build_app(ServeConfig(**json.loads(os.environ["DNX_SERVE_CONFIG"])))
 
 
-def serve(config: ServeConfig) -> None:
-    """Run the service until SIGINT/SIGTERM; return after a graceful stop (requests in flight answered)."""
+def serve(config: ServeConfig) -> dict | None:
+    """Run the service until SIGINT/SIGTERM; return after a graceful stop (requests in flight answered)
+    with the count of classify requests received and answered (None for ``workers > 1``)."""
     import dataclasses
     import json
     import os
@@ -319,7 +329,7 @@ def serve(config: ServeConfig) -> None:
     if config.workers > 1:
         os.environ["DNX_SERVE_CONFIG"] = json.dumps(dataclasses.asdict(config))
         uvicorn.run("dnx.runtime.serve.http:app_from_env", factory=True, workers=config.workers, **common)
-        return
+        return None
     service = _Service(config)
     service.open()  # load errors surface here as one line, before anything listens
     try:
@@ -328,5 +338,5 @@ def serve(config: ServeConfig) -> None:
     finally:
         service.close()
     if not server.started:
-        raise DnxError(f"the service did not start on {config.host}:{config.port} (port in use, or the model "
-                       "failed to load: see the log above)")
+        raise DnxError(f"the service did not start on {config.host}:{config.port} (see the log above)")
+    return {"received": service.received, "answered": service.answered}
