@@ -65,6 +65,9 @@ def _array_rows_to_input(rows: np.ndarray, pre: Preprocess) -> np.ndarray:
 def _check_array(arr: np.ndarray, path: Path, pre: Preprocess) -> None:
     want = (pre.in_channels, pre.image_size, pre.image_size)
     if arr.dtype == np.float32 and arr.ndim == 4 and arr.shape[1:] == want:
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:  # a NaN or Inf input would make every range it reaches NaN or Inf
+            raise DnxError(f"{path} holds {bad} NaN or infinite value(s); calibration inputs must be finite")
         return
     if arr.dtype == np.uint8 and (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[3] in (1, 3))):
         return
@@ -113,12 +116,17 @@ def _open_array(path: Path, pre: Preprocess, samples, seed, notes) -> Calibratio
             arr = np.load(path, mmap_mode="r")
         else:
             with np.load(path) as z:
-                key = "images" if "images" in z else (z.files[0] if z.files else None)
-                if key is None:
-                    raise DnxError(f"{path} holds no arrays")
-                arr = z[key]
-    except (ValueError, OSError) as exc:
-        raise DnxError(f"cannot read {path} as a numpy array: {exc}") from None
+                if "images" not in z.files:
+                    found = ", ".join(z.files[:5]) or "no arrays"
+                    raise DnxError(f"{path} has no array named 'images' (found: {found}); save calibration "
+                                   "images as np.savez(PATH, images=ARRAY), uint8 (N, H, W[, C])")
+                arr = z["images"]
+    except DnxError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (numpy/zipfile raise many types for damaged files)
+        raise DnxError(f"cannot read {path} as a numpy array: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(arr, np.ndarray):
+        raise DnxError(f"{path} does not hold an array")
     return _from_array(arr, path, pre, samples, seed, notes)
 
 

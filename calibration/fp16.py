@@ -7,7 +7,7 @@ onnxconverter-common's converter, shipped inside the onnxruntime wheel dnx alrea
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +20,7 @@ class ConversionResult:
     manifest: dict
     comparison: Comparison | None
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
 
 def to_fp16_proto(model_proto, keep_float32_ops: Sequence[str] = ()):
@@ -53,7 +54,10 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     manifest = {**source_manifest, **base_manifest(with_torch=False), "artifact": "onnx-fp16", "precision": "fp16",
                 "source": {"path": str(source), "sha256": sha256_file(source)}}
     manifest.pop("verification", None)
-    comparison = None
+    comparison, notes = None, []
+    if check and "preprocess" not in source_manifest:
+        notes.append(f"not checked against FP32: {source} has no dnx manifest to say how to preprocess its "
+                     "inputs (re-export it with `dnx export` to have it checked)")
     with atomic_path(output) as tmp:
         fp16 = to_fp16_proto(proto)
         embed(fp16, manifest)
@@ -64,7 +68,7 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
             embed(fp16, manifest)
             onnx.save(fp16, str(tmp))
     write_sidecar(output, manifest)
-    return ConversionResult(output, manifest, comparison, time.perf_counter() - start)
+    return ConversionResult(output, manifest, comparison, time.perf_counter() - start, notes)
 
 
 def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int = 0) -> Comparison:

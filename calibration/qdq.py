@@ -150,12 +150,13 @@ def _load_cache(path: Path, key: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
-        cached = json.loads(path.read_text())
-    except (ValueError, OSError):
+        cached = json.loads(path.read_bytes())
+    except (ValueError, OSError, RecursionError):
+        return None  # a damaged cache is recomputed (and then overwritten)
+    if not isinstance(cached, dict) or cached.get("schema") != CACHE_SCHEMA or cached.get("key") != key:
         return None
-    if cached.get("schema") != CACHE_SCHEMA or cached.get("key") != key:
-        return None
-    return cached["ranges"]
+    ranges = cached.get("ranges")
+    return ranges if isinstance(ranges, dict) and ranges.get("CLS") == "TensorsData" else None
 
 
 def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | CalibrationData, *,
@@ -172,9 +173,9 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    from dnx.calibration.source import open_fp32_source
+    from dnx.calibration.source import check_input_shape, open_fp32_source
     from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.fileio import atomic_path, write_json_atomic
+    from dnx.fileio import atomic_path, check_writable, write_json_atomic
     from dnx.models.weights import sha256_file
 
     if target not in TARGETS:
@@ -192,8 +193,11 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         raise DnxError(f"--high-precision must be fp32 or fp16, got {high_precision!r}")
     source, output, source_manifest, proto = open_fp32_source(
         source, output, action="calibrate", required=preprocess is None,
-        qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export")
+        qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export",
+        hint="pass --mean/--std/--image-size, or re-export it with `dnx export`")
     pre = preprocess or preprocess_from_manifest(source_manifest)
+    check_input_shape(proto, pre, source)
+    cache_path = check_writable(cache_path, "--cache") if cache_path else default_cache_path(output)
     input_name = proto.graph.input[0].name
     ops, nodes_excluded, kwargs = _placement(target, proto, exclude)
     if not ops:  # onnxruntime reads an empty list as "every op type"
@@ -209,7 +213,6 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
     source_sha = sha256_file(source)
     key = cache_key(source_sha, calib.fingerprint, method, target, len(calib))
-    cache_path = Path(cache_path) if cache_path else default_cache_path(output)
     cached = _load_cache(cache_path, key)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnx-calib-") as tmpdir:

@@ -82,8 +82,17 @@ def train(cfg: ModelConfig, train_set: LabelledImages, test_set: LabelledImages 
     images, labels = train_set.images, train_set.labels
     if tc.limit:
         images, labels = images[:tc.limit], labels[:tc.limit]
+    if len(labels) == 0:
+        raise DnxError("the training set is empty")
+    if labels.min() < 0:
+        raise DnxError(f"labels must be class indices >= 0, found {labels.min()}")
     if labels.max() >= cfg.num_classes:
         raise DnxError(f"labels go up to {labels.max()}, {cfg.name} has {cfg.num_classes} classes")
+    if len(np.unique(labels)) < 2:
+        raise DnxError(f"the training set has one class ({labels[0]}) only; a classifier needs at least two "
+                       "(one subfolder per class)")
+    if len(images) != len(labels):
+        raise DnxError(f"{len(images)} training images but {len(labels)} labels; give one label per image")
     x_all = to_tensor_batch(images, cfg)
     y_all = torch.from_numpy(labels)
     model = cfg.build().train()

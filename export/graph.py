@@ -19,10 +19,22 @@ def load_onnx(path: str | Path, load_external_data: bool = True):
     if not path.is_file():
         raise DnxError(f"ONNX file {path} does not exist")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        proto = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DnxError(f"{path} is not a readable ONNX file: {first}") from None
+    # Protobuf parses an empty file (and some foreign bytes) as an empty model without complaint.
+    graph = proto.graph
+    if not graph.node or not graph.output or not graph_inputs(proto):
+        raise DnxError(f"{path} holds no ONNX graph ({len(graph.node)} nodes, {len(graph_inputs(proto))} inputs, "
+                       f"{len(graph.output)} outputs); is it the right file?")
+    return proto
+
+
+def graph_inputs(model_proto) -> list:
+    """The graph's real inputs (older exporters also list every initializer as an input)."""
+    inits = {i.name for i in model_proto.graph.initializer}
+    return [i for i in model_proto.graph.input if i.name not in inits]
 
 
 def has_qdq(model_proto) -> bool:

@@ -8,6 +8,7 @@ and the runtimes read preprocessing and labels from here.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -77,23 +78,51 @@ def read_manifest(path: str | Path, required: bool = True) -> dict[str, Any] | N
     return manifest_of(load_onnx(path, load_external_data=False), path, required)
 
 
-def manifest_of(proto, path: str | Path, required: bool = True) -> dict[str, Any] | None:
-    """The manifest of ``proto``, loaded from ``path``: from its metadata_props, else from the sidecar."""
+def parse_manifest(text: str | bytes, where: str) -> dict[str, Any]:
+    """A manifest from JSON text, or a one-line DnxError saying ``where`` it is broken."""
+    try:
+        manifest = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DnxError(f"{where} is not valid JSON ({str(exc).splitlines()[0][:120]}); re-export the model "
+                       "with `dnx export`") from None
+    if not isinstance(manifest, dict):
+        raise DnxError(f"{where} is not a dnx manifest (a JSON {type(manifest).__name__}, not an object); "
+                       "re-export the model with `dnx export`")
+    return manifest
+
+
+def manifest_of(proto, path: str | Path, required: bool = True, hint: str = "") -> dict[str, Any] | None:
+    """The manifest of ``proto``, loaded from ``path``: from its metadata_props, else from the sidecar.
+    ``hint``: what else the user can do when it has none and one is ``required``."""
     path = Path(path)
     for p in proto.metadata_props:
         if p.key == METADATA_KEY:
-            return json.loads(p.value)
+            return parse_manifest(p.value, f"the dnx manifest embedded in {path}")
     side = sidecar_path(path)
     if side.is_file():
-        return json.loads(side.read_text())
+        try:
+            text = side.read_bytes()
+        except OSError as exc:
+            raise DnxError(f"cannot read {side}: {exc.strerror}") from None
+        return parse_manifest(text, f"{side}")
     if required:
-        raise DnxError(f"{path} has no dnx manifest (not exported by dnx); pass --mean/--std/--image-size "
-                       "or re-export it with `dnx export`")
+        raise DnxError(f"{path} has no dnx manifest (not exported by `dnx export`, or its {side.name} sidecar is "
+                       f"missing); {hint or 're-export it with `dnx export`'}")
     return None
 
 
 def preprocess_from_manifest(manifest: dict[str, Any]) -> Preprocess:
-    return Preprocess.from_dict(manifest["preprocess"])
+    try:
+        pre = Preprocess.from_dict(manifest["preprocess"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DnxError(f"the dnx manifest's preprocess entry is missing or malformed ({type(exc).__name__}: "
+                       f"{exc}); re-export the model with `dnx export`") from None
+    if (pre.image_size < 1 or pre.resize_size < 1 or pre.in_channels not in (1, 3)
+            or len(pre.mean) != len(pre.std) or len(pre.mean) not in (1, pre.in_channels)
+            or not all(math.isfinite(v) for v in pre.mean) or not all(0 < v < math.inf for v in pre.std)
+            or pre.interpolation not in ("bilinear", "bicubic", "nearest")):
+        raise DnxError(f"the dnx manifest's preprocess entry is not usable ({pre}); re-export the model")
+    return pre
 
 
 def write_sidecar(path: str | Path, manifest: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dnx.compare import DEFAULT_TOLERANCES
-from dnx.errors import DnxError, VerificationError
+from dnx.errors import DnxError, VerificationError, require
 from dnx.export.manifest import embed, model_manifest, write_sidecar
 from dnx.export.verify import VerificationReport, verify_onnx
 from dnx.fileio import atomic_path, check_writable
@@ -57,11 +57,7 @@ class ExportResult:
 
 
 def _simplify(proto):
-    try:
-        import onnxslim
-    except ImportError:
-        raise DnxError("--simplify needs onnxslim: pip install 'dnx[simplify]'") from None
-    return onnxslim.slim(proto)
+    return require("onnxslim", "simplify", "--simplify").slim(proto)
 
 
 def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
@@ -76,7 +72,9 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     from dnx.export.graph import remove_identities
 
     options.validate()
-    output = check_writable(output)
+    if options.simplify:
+        require("onnxslim", "simplify", "--simplify")  # before minutes of export, not after
+    output = check_writable(output, sidecar=True)
     cfg, model = loaded.config, loaded.model.eval()
     example = torch.zeros(options.batch or 1, cfg.in_channels, cfg.image_size, cfg.image_size)
     manifest = model_manifest(cfg, loaded.weights, loaded.weights_path, INPUT_NAME, OUTPUT_NAME,

@@ -72,5 +72,25 @@ def verify_onnx(path: str | Path, reference, pre: Preprocess, batch: int | None,
             with torch.inference_mode():
                 ref = reference(torch.from_numpy(x)).numpy()
             out = next(iter(runner.infer({input_name: x}).values()))
-            report.cases.append((name, tolerance.apply(compare_logits(ref, out))))
+            report.cases.append((name, _degenerate(tolerance.apply(compare_logits(ref, out)), ref, out)))
     return report
+
+
+# Agreement with PyTorch proves nothing when both are degenerate (e.g. integer weights cast to zeros:
+# every logit 0, differences 0, cosine 0). A real classifier's logits vary and point the same way.
+MIN_COSINE = 0.999
+
+
+def _degenerate(c, ref: np.ndarray, out: np.ndarray):
+    problems = []
+    if not c.min_cosine >= MIN_COSINE:
+        problems.append(f"min cosine {c.min_cosine:.6f} < {MIN_COSINE}")
+    for what, logits in (("PyTorch", ref), ("ONNX", out)):
+        if not np.isfinite(logits).all():
+            problems.append(f"{what} outputs are not finite")
+        elif np.ptp(logits) == 0:
+            problems.append(f"{what} outputs are constant ({float(logits.flat[0]):g}): check the weights")
+    if problems:
+        earlier = [] if c.passed else [c.criterion]  # the tolerance's own failures, if any
+        c.passed, c.criterion = False, "; ".join(problems + earlier)
+    return c

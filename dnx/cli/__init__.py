@@ -2,37 +2,103 @@
 
 One module per command group registers its commands on the root group. Each command maps its
 options onto library calls; heavy packages are imported inside the callbacks so ``dnx --help``
-works with none of torch's optional companions installed. ``DnxError``s become one line on stderr
-and exit code 1 (2 for a missing dependency or device); other exceptions are bugs and keep their
-traceback.
+works with none of torch's optional companions installed.
+
+The error contract (README "Errors and exit codes"), the same for every command:
+  0    success
+  1    user error (bad option or input, unwritable output, failed verification): one line ``dnx: ...``
+  2    missing optional dependency or device: one line naming what to install
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP; no partial or temporary file left
+No traceback is shown unless ``--debug`` or ``DNX_DEBUG=1``; an unexpected exception (a bug in dnx)
+is one line too, exit 1, saying how to get its traceback.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import traceback
 
 import click
 
 from dnx.cli import bench, engine, export, models, precision  # noqa: F401  (register the commands)
+from dnx.cli import serve  # noqa: F401
+from dnx.cli import paper  # noqa: F401
+from dnx.cli import triton  # noqa: F401
 from dnx.cli.common import err
-from dnx.cli.group import cli
+from dnx.cli.group import cli, options
 from dnx.errors import DnxError
 
 __all__ = ["cli", "main"]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so that ``finally`` blocks (the atomic writes'
+    clean-up of temporary files) run as they do for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _debug() -> bool:
+    return options["debug"] or os.environ.get("DNX_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    command = exc.ctx.command_path if exc.ctx is not None else "dnx"
+    return f"{_one_line(exc.format_message()).rstrip('.')}; see '{command} --help'"
+
+
 def main(argv: list[str] | None = None) -> None:
+    handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    options["debug"] = False
     try:
-        cli.main(args=argv, prog_name="dnx", standalone_mode=False)
-    except click.exceptions.Abort:
-        err("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except DnxError as exc:
-        err(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err("interrupted; no partial artifact was left under its final name")
-        sys.exit(130)
+        code = cli.main(args=argv, prog_name="dnx", standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001  (every error ends here, as one line)
+        if _debug():
+            traceback.print_exc()
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        if isinstance(exc, click.exceptions.Abort):
+            err("aborted")
+            sys.exit(130)
+        if isinstance(exc, click.UsageError):
+            err(_usage_message(exc))
+            sys.exit(1)
+        if isinstance(exc, click.ClickException):
+            err(_one_line(exc.format_message()))
+            sys.exit(1)
+        if isinstance(exc, DnxError):
+            err(_one_line(str(exc)))
+            sys.exit(exc.exit_code)
+        if isinstance(exc, OSError) and exc.strerror:  # the machine refused (disk full, permissions)
+            where = f" {exc.filename}" if exc.filename else ""
+            err(f"cannot complete:{where} {exc.strerror}")
+            sys.exit(1)
+        hint = "" if _debug() else "; rerun with --debug for the traceback"
+        err(f"internal error (a bug in dnx, please report it): {type(exc).__name__}: "
+            f"{_one_line(exc) or 'no message'}{hint}")
+        sys.exit(1)
+    except KeyboardInterrupt as exc:
+        if _debug():
+            traceback.print_exc()
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        name = signal.Signals(signum).name
+        err(f"interrupted ({name}); no partial or temporary file was left")
+        sys.exit(128 + signum)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    if isinstance(code, int) and code:
+        sys.exit(code)

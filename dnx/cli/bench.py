@@ -52,6 +52,8 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     an ONNX file made by `dnx export`. The reference is PyTorch FP32 on the CPU; every backend gets
     the same inputs. Backends that cannot run here are reported as unavailable.
     """
+    from pathlib import Path
+
     from dnx.benchmarks import report
     from dnx.benchmarks.harness import BenchConfig, run_bench
     from dnx.errors import MissingDependencyError, require
@@ -59,9 +61,19 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
 
     writers = {"json": (json_path, report.write_json), "CSV": (csv_path, report.write_csv),
                "Markdown": (markdown_path, report.write_markdown), "plot": (plot_path, report.plot)}
-    for path, _ in writers.values():
+    for option, path in (("--json", json_path), ("--csv", csv_path), ("--markdown", markdown_path),
+                         ("--plot", plot_path)):
         if path:
-            check_writable(path)  # fail before minutes of benchmarking, not after
+            check_writable(path, option)  # fail before minutes of benchmarking, not after
+    if workdir and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise DnxError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
+    if target and Path(target).suffix.lower() == ".onnx" and Path(target).is_file():
+        from dnx.export.manifest import read_manifest
+
+        if read_manifest(target, required=False) is None:
+            # bench's reference is the PyTorch model a dnx manifest names; a foreign ONNX has none
+            raise DnxError(f"{target} has no dnx manifest, so there is no PyTorch model to compare it with; "
+                           f"bench a registered model by name (dnx bench MODEL) or a file made by `dnx export`")
     if plot_path:
         require("matplotlib", "plot", "--plot")
     names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else ()

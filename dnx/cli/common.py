@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from dnx.errors import DnxError
@@ -59,6 +61,10 @@ def manual_preprocess(mean, std, image_size):
         raise DnxError("--mean and --std take comma-separated numbers, e.g. 0.485,0.456,0.406") from None
     if len(m) != len(s) or len(m) not in (1, 3):
         raise DnxError("--mean and --std need 1 or 3 values each, the same count")
+    if not all(math.isfinite(v) for v in m) or not all(0 < v < math.inf for v in s):
+        raise DnxError(f"--std values must be positive and --mean values finite, got --mean {mean} --std {std}")
+    if not 1 <= image_size <= 4096:
+        raise DnxError(f"--image-size must be between 1 and 4096, got {image_size}")
     return Preprocess(image_size, round(image_size * 256 / 224) if image_size >= 64 else image_size, m, s, len(m))
 
 

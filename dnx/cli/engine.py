@@ -118,6 +118,19 @@ def _print_engine_summary(info: dict) -> None:
     print_notes(info.get("warnings", []))
 
 
+def _check_engine_manifest(path, info: dict) -> None:
+    """Without TensorRT only the sidecar can say the file is an engine: refuse a file without one, or
+    whose bytes are not the ones its sidecar recorded."""
+    manifest = info["manifest"]
+    if manifest is None:
+        raise DnxError(f"{path} has no dnx manifest ({path.name}.json), so without TensorRT dnx cannot tell "
+                       "whether it is an engine; inspect it with --layers on a machine with a GPU and TensorRT")
+    recorded = manifest.get("engine_sha256")
+    if recorded is not None and recorded != info["sha256"]:
+        raise DnxError(f"{path} is not the engine its manifest describes (sha256 {info['sha256'][:12]}, manifest "
+                       f"says {str(recorded)[:12]}); rebuild it with `{manifest.get('build_command', 'dnx build')}`")
+
+
 @cli.command("inspect")
 @click.argument("artifact", type=click.Path())
 @click.option("--layers/--no-layers", default=True, show_default=True,
@@ -138,10 +151,14 @@ def inspect_cmd(artifact, layers, as_json) -> None:
         from dnx.errors import MissingDependencyError
         from dnx.runtime.tensorrt.inspect import inspect_engine
 
+        if not path.is_file():
+            raise DnxError(f"engine {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         try:
             info, show = inspect_engine(path, layers=layers), _print_engine_summary
         except MissingDependencyError as exc:
             raise type(exc)(f"{exc}; `dnx inspect {path} --no-layers` shows its manifest on this machine") from None
+        if not layers:
+            _check_engine_manifest(path, info)
     else:
         raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
     if as_json:

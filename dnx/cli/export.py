@@ -9,6 +9,10 @@ from dnx.cli.group import cli
 from dnx.errors import DnxError
 
 
+# densenet121 at 2048x2048 already needs ~1 GiB per image for its first block's activations.
+MAX_IMAGE_SIZE = 2048
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("-o", "--output", type=click.Path(), help="Output file (default: MODEL.onnx).")
@@ -28,9 +32,12 @@ def export_cmd(model, output, weights, num_classes, image_size, batch, opset, ve
     from dnx.models import create_model, get_config
 
     cfg = get_config(model)
+    if image_size is not None and image_size > MAX_IMAGE_SIZE:
+        raise DnxError(f"--image-size {image_size} is larger than dnx exports ({MAX_IMAGE_SIZE}); its activations "
+                       "would not fit in memory: choose a smaller size")
     options = ExportOptions(batch=parse_batch(batch), opset=opset, verify=verify, simplify=simplify)
     options.validate()
-    output = check_writable(output or f"{cfg.name}.onnx")
+    output = check_writable(output or f"{cfg.name}.onnx", sidecar=True)
     loaded = create_model(cfg, weights=weights, seed=seed, num_classes=num_classes, image_size=image_size)
     console = make_console()
     try:

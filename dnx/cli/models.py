@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from dnx.cli.common import make_console
+from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
 
 
@@ -56,15 +56,19 @@ def train_cmd(model, data_path, test_data, epochs, batch_size, lr, seed, threads
     from rich.progress import Progress
 
     from dnx import __version__ as version
-    from dnx.data.datasets import load_labelled
+    from dnx.data.datasets import has_split, load_labelled
     from dnx.fileio import check_writable
     from dnx.models import get_config
     from dnx.train import TrainConfig, data_fingerprint, save_checkpoint, train
 
     cfg = get_config(model)
-    output = check_writable(output or f"{cfg.name}.pth")
+    output = check_writable(output or f"{cfg.name}.pth", sidecar=True)
     train_set = load_labelled(data_path, "train")
-    test_set = load_labelled(test_data or data_path, "test")
+    # Without a held-out set there is no test accuracy: accuracy on the training images is not one.
+    held_out = test_data or (data_path if has_split(data_path, "test") else None)
+    test_set = load_labelled(held_out, "test") if held_out else None
+    if test_set is None:
+        print_notes([f"{data_path} has no test split and no --test-data was given: no test accuracy is measured"])
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, limit=limit)
     with Progress(console=make_console(), transient=False) as progress:
         task = progress.add_task("training", total=None)
@@ -74,14 +78,16 @@ def train_cmd(model, data_path, test_data, epochs, batch_size, lr, seed, threads
                             description=f"epoch {epoch + 1}/{epochs} loss {loss:.3f}")
 
         def on_epoch(record: dict) -> None:
-            progress.console.print(f"epoch {record['epoch']}: loss {record['loss']:.4f}, test accuracy "
-                                   f"{record.get('test_accuracy', float('nan')):.2%}, {record['seconds']:.0f} s")
+            tested = f", test accuracy {record['test_accuracy']:.2%}" if "test_accuracy" in record else ""
+            progress.console.print(f"epoch {record['epoch']}: loss {record['loss']:.4f}{tested}, "
+                                   f"{record['seconds']:.0f} s")
 
         net, history = train(cfg, train_set, test_set, tc, on_step, on_epoch)
-    accuracy = history["epochs"][-1]["test_accuracy"]
+    accuracy = history["epochs"][-1].get("test_accuracy")
     manifest = {"model": cfg.to_dict(), "dnx_version": version, "history": history,
-                "test_accuracy": accuracy, "test_images": len(test_set),
+                "test_accuracy": accuracy, "test_images": len(test_set) if test_set else 0,
                 "train_data": {"path": str(data_path), "sha256": data_fingerprint(train_set.images, train_set.labels)},
                 "command": "dnx train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dnx train"}
     save_checkpoint(net, output, manifest)
-    click.echo(f"wrote {output} (test accuracy {accuracy:.2%} on {len(test_set)} images)")
+    tested = f"test accuracy {accuracy:.2%} on {len(test_set)} images" if test_set else "no test set"
+    click.echo(f"wrote {output} ({tested})")

@@ -72,6 +72,7 @@ def convert_cmd(model, precision, check, output) -> None:
 
     src = Path(model)
     result = convert_fp16(src, output or src.with_name(f"{src.stem}.{precision}.onnx"), check=check)
+    print_notes(result.notes)
     if result.comparison is not None:
         make_console().print(comparison_table("FP16 vs FP32 (onnxruntime CPU)", [("random + photos", result.comparison)]))
     click.echo(f"wrote {result.path} ({result.seconds:.1f} s)")
@@ -102,10 +103,14 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
         load_labelled,
         shipped_fashion_mnist_test,
     )
-    from dnx.fileio import write_json_atomic
+    from dnx.fileio import check_writable, write_json_atomic
     from dnx.models import ASSETS, create_model
     from dnx.tables import new_table, verdict
 
+    if json_path:
+        check_writable(json_path, "--json")  # before minutes of evaluation, not after
+    if Path(workdir).exists() and not Path(workdir).is_dir():
+        raise DnxError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
     loaded = create_model(model, weights=weights)
     if loaded.weights_path is None:
         raise DnxError(f"{model} has random weights: accuracy needs trained weights (--weights PATH)")
@@ -128,6 +133,6 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
                       f"{c.top1_agreement:.2%}", f"{c.max_abs_diff:.2e}", f"{c.cosine:.6f}", verdict(c))
     console.print(table)
     if json_path:
-        write_json_atomic(Path(json_path), report.to_dict())
+        write_json_atomic(Path(json_path), report.to_dict(), "--json")
     if not report.passed:
         raise DnxError("some precisions failed their parity tolerance (see the table)")

@@ -6,7 +6,9 @@ Everything here yields uint8 or float arrays ready for :mod:`dnx.data.preprocess
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +34,9 @@ def read_idx(path: str | Path) -> np.ndarray:
             dims = struct.unpack(f">{ndim}I", f.read(4 * ndim))
             dtype = np.dtype(_IDX_DTYPES[header[2]])
             data = f.read()
-    except (OSError, EOFError, struct.error) as exc:
+    except (OSError, EOFError, struct.error, zlib.error) as exc:
         raise DnxError(f"cannot read IDX file {path}: {exc}") from None
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a fuzzed header cannot overflow it
     if len(data) != expected:
         raise DnxError(f"{path} is truncated: {len(data)} bytes of data, header says {expected}")
     return np.frombuffer(data, dtype=dtype).reshape(dims)
@@ -69,20 +71,51 @@ def load_labelled(path: str | Path, split: str = "train") -> LabelledImages:
     if not path.exists():
         raise DnxError(f"dataset path {path} does not exist")
     if path.suffix == ".npz":
-        with np.load(path) as z:
-            if "images" not in z or "labels" not in z:
-                raise DnxError(f"{path} must hold arrays named 'images' and 'labels'")
-            classes = [str(c) for c in z["classes"]] if "classes" in z else None
-            return LabelledImages(z["images"], z["labels"].astype(np.int64), classes)
+        return _load_npz(path)
     if path.is_dir():
         pair = _find_idx_pair(path, split)
         if pair is not None:
-            images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)
-            if len(images) != len(labels):
-                raise DnxError(f"{pair[0]} has {len(images)} images but {pair[1]} has {len(labels)} labels")
-            return LabelledImages(images, labels)
+            return check_labelled(LabelledImages(read_idx(pair[0]), read_idx(pair[1])), f"{pair[0].parent}")
         return _load_image_folder(path / split if (path / split).is_dir() else path)
     raise DnxError(f"{path}: expected an IDX folder, an image folder with class subfolders, or an .npz file")
+
+
+def _load_npz(path: Path) -> LabelledImages:
+    try:
+        with np.load(path) as z:
+            if "images" not in z.files or "labels" not in z.files:
+                raise DnxError(f"{path} must hold arrays named 'images' and 'labels' (found: "
+                               f"{', '.join(z.files[:5]) or 'no arrays'})")
+            images, labels = z["images"], z["labels"]
+            classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+    except DnxError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (numpy/zipfile raise many types for damaged files)
+        raise DnxError(f"cannot read {path} as a labelled .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return check_labelled(LabelledImages(images, labels, classes), str(path))
+
+
+def check_labelled(data: LabelledImages, where: str) -> LabelledImages:
+    """uint8 images (N, H, W[, 1|3]) and as many integer labels >= 0, or a one-line DnxError."""
+    images, labels = data.images, np.asarray(data.labels)
+    if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3))):
+        raise DnxError(f"{where}: images are {images.dtype} {images.shape}; expected uint8 (N, H, W) or (N, H, W, 1|3)")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DnxError(f"{where}: labels are {labels.dtype} {labels.shape}; expected integers (N,)")
+    if len(labels) != len(images):
+        raise DnxError(f"{where}: {len(images)} images but {len(labels)} labels; give one label per image")
+    if len(labels) and labels.min() < 0:
+        raise DnxError(f"{where}: labels must be class indices >= 0, found {labels.min()}")
+    if data.classes is not None and len(labels) and labels.max() >= len(data.classes):
+        raise DnxError(f"{where}: label {labels.max()} but only {len(data.classes)} class names")
+    return LabelledImages(images, labels.astype(np.int64), data.classes)
+
+
+def has_split(path: str | Path, split: str) -> bool:
+    """Whether ``path`` holds its own ``split`` ("test"): an IDX pair, or a ``split`` subfolder of an
+    image folder. An .npz or a plain class-folder tree holds one set only."""
+    path = Path(path)
+    return path.is_dir() and (_find_idx_pair(path, split) is not None or (path / split).is_dir())
 
 
 def _load_image_folder(folder: Path) -> LabelledImages:

@@ -42,8 +42,12 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise DnxError(f"--weights {path} is a folder; give the checkpoint file (.pth/.pt/.safetensors)")
     if not path.is_file():
         raise DnxError(f"weights file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DnxError(f"weights file {path} is empty")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -56,12 +60,18 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        # torch wraps the reason in boilerplate; keep the line that names it
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if not ln.startswith(("Weights only load failed", "Please file",
+                                                                 "Check the documentation"))), "unsafe pickle")
+        if "GLOBAL" not in str(exc):  # random or damaged bytes, not a pickle that names code
+            raise DnxError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from None
         raise DnxError(
             f"refused to load {path}: it carries pickled code or objects other than tensors "
-            f"({first}); re-save it as a plain state dict: torch.save(model.state_dict(), PATH)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DnxError(f"cannot read {path} as a PyTorch checkpoint: {str(exc).splitlines()[0]}") from None
+            f"({reason}); re-save it as a plain state dict: torch.save(model.state_dict(), PATH)") from None
+    except Exception as exc:  # noqa: BLE001  (torch.load raises IndexError, KeyError... on random bytes)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DnxError(f"cannot read {path} as a PyTorch checkpoint: {first}") from None
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model", "model_state_dict"):
             if wrapper in obj and isinstance(obj[wrapper], dict):
@@ -83,6 +93,12 @@ def load_weights(model, path: str | Path) -> str:
     for k in expected:
         if k.endswith("num_batches_tracked") and k not in state:
             state[k] = expected[k]
+    # A cast from integers would load silently (and an all-zero network passes a tolerance on differences).
+    not_float = [f"{k} ({state[k].dtype})" for k, v in expected.items()
+                 if k in state and v.is_floating_point() and not state[k].is_floating_point()]
+    if not_float:
+        raise DnxError(f"{path} holds non-float tensors where the model has float weights ({len(not_float)}, "
+                       f"first: {', '.join(not_float[:3])}); save the checkpoint with float weights")
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
