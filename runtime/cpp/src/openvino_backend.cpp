@@ -11,7 +11,7 @@
 #include <list>
 #include <mutex>
 
-#include <openvino/openvino.hpp>
+#include <openvino/runtime/core.hpp>
 
 namespace dnx {
 namespace detail {
