@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml
 
 # The main job on the embedded default (no GPU: onnxruntime CPU): export densenet121 and prove it
 # equals PyTorch; then, on dnx's trained DenseNet-BC, export -> FP16 -> INT8 calibration -> accuracy
-# table; then a side-by-side latency/parity benchmark.
+# table; then a side-by-side latency/parity benchmark; then `dnx serve` on the exported model, one real
+# HTTP request, and a SIGTERM stop.
 demo: $(STAMP)
 	$(BIN)/dnx models
 	mkdir -p $(DEMO)
 	$(BIN)/dnx export densenet121 -o $(DEMO)/densenet121.onnx
 	$(BIN)/dnx eval densenet_bc22_fmnist --workdir $(DEMO)/eval
 	$(BIN)/dnx bench densenet121 --batch 1,8 --threads 1 --duration 3 --workdir $(DEMO)/bench --json $(DEMO)/bench.json
+	$(BIN)/python -m dnx.runtime.serve.process $(DEMO)/densenet121.onnx
 
 test: $(STAMP)
 	$(BIN)/pytest

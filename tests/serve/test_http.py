@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,51 +18,7 @@ httpx = pytest.importorskip("httpx", reason="httpx is a test dependency (pip ins
 pytest.importorskip("fastapi", reason="dnx serve needs pip install 'dnx[serve]'")
 
 from dnx.data.preprocess import bundled_photos  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningServer:
-    """`dnx serve ARTIFACT` on a free loopback port; waits for /readyz, fails fast if the process exits,
-    and on exit terminates (then kills) it."""
-
-    def __init__(self, artifact, *args: str, timeout: float = 180) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("dnx serve did not become ready in time")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def __enter__(self) -> "RunningServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+from dnx.runtime.serve.process import ServeProcess  # noqa: E402
 
 
 def _png(size, mode="L") -> bytes:
@@ -76,7 +31,7 @@ def _png(size, mode="L") -> bytes:
 
 @pytest.fixture(scope="module")
 def server(fmnist_onnx):
-    with RunningServer(fmnist_onnx, "--backend", "onnxruntime", "--max-body-mb", "1") as s:
+    with ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--max-body-mb", "1") as s:
         yield s
 
 
@@ -148,7 +103,7 @@ def test_metrics_count_requests_stages_and_batches(server):
 
 def test_overload_is_answered_503_with_retry_after(fmnist_onnx):
     photo = bundled_photos()[0].read_bytes()
-    with RunningServer(fmnist_onnx, "--backend", "onnxruntime", "--max-queue", "1", "--max-batch", "1") as s:
+    with ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--max-queue", "1", "--max-batch", "1") as s:
         with httpx.Client(timeout=60) as client, ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(lambda _: client.post(f"{s.url}/v1/classify", content=photo,
                                                           headers={"content-type": "image/jpeg"}), range(48)))
@@ -160,7 +115,7 @@ def test_overload_is_answered_503_with_retry_after(fmnist_onnx):
 
 def test_sigterm_mid_load_answers_every_accepted_request_and_exits_0(fmnist_onnx):
     photo = bundled_photos()[0].read_bytes()
-    s = RunningServer(fmnist_onnx, "--backend", "onnxruntime", "--max-delay-ms", "20")
+    s = ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--max-delay-ms", "20")
     outcomes: list[str] = []
     first_answer = threading.Event()
 

@@ -1,0 +1,175 @@
+"""Load benchmark of ``dnx serve`` against in-process ``Classifier.predict``, in one run.
+
+For each artifact (densenet121 FP32, densenet121 INT8, dnx's Fashion-MNIST model) and each
+concurrency (1, 8, 32), with micro-batching on and off:
+
+- in-process: ``C`` threads share one ``dnx.load`` classifier (through a ``Batcher`` when batching is on)
+  and classify the same encoded photos the HTTP client sends;
+- service: a real ``dnx serve`` process on a loopback port, driven by an ``httpx`` async client
+  with ``C`` requests in flight, bounded by a request count and a time limit.
+
+Reported per row: requests, errors, throughput, client latency p50/p90/p99, and the service's
+throughput as a ratio of the in-process one. One long run on the first artifact also reads the
+server's RSS after the first 500 and after 5,000 requests.
+
+    python -m dnx.benchmarks.serve_load [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+CONCURRENCY = (1, 8, 32)
+TIME_LIMIT_S = 120.0  # per measurement: a bound on every loop, whatever the request count
+
+
+def _stats(latencies: list[float], errors: int, seconds: float) -> dict:
+    lat = np.asarray(latencies) * 1e3
+    p50, p90, p99 = (np.percentile(lat, [50, 90, 99]) if len(lat) else (float("nan"),) * 3)
+    return {"requests": len(latencies) + errors, "ok": len(latencies), "errors": errors,
+            "seconds": round(seconds, 3), "throughput": round(len(latencies) / seconds, 2) if seconds else 0.0,
+            "p50_ms": round(float(p50), 2), "p90_ms": round(float(p90), 2), "p99_ms": round(float(p99), 2)}
+
+
+def _photos(folder: Path, n: int = 16) -> list[bytes]:
+    """Real JPEG photos (random crops of the offline photos), so requests differ as a service's would."""
+    from dnx.data.photos import make_photo_folder
+
+    return [p.read_bytes() for p in make_photo_folder(folder, n, size=320, seed=1)]
+
+
+def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, photos: list[bytes]) -> dict:
+    import dnx
+    from dnx.runtime.batching import Batcher
+
+    with dnx.load(artifact) as clf:
+        batcher = Batcher(clf, max_batch=8, max_delay_ms=2.0, max_queue=256) if batching else None
+        predict = batcher.predict if batcher else clf.predict
+        deadline = time.perf_counter() + TIME_LIMIT_S
+
+        def one(i: int) -> float | None:
+            if time.perf_counter() > deadline:
+                return None
+            start = time.perf_counter()
+            predict(photos[i % len(photos)], top_k=5)
+            return time.perf_counter() - start
+
+        for i in range(concurrency):  # warm-up: one round at this concurrency
+            one(i)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            lat = [t for t in pool.map(one, range(requests)) if t is not None]
+        seconds = time.perf_counter() - start
+        if batcher:
+            batcher.close()
+    return _stats(lat, 0, seconds)
+
+
+async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.perf_counter() + TIME_LIMIT_S
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < requests and time.perf_counter() < deadline:
+                i = next_index
+                next_index += 1
+                start = time.perf_counter()
+                try:
+                    r = await client.post(f"{url}/v1/classify", content=photos[i % len(photos)],
+                                          headers={"content-type": "image/jpeg"})
+                    ok = r.status_code == 200
+                except httpx.TransportError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        for i in range(concurrency):  # warm-up round
+            await client.post(f"{url}/v1/classify", content=photos[i % len(photos)], headers={"content-type": "image/jpeg"})
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    return _stats(latencies, errors, seconds)
+
+
+def prepare(workdir: Path, quick: bool) -> dict[str, Path]:
+    """The artifacts: densenet121 FP32 and INT8 (best CPU placement), and the shipped Fashion-MNIST model."""
+    from dnx.calibration.qdq import calibrate_qdq
+    from dnx.data.photos import make_photo_folder
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+    from dnx.models import create_model
+
+    arts = {}
+    fm = workdir / "densenet_bc22_fmnist.onnx"
+    export_onnx(create_model("densenet_bc22_fmnist"), fm, ExportOptions(verify=False))
+    arts["fmnist-fp32"] = fm
+    if not quick:
+        d121 = workdir / "densenet121.onnx"
+        export_onnx(create_model("densenet121"), d121, ExportOptions(verify=False))
+        arts["densenet121-fp32"] = d121
+        make_photo_folder(workdir / "calib", 64, seed=0)
+        int8 = workdir / "densenet121.int8-openvino.onnx"
+        calibrate_qdq(d121, int8, workdir / "calib", target="openvino", samples=64)
+        arts["densenet121-int8"] = int8
+    return arts
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.serve_load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Only the Fashion-MNIST model, fewer requests.")
+    parser.add_argument("--requests", type=int, default=2000, help="Requests per row at concurrency 32.")
+    args = parser.parse_args(argv)
+    from dnx.benchmarks.machine import machine_info
+    from dnx.benchmarks.scripts import save_result
+    from dnx.runtime.serve.process import ServeProcess
+
+    rows, rss = [], {}
+    with tempfile.TemporaryDirectory(prefix="dnx-serve-load-") as tmp:
+        photos = _photos(Path(tmp) / "requests")
+        arts = prepare(Path(tmp), args.quick)
+        for name, path in arts.items():
+            for batching in (True, False):
+                server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8" if batching else "1")
+                try:
+                    if name == "fmnist-fp32" and batching:  # RSS drift: 500 then 5,000 requests
+                        asyncio.run(_load(server.url, 32, 500, photos))
+                        rss["after_500"] = server.rss_mib()
+                        asyncio.run(_load(server.url, 32, 4500, photos))
+                        rss["after_5000"] = server.rss_mib()
+                    for c in CONCURRENCY:
+                        n = max(c * 8, args.requests * c // 32) if not args.quick else c * 20
+                        if "densenet121" in name and c == 1:
+                            n = min(n, 100)
+                        http = asyncio.run(_load(server.url, c, n, photos))
+                        local = in_process(path, c, n, batching, photos)
+                        ratio = http["throughput"] / local["throughput"] if local["throughput"] else None
+                        rows.append({"artifact": name, "batching": batching, "concurrency": c, "service": http,
+                                     "in_process": local, "service_vs_in_process": round(ratio, 3) if ratio else None})
+                        print(f"{name:18} batching={'on ' if batching else 'off'} c={c:2}: service "
+                              f"{http['throughput']:7.1f}/s p50 {http['p50_ms']:7.1f} p99 {http['p99_ms']:7.1f} "
+                              f"errors {http['errors']}; in-process {local['throughput']:7.1f}/s; ratio {ratio:.2f}",
+                              flush=True)
+                finally:
+                    server.stop()
+    if rss:
+        rss["growth"] = round(rss["after_5000"] / rss["after_500"] - 1, 4)
+    return save_result("serve_load", {"machine": machine_info(), "time_limit_s": TIME_LIMIT_S, "rows": rows,
+                                      "server_rss_mib": rss})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""``dnx serve`` as a child process on a free loopback port: what the tests, the load benchmark and
+``make demo`` start. Waits for ``/readyz``, fails fast (with the server's log) if the process exits,
+and stops with SIGTERM, then SIGKILL after a timeout.
+
+    python -m dnx.runtime.serve.process MODEL.onnx   # start, classify one bundled photo, stop
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dnx.errors import DnxError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DnxError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read().strip()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        self.stop(signal.SIGKILL)
+        raise DnxError(f"dnx serve did not become ready within {timeout:.0f} s")
+
+    def rss_mib(self) -> float:
+        """The server's resident memory (Linux /proc)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise DnxError("VmRSS not found in /proc")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the server and wait for it; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> "ServeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _demo(artifact: str) -> None:
+    import json
+
+    import httpx
+
+    from dnx.data.preprocess import bundled_photos
+
+    photo = bundled_photos()[0]
+    with ServeProcess(artifact) as server:
+        print(f"dnx serve {artifact} is ready on {server.url}")
+        r = httpx.post(f"{server.url}/v1/classify?top_k=3", content=photo.read_bytes(),
+                       headers={"content-type": "image/jpeg"}, timeout=60)
+        print(f"POST /v1/classify ({photo.name}) -> {r.status_code}")
+        print(json.dumps(r.json(), indent=1))
+        code = server.stop()
+    print(f"stopped with SIGTERM, exit code {code}")
+    if r.status_code != 200 or code != 0:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        raise SystemExit("usage: python -m dnx.runtime.serve.process ARTIFACT  (start dnx serve, classify one photo, stop)")
+    _demo(sys.argv[1])
