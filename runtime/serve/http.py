@@ -322,11 +322,15 @@ def serve(config: ServeConfig) -> dict | None:
                            "or --host") from None
     common = dict(host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=30,
                   lifespan="on")
-    # uvicorn re-raises a captured SIGINT/SIGTERM after its graceful shutdown, which would end this
-    # process with a signal status; a completed graceful stop is a success, so the re-raise is ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    def ignore_reraise() -> None:
+        # uvicorn re-raises a captured SIGINT/SIGTERM after its graceful shutdown (restoring the handlers
+        # it found first), which would end this process with a signal status; a completed graceful stop
+        # is a success, so the handlers it restores ignore that re-raise.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
     if config.workers > 1:
+        ignore_reraise()
         os.environ["DNX_SERVE_CONFIG"] = json.dumps(dataclasses.asdict(config))
         uvicorn.run("dnx.runtime.serve.http:app_from_env", factory=True, workers=config.workers, **common)
         return None
@@ -334,6 +338,7 @@ def serve(config: ServeConfig) -> dict | None:
     service.open()  # load errors surface here as one line, before anything listens
     try:
         server = uvicorn.Server(uvicorn.Config(build_app(config, service), **common))
+        ignore_reraise()  # only now: a signal during the model load still stops the process at once
         server.run()
     finally:
         service.close()
