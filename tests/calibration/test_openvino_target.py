@@ -24,7 +24,7 @@ from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
 pytest.importorskip("nncf", reason="--target openvino needs NNCF: pip install 'dnx[openvino]'")
 
-from dnx.runtime.openvino.runner import OpenVINORunner  # noqa: E402
+from dnx.runtime.openvino.runner import OpenVINORunner
 
 CALIB = ASSETS / "fashion_mnist_calib512.npz"
 TARGETS = ("tensorrt", "onnxruntime", "openvino")
