@@ -1,0 +1,418 @@
+"""Accuracy-budgeted INT8: the fewest float units that keep a Q/DQ graph within a top-1 budget.
+
+Units are the model's own structure. For a dnx DenseNet (its ONNX has a dnx manifest with a model
+config): ``stem``, each dense layer ``features.denseblockB.denselayerL`` (its BN/ReLU/1x1/BN/ReLU/3x3
+nodes), each transition ``features.transitionT``, and ``classifier`` (``norm5`` and the Gemm), named
+from the exporter's node names (``/features/denseblock1/denselayer1/conv1/Conv``), else from the
+weight initializer's name. For a foreign ONNX the units are its named Conv/Gemm nodes. A unit "in
+float" is the existing ``exclude`` mechanism applied to all of its nodes, so onnxruntime's quantizer
+places every remaining Q/DQ pair itself and no Q or DQ is left dangling; for ``--target onnxruntime``
+an excluded BatchNorm also stays a BatchNorm (no depthwise rewrite) and the island runs in float.
+
+Search, on the *search* half of the labelled data (a seeded split; the other half is held apart):
+
+1. FP32 reference logits and plain INT8 (all units quantized). If the budget holds: done.
+2. Sensitivity: each unit alone in float (U evaluations), ranked by top-1 agreement with FP32, then
+   by mean cosine (agreement is what both budgets measure; cosine breaks the many ties).
+3. Greedy prefixes of that ranking (top-1, top-2, ... units in float) until the budget holds: k
+   evaluations, at most U - 1 (all units in float is the FP32 graph, not an INT8 one).
+4. The chosen graph and plain INT8 scored once on the held-apart half.
+
+Cost: 1 + U + k + 2 INT8 evaluations (each = a Q/DQ write from the cached ranges + one onnxruntime
+pass over the half) plus 2 FP32 passes; for the shipped Fashion-MNIST model (U = 13) at most 28.
+Each Pareto point (0..k float units) is also timed at batch 1 on onnxruntime CPU, with the number of
+Transposes onnxruntime's optimized graph holds (float islands inside an NHWC QLinearConv graph cost
+layout Transposes). An impossible budget writes the best graph found and raises
+:class:`BudgetNotMetError`, whose ``report`` holds everything the manifest stores.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dnx.errors import DnxError
+
+WEIGHTED_OPS = ("Conv", "Gemm")
+_LAYER_OR_TRANSITION = re.compile(r"^features\.(denseblock\d+\.denselayer\d+|transition\d+)(\.|$)")
+_STEM = re.compile(r"^features\.(conv0|norm0|relu0|pool0)(\.|$)")
+_HEAD = re.compile(r"^(classifier|features\.norm5)(\.|$)")
+
+
+class BudgetNotMetError(DnxError):
+    """No float set tried met the budget; the best graph found was written. ``report`` says what was tried."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Metrics:
+    accuracy: float
+    reference_accuracy: float
+    agreement: float
+    cosine: float
+
+    @property
+    def accuracy_drop(self) -> float:
+        return (self.reference_accuracy - self.accuracy) * 100
+
+    @property
+    def agreement_loss(self) -> float:
+        return (1 - self.agreement) * 100
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "accuracy_drop_pt": round(self.accuracy_drop, 4),
+                "agreement_loss_pt": round(self.agreement_loss, 4)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Top-1 budget in percentage points: accuracy drop vs FP32 and/or top-1 agreement loss."""
+
+    max_accuracy_drop: float | None = None
+    max_agreement_loss: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_accuracy_drop is None and self.max_agreement_loss is None:
+            raise DnxError("give a budget: --max-accuracy-drop POINTS and/or --max-agreement-loss POINTS")
+
+    def met(self, m: Metrics) -> bool:
+        # a hair of slack so float rounding of equal counts cannot flip a tie
+        return (self.max_accuracy_drop is None or m.accuracy_drop <= self.max_accuracy_drop + 1e-9) and (
+            self.max_agreement_loss is None or m.agreement_loss <= self.max_agreement_loss + 1e-9)
+
+    def describe(self) -> str:
+        parts = [] if self.max_accuracy_drop is None else [f"accuracy drop <= {self.max_accuracy_drop:g} pt"]
+        if self.max_agreement_loss is not None:
+            parts.append(f"agreement loss <= {self.max_agreement_loss:g} pt")
+        return " and ".join(parts)
+
+
+def _module_path(name: str) -> str:
+    """"/features/denseblock1/denselayer1/conv1/Conv" -> "features.denseblock1.denselayer1.conv1"."""
+    return ".".join(name.strip("/").split("/")[:-1])
+
+
+def _densenet_unit(module: str) -> str | None:
+    if match := _LAYER_OR_TRANSITION.match(module):
+        return f"features.{match.group(1)}"
+    if _STEM.match(module):
+        return "stem"
+    if _HEAD.match(module):
+        return "classifier"
+    return None
+
+
+def _weight_name(node, producers: dict) -> str | None:
+    """The initializer a Conv/Gemm reads as weights (through Identity nodes), or None for activations."""
+    name = node.input[1] if len(node.input) > 1 else ""
+    while name in producers and producers[name].op_type == "Identity":
+        name = producers[name].input[0]
+    return None if name in producers else name
+
+
+def quantizable_units(proto, manifest: dict | None) -> dict[str, list[str]]:
+    """Unit name -> the node names it keeps in float, in graph order (see the module docstring)."""
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    inputs = {i.name for i in proto.graph.input}
+    weighted = [n for n in proto.graph.node if n.op_type in WEIGHTED_OPS
+                and (w := _weight_name(n, producers)) is not None and w not in inputs]
+    weighted_ids = {id(n) for n in weighted}
+    units: dict[str, list[str]] = {}
+    if manifest and "model" in manifest:
+        for node in proto.graph.node:
+            unit = _densenet_unit(_module_path(node.name)) if node.name else None
+            if unit is None and id(node) in weighted_ids:
+                # a node that lost its name: the weight's initializer still carries the module path
+                unit = _densenet_unit(_weight_name(node, producers).removesuffix(".weight"))
+            if unit is not None and node.name:
+                units.setdefault(unit, []).append(node.name)
+        covered = {name for names in units.values() for name in names}
+        weighted = [n for n in weighted if n.name not in covered]
+        # units without a Conv/Gemm have nothing to quantize
+        units = {u: names for u, names in units.items()
+                 if any(n.name in names for n in proto.graph.node if n.op_type in WEIGHTED_OPS)}
+    for node in weighted:  # a foreign graph's units, and any dnx node the patterns did not place
+        if node.name:  # --exclude works by name; an unnamed node cannot be kept in float
+            units[node.name] = [node.name]
+    if not units:
+        raise DnxError("found no named Conv/Gemm node to keep in float; name the graph's nodes "
+                       "(or re-export it with `dnx export`)")
+    return units
+
+
+def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of ``n`` indices into the search half and the held-apart half."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+
+
+def _metrics(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Metrics:
+    from dnx.compare import compare_logits
+
+    c = compare_logits(reference, logits, labels)
+    return Metrics(c.accuracy, c.reference_accuracy, c.top1_agreement, c.cosine)
+
+
+@dataclass
+class _Search:
+    """Writes and scores candidate graphs; every candidate is a float-unit set written once."""
+
+    source: Path
+    workdir: Path
+    units: dict[str, list[str]]
+    quantize: Callable[[Path, list[str]], object]  # (output, exclude) -> CalibrationResult
+    x: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    threads: int
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    paths: dict[tuple[str, ...], Path] = field(default_factory=dict)
+    evaluations: int = 0
+
+    def logits(self, path: Path, half: str) -> np.ndarray:
+        from dnx.runtime.base import run_in_batches
+        from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+        with OnnxRuntimeRunner(path, threads=self.threads) as runner:
+            return run_in_batches(runner, self.x[half], 250)
+
+    def path(self, float_units: tuple[str, ...]) -> Path:
+        if float_units not in self.paths:
+            out = self.workdir / f"candidate{len(self.paths)}.onnx"
+            self.quantize(out, [name for u in float_units for name in self.units[u]])
+            self.paths[float_units] = out
+        return self.paths[float_units]
+
+    def score(self, float_units: tuple[str, ...], half: str = "search") -> Metrics:
+        if half not in self.reference:
+            self.reference[half] = self.logits(self.source, half)
+        self.evaluations += 1
+        return _metrics(self.reference[half], self.logits(self.path(float_units), half), self.labels[half])
+
+
+def _count_transposes(path: Path, workdir: Path) -> int:
+    """Transposes in onnxruntime's optimized CPU graph (layout changes around float islands)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # its warning that a saved optimized graph is machine-specific: known, scratch
+    options.optimized_model_filepath = str(workdir / f"{path.stem}.optimized.onnx")  # scratch, deleted with workdir
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sum(n.op_type == "Transpose" for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def _latency(path: Path, x1: np.ndarray, threads: int, duration_s: float) -> dict:
+    from dnx.benchmarks.latency import measure_latency
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(path, threads=threads) as runner:
+        (name,) = runner.input_metadata()
+        stats = measure_latency(runner, {name: x1}, warmup_s=0.2, duration_s=duration_s).end_to_end
+    return {"median_ms": round(stats.median_ms, 4), "p90_ms": round(stats.p90_ms, 4), "min_ms": round(stats.min_ms, 4)}
+
+
+def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_data, *, max_accuracy_drop: float | None = None,
+                          max_agreement_loss: float | None = None, target: str = "tensorrt",
+                          method: str | None = None, samples: int | None = 512, seed: int = 0,
+                          high_precision: str | None = None, cache_path: str | Path | None = None,
+                          batch_size: int = 8, preprocess=None, split_seed: int = 0, threads: int = 1,
+                          latency_s: float = 1.0, plot: str | Path | None = None,
+                          progress: Callable[[str], None] | None = None) -> dict:
+    """Write to ``output`` the INT8 Q/DQ graph of ``source`` with the fewest float units (in the
+    greedy sensitivity order) whose top-1 accuracy on the search half of ``eval_data`` (a path
+    :func:`dnx.data.datasets.load_labelled` reads, or ``LabelledImages``) is within
+    ``max_accuracy_drop`` points of FP32 and/or whose top-1 agreement with FP32 is within
+    ``max_agreement_loss`` points of 100% (at least one must be given).
+
+    Returns the report, also stored in the output's manifest as ``calibration.budget``; ``plot``
+    writes the Pareto plot (matplotlib). Raises :class:`BudgetNotMetError` after writing the best
+    graph found when no float set meets the budget.
+    """
+    import onnx
+    from dnx.benchmarks.machine import machine_info
+    from dnx.calibration.data import open_calibration_data
+    from dnx.calibration.qdq import calibrate_qdq, default_cache_path
+    from dnx.calibration.source import open_fp32_source
+    from dnx.export.manifest import (
+        embed,
+        manifest_of,
+        preprocess_from_manifest,
+        write_sidecar,
+    )
+
+    from dnx.data.datasets import LabelledImages, load_labelled
+    from dnx.data.preprocess import preprocess_array
+    from dnx.fileio import atomic_path, check_writable
+
+    step = progress or (lambda _msg: None)
+    budget = Budget(max_accuracy_drop, max_agreement_loss)
+    if plot is not None:
+        _check_plot_path(plot)
+    source, output, manifest, proto = open_fp32_source(
+        source, output, action="calibrate", required=preprocess is None,
+        qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export",
+        hint="pass --mean/--std/--image-size, or re-export it with `dnx export`")
+    pre = preprocess or preprocess_from_manifest(manifest)
+    units = quantizable_units(proto, manifest)
+    labelled = eval_data if isinstance(eval_data, LabelledImages) else load_labelled(eval_data, "test")
+    if len(labelled) < 2:
+        raise DnxError(f"--eval-data has {len(labelled)} labelled image(s); the search and its check need at least 2")
+    x = preprocess_array(labelled.images, pre)
+    search_idx, hold_idx = split_halves(len(labelled), split_seed)
+    cache_path = check_writable(cache_path, "--cache") if cache_path else default_cache_path(output)
+    calib = open_calibration_data(data, pre, samples, seed)
+    notes = list(calib.notes)
+    started = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="dnx-budget-", dir=output.parent) as tmp:
+        def quantize(out: Path, exclude: list[str]):
+            result = calibrate_qdq(source, out, calib, target=target, method=method, samples=samples, seed=seed,
+                                   exclude=exclude, high_precision=high_precision, cache_path=cache_path,
+                                   batch_size=batch_size, preprocess=pre)
+            if not exclude:
+                notes.append(f"reused calibration cache {cache_path}" if result.cache_hit
+                             else f"ranges cached in {cache_path}")
+            return result
+
+        search = _Search(source, Path(tmp), units, quantize,
+                         {"search": x[search_idx], "held_apart": x[hold_idx]},
+                         {"search": labelled.labels[search_idx], "held_apart": labelled.labels[hold_idx]}, threads)
+        step("calibrating plain INT8")
+        plain = search.score(())
+        tried: list[tuple[tuple[str, ...], Metrics]] = [((), plain)]
+        sensitivity: list[dict] = []
+        chosen: tuple[str, ...] | None = () if budget.met(plain) else None
+        if chosen is None:
+            for i, unit in enumerate(units, 1):
+                step(f"sensitivity {i}/{len(units)}: {unit} in float")
+                m = search.score((unit,))
+                sensitivity.append({"unit": unit, "nodes": len(units[unit]), **m.to_dict()})
+            ranking = [s["unit"] for s in sorted(sensitivity, key=lambda s: (-s["agreement"], -s["cosine"]))]
+            for k in range(1, len(ranking)):
+                step(f"greedy: {k} unit(s) in float")
+                float_set = tuple(ranking[:k])
+                m = search.score(float_set)
+                tried.append((float_set, m))
+                if budget.met(m):
+                    chosen = float_set
+                    break
+        # best found: the chosen set, else the one closest to the budget (agreement, then accuracy)
+        best, best_m = (chosen, next(m for s, m in tried if s == chosen)) if chosen is not None else \
+            max(tried, key=lambda t: (t[1].agreement, t[1].accuracy, -len(t[0])))
+        step("held-apart half")
+        held_plain, held_best = search.score((), "held_apart"), search.score(best, "held_apart")
+        search_seconds = time.perf_counter() - started
+
+        step("latency of each Pareto point")
+        x1 = x[search_idx[:1]]
+        pareto = []
+        for float_set, m in tried:
+            path = search.path(float_set)
+            pareto.append({"float_units": len(float_set), "added": float_set[-1] if float_set else None,
+                           "accuracy": m.accuracy, "agreement": m.agreement, "accuracy_drop_pt": round(m.accuracy_drop, 4),
+                           "meets_budget": budget.met(m), "latency": _latency(path, x1, threads, latency_s),
+                           "transposes": _count_transposes(path, Path(tmp))})
+        fp32_latency = _latency(source, x1, threads, latency_s)
+        report = {
+            "budget": {"max_accuracy_drop_pt": max_accuracy_drop, "max_agreement_loss_pt": max_agreement_loss},
+            "met": chosen is not None,
+            "target": target,
+            "units": "densenet-modules" if manifest and "model" in manifest else "node-names",
+            "unit_count": len(units),
+            "eval_data": {"images": len(labelled), "search": len(search_idx), "held_apart": len(hold_idx),
+                          "split_seed": split_seed},
+            "search": {"method": "one-unit-in-float sensitivity ranking (top-1 agreement, then cosine), then greedy "
+                                 "prefixes of the ranking until the budget holds",
+                       "evaluations": search.evaluations, "quantizations": len(search.paths),
+                       "seconds": round(search_seconds, 1)},
+            "sensitivity": sensitivity,
+            "float_units": list(best),
+            "float_nodes": [name for u in best for name in units[u]],
+            "plain_int8": {"search": plain.to_dict(), "held_apart": held_plain.to_dict()},
+            "result": {"search": best_m.to_dict(), "held_apart": held_best.to_dict(),
+                       "held_apart_meets_budget": budget.met(held_best)},
+            "pareto": {"backend": "onnxruntime CPU", "batch": 1, "threads": threads, "fp32_latency": fp32_latency,
+                       "points": pareto},
+            "machine": {"cpu": machine_info(threads)["cpu"], "isa_flags": _isa_flags()},
+            "notes": notes,
+        }
+        best_proto = onnx.load(str(search.path(best)))
+        best_manifest = manifest_of(best_proto, search.path(best))
+        best_manifest["calibration"]["budget"] = report
+        embed(best_proto, best_manifest)
+        with atomic_path(output) as out:
+            onnx.save(best_proto, str(out))
+        write_sidecar(output, best_manifest)
+    if plot is not None:
+        plot_pareto(report, plot)
+    if chosen is None:
+        raise BudgetNotMetError(
+            f"budget ({budget.describe()}) not met: the best graph found, int8 + {len(best)} float unit(s), has "
+            f"accuracy drop {best_m.accuracy_drop:.2f} pt and agreement loss {best_m.agreement_loss:.2f} pt on the "
+            f"search half; wrote it to {output} (loosen the budget, or calibrate with more --samples)", report)
+    return report
+
+
+def _isa_flags() -> list[str]:
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [w for w in wanted if w in flags]
+
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def _check_plot_path(path: str | Path) -> None:
+    """Before minutes of search: a plot format matplotlib writes, matplotlib installed, a writable path."""
+    from dnx.errors import require
+    from dnx.fileio import check_writable
+
+    if Path(path).suffix.lstrip(".").lower() not in PLOT_FORMATS:
+        raise DnxError(f"--budget-plot {path}: use a file ending in {', '.join('.' + f for f in PLOT_FORMATS)}")
+    require("matplotlib", "plot", "--budget-plot")
+    check_writable(path, "--budget-plot")
+
+
+def plot_pareto(report: dict, path: str | Path) -> None:
+    """Accuracy (search half) vs onnxruntime CPU batch-1 latency for 0, 1, 2, ... float units."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from dnx.fileio import atomic_path
+
+    _check_plot_path(path)
+    points = report["pareto"]["points"]
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)  # the object API with an explicit Agg canvas: no pyplot state, no display
+    ax = fig.subplots()
+    ms = [p["latency"]["median_ms"] for p in points]
+    acc = [p["accuracy"] * 100 for p in points]
+    ax.plot(ms, acc, marker="o", label="int8 + N float units")
+    for p, x, y in zip(points, ms, acc):
+        ax.annotate(str(p["float_units"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    reference = report["plain_int8"]["search"]["reference_accuracy"] * 100
+    ax.axhline(reference, color="grey", linestyle="--", label="FP32")
+    if report["budget"]["max_accuracy_drop_pt"] is not None:
+        ax.axhline(reference - report["budget"]["max_accuracy_drop_pt"], color="red", linestyle=":", label="budget")
+    ax.axvline(report["pareto"]["fp32_latency"]["median_ms"], color="grey", linestyle="-.", label="FP32 latency")
+    ax.set_xlabel(f"median latency, batch 1, {report['pareto']['backend']} (ms)")
+    ax.set_ylabel("top-1 accuracy, search half (%)")
+    ax.set_title(f"accuracy vs latency, --target {report['target']} ({report['machine']['cpu']})", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(str(tmp), format=Path(path).suffix.lstrip(".").lower())
