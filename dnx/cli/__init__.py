@@ -54,16 +54,30 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _usage_message(exc: click.UsageError) -> str:
+def _usage_message(exc: click.UsageError, argv: list[str]) -> str:
     command = exc.ctx.command_path if exc.ctx is not None else "dnx"
+    if command == "dnx":  # some parse errors carry the root's context; the command is in argv
+        command = next((f"dnx {a}" for a in argv if a in cli.commands), command)
     return f"{_one_line(exc.format_message()).rstrip('.')}; see '{command} --help'"
 
 
+def _run(argv: list[str]) -> int:
+    """click's Group.main without its standalone handling: click would turn KeyboardInterrupt into a
+    bare Abort (and print a blank line) before main() could say what happened."""
+    try:
+        with cli.make_context("dnx", list(argv)) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
     options["debug"] = False
     try:
-        code = cli.main(args=argv, prog_name="dnx", standalone_mode=False)
+        code = _run(argv)
     except Exception as exc:  # noqa: BLE001  (every error ends here, as one line)
         if _debug():
             traceback.print_exc()
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             err("aborted")
             sys.exit(130)
         if isinstance(exc, click.UsageError):
-            err(_usage_message(exc))
+            err(_usage_message(exc, argv))
             sys.exit(1)
         if isinstance(exc, click.ClickException):
             err(_one_line(exc.format_message()))
@@ -100,5 +114,5 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-    if isinstance(code, int) and code:
+    if code:
         sys.exit(code)

@@ -13,6 +13,7 @@ import numpy as np
 
 from dnx.data.preprocess import IMAGE_SUFFIXES, bundled_photos, load_image
 from dnx.errors import DnxError
+from dnx.fileio import atomic_path
 
 SYSTEM_FOLDERS = (Path("/usr/share/doc/opencv-doc/examples/data"), Path("/usr/share/backgrounds/mate"))
 # scikit-image sample images that are photographs (not synthetic test patterns)
@@ -64,6 +65,7 @@ def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int =
             x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
             crop = img.crop((x, y, x + side, y + side)).resize((size, size))
         path = dest / f"photo_{i:04d}.jpg"
-        crop.save(path, quality=92)
+        with atomic_path(path) as tmp:
+            crop.save(tmp, format="JPEG", quality=92)
         written.append(path)
     return written
