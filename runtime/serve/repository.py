@@ -22,9 +22,10 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from dnx.errors import DnxError
 
@@ -53,7 +54,7 @@ class RepositoryOptions:
     ensemble: bool = True
     force: bool = False
 
-    def validate(self) -> "RepositoryOptions":
+    def validate(self) -> RepositoryOptions:
         if self.max_batch is not None and not (isinstance(self.max_batch, int) and self.max_batch >= 1):
             raise RepositoryError(f"--max-batch must be a positive integer, got {self.max_batch!r}")
         if not 1 <= self.instances <= 64:
@@ -157,7 +158,7 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
         max_batch = options.max_batch or limit or DEFAULT_MAX_BATCH
         if limit is not None and max_batch > limit:
             raise RepositoryError(f"--max-batch {max_batch} is larger than {path}'s optimization profile (max batch "
-                                  f"{limit}); rebuild with `dnx build ... --max-batch {max_batch}` or lower --max-batch")
+                                  f"{limit}); rebuild with `dnx build ... --max-batch {max_batch}` or lower it")
         if any(b > max_batch for b in options.preferred_batch):
             raise RepositoryError(f"--preferred-batch {','.join(map(str, options.preferred_batch))} exceeds the "
                                   f"max batch {max_batch}")
@@ -284,7 +285,6 @@ class ModelConfigBuilder:
 def to_pbtxt(config: dict[str, Any]) -> str:
     """A config dict as Triton's config.pbtxt; unknown fields or bad enum values raise RepositoryError."""
     from google.protobuf import json_format, text_format
-
     from tritonclient.grpc import model_config_pb2
 
     try:

@@ -26,9 +26,9 @@ import socket
 import sysconfig
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class TritonServeConfig:
     image_model: bool = True
     exit_timeout_s: int = 5  # in-flight requests get this long at shutdown
 
-    def validate(self) -> "TritonServeConfig":
+    def validate(self) -> TritonServeConfig:
         ports = (("--http-port", self.http_port), ("--grpc-port", self.grpc_port),
                  ("--metrics-port", self.metrics_port))
         for option, port in ports:
@@ -162,13 +162,13 @@ class TritonServer:
         return self._triton is not None and self._triton.is_alive()
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "TritonServer":
+    def start(self) -> TritonServer:
         require("pytriton", "triton", "dnx triton serve")
         from dnx.runtime.classifier import load
         from dnx.runtime.serve.repository import RepositoryOptions, network_spec

@@ -155,7 +155,8 @@ def test_engine_repository_takes_batch_from_the_profile(tmp_path, fake_engine):
     assert (repo / "fmnist_int8" / "1" / "model.plan").read_bytes() == engine.read_bytes()
     assert [(t.name, dims(t)) for t in net.input] == [("input", [1, 28, 28])]
     assert [(t.name, dims(t)) for t in net.output] == [("logits", [10])]
-    assert (net.instance_group[0].count, net.instance_group[0].kind) == (3, model_config_pb2.ModelInstanceGroup.KIND_GPU)
+    (group,) = net.instance_group
+    assert (group.count, group.kind) == (3, model_config_pb2.ModelInstanceGroup.KIND_GPU)
     assert net.parameters["dnx_precision"].string_value == "int8"
     assert parse(repo / "fmnist_int8_image").ensemble_scheduling.step[1].model_name == "fmnist_int8"
 
