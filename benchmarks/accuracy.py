@@ -7,9 +7,9 @@ compared against PyTorch FP32 logits on the same inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, compare_logits
 from dnx.data.datasets import LabelledImages
@@ -47,15 +47,20 @@ class AccuracyReport:
 def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str | Path,
                         calib_data, *, samples: int = 512, method: str | None = None,
                         targets: tuple[str, ...] = ("tensorrt", "onnxruntime"), threads: int = 0,
-                        progress: Callable[[str], None] | None = None) -> AccuracyReport:
-    """Export, convert and calibrate ``loaded`` into ``workdir``, then score each precision on ``data``."""
+                        progress: Callable[[str], None] | None = None, budget: dict | None = None) -> AccuracyReport:
+    """Export, convert and calibrate ``loaded`` into ``workdir``, then score each precision on ``data``.
+
+    ``budget`` (``max_accuracy_drop``, ``max_agreement_loss``, ``target``) adds the row of
+    :func:`dnx.calibration.budget.calibrate_with_budget`'s graph ("int8 + N float units"), searched on
+    half of ``data`` and scored here on all of it like the other rows."""
     from dnx.calibration.fp16 import convert_fp16
     from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.preprocess import preprocess_array
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.runtime.base import run_in_batches
     from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
     from dnx.runtime.torch.runner import TorchRunner
+
+    from dnx.data.preprocess import preprocess_array
 
     step = progress or (lambda _msg: None)
     workdir = Path(workdir)
@@ -84,6 +89,9 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
         if result.cache_hit:
             report.notes.append(f"reused calibration cache {result.cache_path}")
         artifacts.append((f"ONNX INT8 QDQ ({target})", "int8", result.path))
+    if budget:
+        artifacts.append(_budget_artifact(fp32, workdir / f"{cfg.name}.int8-budget-{budget['target']}.onnx",
+                                          calib_data, data, budget, samples, method, report.notes, step))
 
     for label, precision, path in artifacts:
         step(f"evaluate {label}")
@@ -93,3 +101,22 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
         report.rows.append(AccuracyRow(label, precision, str(path), comparison))
     return report
 
+
+
+def _budget_artifact(fp32: Path, output: Path, calib_data, data: LabelledImages, budget: dict, samples: int,
+                     method: str | None, notes: list[str], step) -> tuple[str, str, Path]:
+    """The accuracy-budgeted graph's row; a budget it could not meet still gets its best graph's row."""
+    from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
+
+    step(f"accuracy budget search ({budget['target']} placement)")
+    try:
+        report = calibrate_with_budget(fp32, output, calib_data, data, max_accuracy_drop=budget.get("max_accuracy_drop"),
+                                       max_agreement_loss=budget.get("max_agreement_loss"), target=budget["target"],
+                                       method=method, samples=samples, progress=step)
+    except BudgetNotMetError as exc:
+        report = exc.report
+        notes.append(f"budget not met; the row is the best graph found: {exc}")
+    notes.append(f"budget row: {len(report['float_units'])} float unit(s) ({', '.join(report['float_units']) or 'none'}) "
+                 f"searched on {report['eval_data']['search']} of the images in {report['search']['evaluations']} "
+                 f"evaluations; held-apart half {'meets' if report['result']['held_apart_meets_budget'] else 'misses'} it")
+    return f"ONNX INT8 + {len(report['float_units'])} float units ({budget['target']})", "int8", output

@@ -158,7 +158,13 @@ def convert_cmd(model, precision, check, output) -> None:
 @click.option("--threads", default=0, type=int)
 @click.option("--workdir", type=click.Path(), default="build/eval", show_default=True)
 @click.option("--json", "json_path", type=click.Path(), help="Also write the report as JSON.")
-def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, threads, workdir, json_path) -> None:
+@click.option("--max-accuracy-drop", type=float,
+              help="Add the row of `dnx calibrate --max-accuracy-drop` (int8 + N float units), searched on half the data.")
+@click.option("--max-agreement-loss", type=float, help="Budget on top-1 agreement loss (points) for that row.")
+@click.option("--budget-target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
+              show_default=True, help="Q/DQ placement of the budget row.")
+def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, threads, workdir, json_path,
+             max_accuracy_drop, max_agreement_loss, budget_target) -> None:
     """Accuracy of PyTorch FP32 vs ONNX FP32 / FP16 / INT8 QDQ over a labelled set."""
     from pathlib import Path
 
@@ -183,10 +189,14 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
     if limit:
         data = LabelledImages(data.images[:limit], data.labels[:limit], data.classes)
     calib = calib_data or ASSETS / "fashion_mnist_calib512.npz"
+    budget = None
+    if max_accuracy_drop is not None or max_agreement_loss is not None:
+        budget = {"max_accuracy_drop": max_accuracy_drop, "max_agreement_loss": max_agreement_loss,
+                  "target": budget_target}
     console = make_console()
     with console.status("evaluating...") as status:
         report = evaluate_precisions(loaded, data, workdir, calib, samples=samples, method=method,
-                                     threads=threads, progress=lambda msg: status.update(msg))
+                                     threads=threads, progress=lambda msg: status.update(msg), budget=budget)
     print_notes(report.notes)
     table = new_table(f"{model}: accuracy on {report.images} labelled images (onnxruntime CPU)",
                       ("precision", "accuracy", "delta", "top-1 agree", "max|diff|", "cosine", "result"),
