@@ -49,50 +49,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from dnx.runtime.tensorrt.api_versions import FIRST_IN, REMOVED, Version
+
 API_DIR_ENV = "DNX_TRT_API_DIR"
 ROOT_NAMES = frozenset({"trt"})
 MAJOR_FUNCTION = "trt_major_version"  # returns an int: 10
 VERSION_FUNCTION = "trt_version"  # returns a tuple: (10, 8, 0, 43)
 VERSION_FUNCTIONS = (MAJOR_FUNCTION, VERSION_FUNCTION)
 IS_TRT11 = "is_trt11"
-
-Version = tuple[int, ...]
-
-# Names newer than the oldest supported release (10.0), with the release that brought them (NVIDIA's
-# release notes; the bindings lists agree: absent from every older list, present in every newer one).
-# A use must sit behind ``if trt_version(trt) >= FIRST_IN[name]:``.
-FIRST_IN: dict[str, Version] = {
-    "device_memory_size_v2": (10, 1),
-    "get_device_memory_size_for_profile_v2": (10, 1),
-    "runtime_platform": (10, 3),
-    "tiling_optimization_level": (10, 8),
-    "SAME_COMPUTE_CAPABILITY": (10, 9),
-}
 PYTHON_LEVEL_NAMES = frozenset({"__version__"})
-
-
-@dataclass(frozen=True)
-class Removed:
-    names: frozenset[str]
-    pairs: frozenset[tuple[str, str]]  # (owner attribute, name), e.g. ("BuilderFlag", "FP16")
-
-
-REMOVED = {
-    10: Removed(
-        names=frozenset({"build_engine", "execute_async_v2", "num_bindings", "get_binding_shape", "get_binding_name",
-                         "get_binding_dtype", "get_binding_index", "binding_is_input", "set_binding_shape",
-                         "max_workspace_size"}),
-        pairs=frozenset()),
-    11: Removed(
-        names=frozenset({"IInt8Calibrator", "IInt8EntropyCalibrator", "IInt8EntropyCalibrator2",
-                         "IInt8MinMaxCalibrator", "IInt8LegacyCalibrator", "CalibrationAlgoType", "int8_calibrator",
-                         "set_calibration_profile", "get_calibration_profile", "quantization_flags",
-                         "QuantizationFlag", "platform_has_fast_fp16", "platform_has_fast_int8",
-                         "IAlgorithmSelector", "algorithm_selector", "EXPLICIT_BATCH"}),
-        pairs=frozenset(("BuilderFlag", flag) for flag in (
-            "FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
-            "PREFER_PRECISION_CONSTRAINTS"))),
-}
 
 
 @dataclass(frozen=True)
@@ -159,9 +124,10 @@ def load_api_lists(api_dir: str | Path | None = None) -> list[ApiList]:
 
 
 def dnx_tensorrt_modules() -> list[Path]:
-    """dnx's modules that touch TensorRT objects: everything in ``runtime/tensorrt/`` but this checker."""
+    """dnx's modules that touch TensorRT objects: everything in ``runtime/tensorrt/`` but this checker
+    and its tables."""
     here = Path(__file__).resolve()
-    return sorted(p for p in here.parent.glob("*.py") if p.name not in (here.name, "__init__.py"))
+    return sorted(p for p in here.parent.glob("*.py") if p.name not in (here.name, "api_versions.py", "__init__.py"))
 
 
 # -- collecting uses -----------------------------------------------------------------------------

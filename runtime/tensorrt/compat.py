@@ -11,7 +11,7 @@ Conventions checked by :mod:`dnx.runtime.tensorrt.api_check` (read by a test on 
 * a name that exists in one major version only is used inside ``if is_trt11(trt):`` or
   ``if trt_major_version(trt) >= 11:`` (or their ``else``); a name that arrived after the oldest
   supported release (:data:`MIN_VERSION`) is used inside ``if trt_version(trt) >= (10, 9):`` with
-  the version of :data:`dnx.runtime.tensorrt.api_check.FIRST_IN`. Such branches live in this module.
+  the version of :data:`dnx.runtime.tensorrt.api_versions.FIRST_IN`. Such branches live in this module.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dnx.runtime.tensorrt.api_check import (
-    FIRST_IN, REMOVED, check_files, check_source, collect_uses, dnx_tensorrt_modules, load_api_lists)
+from dnx.runtime.tensorrt.api_check import check_files, check_source, collect_uses, dnx_tensorrt_modules, \
+    load_api_lists
+from dnx.runtime.tensorrt.api_versions import FIRST_IN, REMOVED
 from dnx.runtime.tensorrt.compat import MIN_VERSION
 
 # The lists are committed with the checker: a missing list is a broken checkout, not a reason to skip.

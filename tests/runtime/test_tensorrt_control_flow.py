@@ -28,7 +28,8 @@ from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize
 from dnx.runtime.tensorrt.runner import TensorRTRunner
 
 TRT_MODULES = ["dnx.runtime.tensorrt.compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.tensorrt.runner",
-               "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check"]
+               "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check",
+               "dnx.runtime.tensorrt.api_versions", "dnx.runtime.tensorrt.timing_cache"]
 
 
 # -- files ------------------------------------------------------------------------------------------
