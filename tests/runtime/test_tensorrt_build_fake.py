@@ -55,7 +55,7 @@ def fp32_onnx(path):
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4, 6, 6])],
                               [numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
 
