@@ -228,3 +228,25 @@ def test_int8_backend_calibrates_through_the_keyed_cache(tmp_path):
     np.savez(calib, images=shipped["images"][32:64])
     run_bench(config)
     assert json.loads(cache.read_text())["ranges"] != ranges
+
+
+def test_openvino_backends_end_to_end(tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
+    pytest.importorskip("nncf", reason="ov-int8 calibrates with NNCF: pip install 'dnx[openvino]'")
+    from dnx.models import ASSETS
+    from dnx.runtime.openvino.runner import cpu_capabilities
+
+    config = BenchConfig(target=MODEL, backends=("ov-cpu", "ov-int8"), workdir=str(tmp_path), ov_precision="fp32",
+                         calib_data=str(ASSETS / "fashion_mnist_calib512.npz"),
+                         data=str(ASSETS / "fashion_mnist_test5k.npz"), **{**FAST, "samples": 200})
+    cpu, int8 = run_bench(config).backends
+    assert cpu.ran and cpu.precision == "fp32" and cpu.parity_passed, cpu.reason
+    assert int8.ran and int8.precision == "int8", int8.reason
+    assert dict(int8.parity)["data:fashion_mnist_test5k.npz"].passed  # top-1 agreement >= 99%
+    assert json.loads(next(tmp_path.glob("*.int8.*.onnx.json")).read_text())["calibration"]["target"] == "openvino"
+    if "BF16" not in cpu_capabilities():
+        bf16 = run_bench(BenchConfig(target=MODEL, backends=("ov-cpu",), ov_precision="bf16", **FAST)).backends[0]
+        assert bf16.status == "unavailable" and "no BF16 support" in bf16.reason
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    gone = run_bench(BenchConfig(target=MODEL, backends=("ov-cpu",), **FAST)).backends[0]
+    assert gone.status == "unavailable" and "dnx[openvino]" in gone.reason
