@@ -3,7 +3,8 @@
 Full TensorRT cannot be installed on the CPU machines, so dnx's TensorRT code is never executed
 there. This module reads that code with ``ast`` (nothing is imported), collects every attribute
 name read or written on the tensorrt module and on objects derived from it, and compares them with
-the names found in each version's compiled bindings (``shared/trt-api/tensorrt-<version>.txt``).
+the names found in each version's compiled bindings (``api_names/tensorrt-<version>.txt`` beside
+this module: 10.0.1, 10.8.0.43, 10.16.1.11, 11.0.0.114 and 11.4.0.106, copied from ``shared/trt-api``).
 
 What counts as a TensorRT object (the conventions of :mod:`dnx.runtime.tensorrt.compat`):
 
