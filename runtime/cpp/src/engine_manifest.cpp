@@ -4,7 +4,7 @@
 // Pure functions, so they are tested on machines without TensorRT.
 #include "engine.hpp"
 
-#include <regex>
+#include <cctype>
 
 #include <nlohmann/json.hpp>
 
@@ -16,12 +16,19 @@ using nlohmann::json;
 
 [[noreturn]] void refuse(const std::string& what) { throw Error(Error::Code::ManifestMismatch, what); }
 
+// The numbers in a version string, e.g. "10.8.0.43" -> {10, 8, 0} for parts = 3.
 std::vector<int> version_tuple(const std::string& version, std::size_t parts) {
     std::vector<int> out;
-    static const std::regex digits("\\d+");
-    for (auto it = std::sregex_iterator(version.begin(), version.end(), digits); it != std::sregex_iterator() &&
-                                                                                 out.size() < parts; ++it)
-        out.push_back(std::stoi(it->str()));
+    for (std::size_t i = 0; i < version.size() && out.size() < parts;) {
+        if (!std::isdigit(static_cast<unsigned char>(version[i]))) {
+            ++i;
+            continue;
+        }
+        int value = 0;
+        for (; i < version.size() && std::isdigit(static_cast<unsigned char>(version[i])) && value < 100000; ++i)
+            value = value * 10 + (version[i] - '0');
+        out.push_back(value);
+    }
     return out;
 }
 
