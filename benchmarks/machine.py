@@ -22,6 +22,25 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+# The instruction sets that decide which CPU backend and precision win (VNNI: INT8 dot products;
+# AVX-512 BF16 / AMX: BF16 and INT8 matrix units).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def isa_flags() -> list[str] | None:
+    """Which of :data:`ISA_FLAGS` this CPU has (Linux /proc/cpuinfo); None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def cpu_model() -> str:
+    return _cpu_model()[0]
+
+
 def _cpu_model() -> tuple[str, int | None]:
     """CPU model name and physical core count from /proc/cpuinfo (Linux), else platform's guess."""
     try:
@@ -85,6 +104,7 @@ def machine_info(threads: int = 0) -> dict:
                 "onnx": _dist_version("onnx"), "numpy": np.__version__,
                 "tensorrt": _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs"),
                 "python": platform.python_version()}
-    return {"cpu": cpu, "physical_cores": physical, "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
+    return {"cpu": cpu, "isa_flags": isa_flags(), "physical_cores": physical, "logical_cpus": os.cpu_count(),
+            "usable_cpus": affinity,
             "gpu": gpu, "os": platform.platform(), "versions": versions,
             "threads": {"requested": threads, "torch": torch.get_num_threads()}}

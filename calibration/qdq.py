@@ -97,12 +97,10 @@ def _method(name: str):
 
 def cpu_has_vnni() -> bool:
     """Whether this x86 CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return True  # not Linux/x86: keep full 8-bit weights
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    from dnx.benchmarks.machine import isa_flags
+
+    flags = isa_flags()
+    return True if flags is None else ("avx512_vnni" in flags or "avx_vnni" in flags)  # unknown: full 8-bit weights
 
 
 def _placement(target: str, model_proto, exclude: Sequence[str]):
