@@ -83,8 +83,10 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
 
     Stops cleanly on SIGINT/SIGTERM (exit 0), leaving no server process behind.
     """
+    from dnx.errors import require
     from dnx.runtime.serve.triton import TritonServeConfig, serve
 
+    require("pytriton", "triton", "dnx triton serve")
     config = TritonServeConfig(artifact=artifact, model_name=name, host=host, http_port=http_port,
                                grpc_port=grpc_port, metrics_port=metrics_port, backend=backend, device=device,
                                threads=threads, max_batch=max_batch, dynamic_batching=dynamic_batching,

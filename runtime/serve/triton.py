@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,9 +126,17 @@ def log_tail(path: Path, lines: int = 4) -> str:
     except OSError:
         return "(no server log)"
     # NVML/CUDA complaints are expected on a machine without a GPU and say nothing about the failure.
-    noise = ("NVML", "CudaDriverHelper", "CUDA driver", "libcuda")
+    noise = ("NVML", "CudaDriverHelper", "CUDA driver", "libcuda",
+             "config modification time")  # the last: PyTriton's generated configs, harmless
     errors = [t for t in text if t[:1] == "E" and not any(n in t for n in noise)]
-    return " | ".join(line.strip() for line in (errors or text)[-lines:]) or "(empty server log)"
+    return " | ".join(line.strip()[:300] for line in (errors or text)[-lines:]) or "(empty server log)"
+
+
+def _summary(text: str) -> str:
+    """A server error that embeds a Python traceback, as its first line and the exception it ends with."""
+    head = text.split("Traceback", 1)[0].strip()
+    raised = [ln.strip() for ln in text.splitlines() if re.match(r"^\s*\w+(Error|Exception)\b.*:", ln)]
+    return " ... ".join(p for p in (head, raised[-1] if raised and "Traceback" in text else "") if p)
 
 
 class TritonServer:
@@ -238,8 +247,8 @@ class TritonServer:
             try:
                 self._triton.run()
             except Exception as exc:  # PyTriton's TimeoutError / validation errors, the server's reasons in the log
-                raise TritonServeError(f"tritonserver did not start ({type(exc).__name__}: {exc}); server log: "
-                                       f"{log_tail(self.log_path)}") from None
+                raise TritonServeError(f"tritonserver did not start ({type(exc).__name__}: {_summary(str(exc))}); "
+                                       f"server log: {log_tail(self.log_path)}") from None
         if not self._triton.is_alive():
             raise TritonServeError(f"tritonserver exited during start; server log: {log_tail(self.log_path)}")
 

@@ -228,7 +228,7 @@ def test_ports_in_use_is_one_line(fmnist_onnx):
 
 
 def test_sigterm_stops_cleanly_and_leaves_no_process(server):
-    """Runs last in this module: it stops the shared server."""
+    """The last test that uses the shared server: it stops it."""
     tree = descendants(server.proc.pid)
     assert tree, "the server has child processes (tritonserver, backend stubs)"
     server.proc.send_signal(signal.SIGTERM)
@@ -238,3 +238,32 @@ def test_sigterm_stops_cleanly_and_leaves_no_process(server):
         time.sleep(0.2)
     assert not [p for p in tree if alive(p)], f"left behind: {[p for p in tree if alive(p)]}"
     assert "stopped" in server.log.read_text()
+
+
+def test_start_failure_message_is_the_servers_reason(tmp_path):
+    from dnx.runtime.serve.triton import _summary, log_tail
+
+    log = tmp_path / "tritonserver.log"
+    log.write_text("I1201 starting\nE1201 server.cc] \"CudaDriverHelper has not been initialized.\"\n"
+                   "E1201 main.cc] \"failed to start GRPC service: Socket '127.0.0.1:8001' already in use\"\n"
+                   "I1201 exiting\n")
+    assert log_tail(log) == "E1201 main.cc] \"failed to start GRPC service: Socket '127.0.0.1:8001' already in use\""
+    text = ("[400] load failed for model 'fmnist': Model initialize error: Traceback (most recent call last):\n"
+            "  File \"model.py\", line 419, in initialize\nAttributeError: '_thread.RLock' object has no attribute "
+            "'_recursion_count'\n\nAt:\n  model.py(454): initialize\n")
+    assert _summary(text) == ("[400] load failed for model 'fmnist': Model initialize error: ... AttributeError: "
+                              "'_thread.RLock' object has no attribute '_recursion_count'")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"http_port": 9000, "grpc_port": 9000}, "must differ"),
+    ({"http_port": 70000}, "--http-port must be from 0 to 65535"),
+    ({"max_batch": 4, "preferred_batch": (8,)}, "--preferred-batch"),
+    ({"instances": 0}, "--instances"),
+])
+def test_serve_config_refuses_bad_values(changes, message):
+    from dnx.errors import DnxError
+    from dnx.runtime.serve.triton import TritonServeConfig
+
+    with pytest.raises(DnxError, match=message):
+        TritonServeConfig(artifact="m.onnx", **changes).validate()
