@@ -4,6 +4,8 @@
 names exist in which release (``HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY`` only from 10.9,
 as in the bindings lists) so version handling can be tested. ``fake_cuda`` makes torch report one
 or more CUDA devices and records which device was current (``fake_cuda.current``) without calling CUDA.
+``engine_manifest(**changes)`` is a dnx engine manifest built on an L4 with TensorRT 10.16;
+``fake_engine(path, **changes)`` writes junk engine bytes with such a manifest beside them.
 """
 
 from __future__ import annotations
@@ -94,3 +96,28 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "device", device)
     return state
+
+
+def _engine_manifest(**changes) -> dict:
+    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+
+    manifest = {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11", "precision": "fp16",
+                "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "hardware_compat": "none",
+                "version_compat": False, "build_command": "dnx build m.onnx --precision fp16 -o m.fp16.engine"}
+    return {**manifest, **changes}
+
+
+@pytest.fixture
+def engine_manifest():
+    return _engine_manifest
+
+
+@pytest.fixture
+def fake_engine():
+    from dnx.runtime.tensorrt.manifest import write_engine_manifest
+
+    def write(path, **changes) -> dict:
+        path.write_bytes(b"not a real engine")
+        return write_engine_manifest(path, _engine_manifest(**changes))
+
+    return write

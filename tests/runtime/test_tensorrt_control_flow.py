@@ -1,9 +1,11 @@
-"""dnx's own TensorRT control flow, on CPU: graph selection, batch profiles, option checks, engine
-manifests and the refusals that must happen before any TensorRT object exists.
+"""dnx's own TensorRT control flow, on CPU: graph selection, batch profiles, option checks, inspect,
+the CLI and the refusals that must happen before any TensorRT object exists (engine manifests and
+the runner's refusals: test_tensorrt_manifest.py).
 
-Where a tensorrt module is needed to reach a code path, ``fake_trt`` (tests/runtime/conftest.py) stands in. It is NOT
-TensorRT and none of these tests is TensorRT coverage: they prove what dnx decides and in which
-order, never that TensorRT accepts it (that is ``test_tensorrt_gpu.py``, which needs a GPU).
+Where a tensorrt module is needed to reach a code path, ``fake_trt`` (tests/runtime/conftest.py)
+stands in. It is NOT TensorRT and none of these tests is TensorRT coverage: they prove what dnx
+decides and in which order, never that TensorRT accepts it (that is ``test_tensorrt_gpu.py``, which
+needs a GPU).
 """
 
 from __future__ import annotations
@@ -17,15 +19,10 @@ import numpy as np
 import pytest
 
 from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.tensorrt import manifest as em
 from dnx.runtime.tensorrt import compat
-from dnx.runtime.tensorrt.manifest import (
-    ENGINE_SCHEMA, EngineMismatchError, check_engine_compatible, check_engine_digest, read_engine_manifest,
-    write_engine_manifest)
 from dnx.runtime.tensorrt.builder import (
     BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize_layers
-from dnx.runtime.tensorrt.runner import TensorRTRunner
 
 TRT_MODULES = ["dnx.runtime.tensorrt.compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.tensorrt.runner",
                "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check",
@@ -347,131 +344,6 @@ def test_progress_monitor_reports_nested_phases_and_stops_on_errors(fake_trt):
     assert compat.make_progress_monitor(trt, boom) is None
 
 
-# -- engine manifests and compatibility -----------------------------------------------------------
-
-def engine_manifest(**changes):
-    manifest = {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11", "precision": "fp16",
-                "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "hardware_compat": "none",
-                "version_compat": False, "build_command": "dnx build m.onnx --precision fp16 -o m.fp16.engine"}
-    return {**manifest, **changes}
-
-
-FACTS = {"tensorrt_version": "10.16.1.11", "gpu_name": "NVIDIA L4", "compute_capability": "8.9"}
-
-
-def test_same_machine_is_compatible():
-    assert check_engine_compatible(engine_manifest(), FACTS) == []
-
-
-@pytest.mark.parametrize("changes, facts, match", [
-    ({}, {"tensorrt_version": "11.4.0.106"}, r"built with TensorRT 10\.16\.1\.11 on sm_89.*this machine has "
-                                             r"TensorRT 11\.4\.0\.106.*TensorRT versions differ"),
-    ({}, {"tensorrt_version": "10.16.0.1"}, "TensorRT versions differ"),
-    ({}, {"compute_capability": "9.0", "gpu_name": "H100"}, "sm_90.*architectures differ.*--hardware-compat ampere\\+"),
-    ({"hardware_compat": "same-cc"}, {"compute_capability": "8.6"}, "architectures differ"),
-    ({"hardware_compat": "ampere+"}, {"compute_capability": "7.5"}, "Ampere or newer"),
-    ({"version_compat": True}, {"tensorrt_version": "10.15.0.1"},
-     r"version-compatible only with TensorRT 10\.x from 10\.16\.1\.11 on and TensorRT 11\.x"),
-    ({"version_compat": True, "tensorrt_version": "11.4.0.106"}, {"tensorrt_version": "10.16.1.11"},
-     r"version-compatible only with TensorRT 11\.x from 11\.4\.0\.106 on;"),
-    ({"version_compat": True, "tensorrt_version": "11.0.0.114"}, {"tensorrt_version": "12.0.0.1"},
-     "version-compatible only with TensorRT 11.x"),
-])
-def test_mismatches_are_refused_with_the_rebuild_command(changes, facts, match):
-    with pytest.raises(EngineMismatchError, match=match) as info:
-        check_engine_compatible(engine_manifest(**changes), {**FACTS, **facts}, "m.fp16.engine")
-    message = str(info.value)
-    assert message.startswith("m.fp16.engine was built with") and "\n" not in message
-    assert message.endswith("rebuild it on this machine with `dnx build m.onnx --precision fp16 -o m.fp16.engine`")
-
-
-@pytest.mark.parametrize("changes, facts", [
-    ({"hardware_compat": "ampere+"}, {"compute_capability": "9.0", "gpu_name": "H100"}),
-    ({"hardware_compat": "ampere+"}, {"compute_capability": "8.0", "gpu_name": "A100"}),
-    ({"version_compat": True}, {"tensorrt_version": "10.17.0.3"}),
-    ({"version_compat": True}, {"tensorrt_version": "11.4.0.106"}),  # 10 -> 11: NVIDIA supports it
-    ({"hardware_compat": "same-cc"}, {"gpu_name": "NVIDIA RTX 4090"}),
-])
-def test_compatibility_options_widen_what_runs(changes, facts):
-    assert check_engine_compatible(engine_manifest(**changes), {**FACTS, **facts}) == []
-
-
-def test_another_gpu_of_the_same_architecture_runs_with_a_warning():
-    (warning,) = check_engine_compatible(engine_manifest(), {**FACTS, "gpu_name": "NVIDIA RTX 4090"})
-    assert "built on NVIDIA L4 and runs on NVIDIA RTX 4090" in warning
-
-
-def write_fake_engine(path, **changes):
-    path.write_bytes(b"not a real engine")
-    return write_engine_manifest(path, engine_manifest(**changes))
-
-
-def test_manifest_round_trip_and_digest(tmp_path):
-    written = write_fake_engine(tmp_path / "m.engine")
-    assert read_engine_manifest(tmp_path / "m.engine") == written
-    assert written["engine_bytes"] == len(b"not a real engine")
-    check_engine_digest(written, written["engine_sha256"], tmp_path / "m.engine")
-    with pytest.raises(EngineMismatchError, match="does not match its manifest.*dnx build m.onnx"):
-        check_engine_digest(written, "0" * 64, tmp_path / "m.engine")
-
-
-def test_unreadable_or_missing_manifests(tmp_path):
-    engine = tmp_path / "m.engine"
-    with pytest.raises(DnxError, match="does not exist"):
-        read_engine_manifest(engine)
-    engine.write_bytes(b"x")
-    with pytest.raises(EngineMismatchError, match="has no manifest m.engine.json"):
-        read_engine_manifest(engine)
-    assert read_engine_manifest(engine, required=False) is None
-    (tmp_path / "m.engine.json").write_text(json.dumps({"schema": "other/1"}))
-    with pytest.raises(EngineMismatchError, match="not a dnx engine manifest"):
-        read_engine_manifest(engine)
-    (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA}))
-    with pytest.raises(EngineMismatchError, match="lacks the TensorRT version"):
-        read_engine_manifest(engine)
-
-
-# -- the runner refuses before deserializing ------------------------------------------------------
-
-def test_runner_without_cuda(tmp_path, no_cuda):
-    write_fake_engine(tmp_path / "m.engine")
-    with pytest.raises(NoDeviceError, match="^no CUDA device found"):
-        TensorRTRunner(tmp_path / "m.engine").activate()
-
-
-def test_runner_without_tensorrt(tmp_path, fake_cuda, monkeypatch):
-    write_fake_engine(tmp_path / "m.engine")
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(MissingDependencyError, match=r"^TensorRT is not installed: pip install 'dnx\[trt\]'$"):
-        TensorRTRunner(tmp_path / "m.engine").activate()
-
-
-def test_runner_without_manifest_refuses_before_importing_tensorrt(tmp_path, fake_cuda, monkeypatch,
-                                                                   untouchable_trt):
-    (tmp_path / "m.engine").write_bytes(b"x")
-    monkeypatch.setitem(sys.modules, "tensorrt", untouchable_trt)
-    with pytest.raises(EngineMismatchError, match="has no manifest"):
-        TensorRTRunner(tmp_path / "m.engine").activate()
-
-
-@pytest.mark.parametrize("facts, tamper, match", [
-    ({"tensorrt_version": "11.4.0.106"}, False, "TensorRT versions differ"),
-    ({"compute_capability": "9.0"}, False, "architectures differ"),
-    ({}, True, "does not match its manifest"),
-])
-def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda, fake_trt, monkeypatch, facts, tamper,
-                                                             match):
-    write_fake_engine(tmp_path / "m.engine")
-    if tamper:
-        (tmp_path / "m.engine").write_bytes(b"another engine")
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())  # its Runtime() fails the test
-    monkeypatch.setattr(em, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
-    runner = TensorRTRunner(tmp_path / "m.engine")
-    with pytest.raises(EngineMismatchError, match=match):
-        runner.activate()
-    assert not runner.is_active
-
-
 # -- inspect ---------------------------------------------------------------------------------------
 
 def test_inspect_onnx(small_onnx):
@@ -483,8 +355,8 @@ def test_inspect_onnx(small_onnx):
     assert info["manifest"]["model"]["name"] == "densenet40_k12"
 
 
-def test_inspect_engine_manifest_only_on_cpu_and_layers_need_a_device(tmp_path, no_cuda):
-    written = write_fake_engine(tmp_path / "m.engine")
+def test_inspect_engine_manifest_only_on_cpu_and_layers_need_a_device(tmp_path, no_cuda, fake_engine):
+    written = fake_engine(tmp_path / "m.engine")
     info = inspect_engine(tmp_path / "m.engine", layers=False)
     assert info["manifest"] == written and info["sha256"] == written["engine_sha256"]
     with pytest.raises(NoDeviceError):
@@ -550,8 +422,8 @@ def test_cli_inspect_refuses_unknown_files(tmp_path, capsys):
     assert code == 1 and "expected an .onnx file or an .engine/.plan file" in out.err
 
 
-def test_cli_inspect_engine_without_cuda_points_to_no_layers(tmp_path, no_cuda, capsys):
-    write_fake_engine(tmp_path / "m.engine")
+def test_cli_inspect_engine_without_cuda_points_to_no_layers(tmp_path, no_cuda, capsys, fake_engine):
+    fake_engine(tmp_path / "m.engine")
     code, out = run_cli(capsys, "inspect", str(tmp_path / "m.engine"))
     assert code == 2 and out.err.startswith("dnx: no CUDA device found") and "--no-layers" in out.err
     from dnx.cli import main
