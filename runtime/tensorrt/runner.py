@@ -317,8 +317,9 @@ class TensorRTRunner(Runner):
             with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
                 self._enqueue()
         except Exception as exc:  # CUDA's RuntimeError, or TensorRT refusing the launch during capture
-            raise TensorRTError("cuda-graph", f"capturing {self.path} as a CUDA graph failed "
-                                              f"({str(exc).splitlines()[0]}); run without cuda_graph") from exc
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise TensorRTError("cuda-graph", f"capturing {self.path} as a CUDA graph failed ({why}); "
+                                              "run without cuda_graph") from exc
         self._graph, self._graph_key = graph, self._shape_key
         return graph
 
