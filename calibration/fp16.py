@@ -37,8 +37,8 @@ def to_fp16_proto(model_proto, keep_float32_ops: Sequence[str] = ()):
 
 
 def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, seed: int = 0) -> ConversionResult:
-    """Write an FP16 copy of ``source`` to ``output`` and compare both in onnxruntime on random inputs
-    and the bundled photos (top-1 agreement is checked; the numbers go into the manifest)."""
+    """Write an FP16 copy of ``source`` to ``output`` and check it against ``source`` in onnxruntime on
+    real images (:mod:`dnx.calibration.parity`); the verdict goes into the manifest's certificate."""
     import onnx
 
     from dnx.calibration.source import open_fp32_source
@@ -54,6 +54,7 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     manifest = {**source_manifest, **base_manifest(with_torch=False), "artifact": "onnx-fp16", "precision": "fp16",
                 "source": {"path": str(source), "sha256": sha256_file(source)}}
     manifest.pop("verification", None)
+    manifest.pop("certificate", None)  # the source's; this file gets its own below
     comparison, notes = None, []
     if check and "preprocess" not in source_manifest:
         notes.append(f"not checked against FP32: {source} has no dnx manifest to say how to preprocess its "
@@ -63,8 +64,10 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
         embed(fp16, manifest)
         onnx.save(fp16, str(tmp))
         if check and "preprocess" in source_manifest:
-            comparison = compare_onnx_files(source, tmp, preprocess_from_manifest(source_manifest), seed)
-            manifest["check"] = comparison.to_dict()
+            from dnx.calibration.parity import certify_derived
+
+            manifest["certificate"], comparison = certify_derived(
+                fp16, source, tmp, "fp16", source_manifest, preprocess_from_manifest(source_manifest))
             embed(fp16, manifest)
             onnx.save(fp16, str(tmp))
     write_sidecar(output, manifest)

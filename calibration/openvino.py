@@ -9,7 +9,7 @@ stream it matched OpenVINO+NNCF's speed and accuracy (benchmarks/results/cpu_int
 is still a plain Q/DQ ONNX file with dnx's manifest, so onnxruntime and TensorRT read it too.
 
 The cache beside the output is keyed like the other targets (source sha256, data fingerprint,
-method, target, samples); it keeps what NNCF computed from the data: every Q/DQ scale and zero
+method, target, samples) plus the excluded nodes (they move Q/DQ); it keeps what NNCF computed from the data: every Q/DQ scale and zero
 point and the bias-corrected biases. On a hit, NNCF re-places Q/DQ from one calibration batch
 (placement depends on the graph only), and the cached values replace that batch's numbers.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dnx.calibration.data import CalibrationData, open_calibration_data
-from dnx.calibration.qdq import CACHE_SCHEMA, CalibrationResult, cache_key, default_cache_path
+from dnx.calibration.qdq import CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path
 from dnx.errors import DnxError, require
 
 # NNCF's own default for activations: the mean over calibration batches of each batch's min and max.
@@ -141,7 +141,8 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
     input_name = proto.graph.input[0].name
 
     source_sha = sha256_file(source)
-    key = cache_key(source_sha, calib.fingerprint, METHOD, "openvino", len(calib))
+    # --exclude changes where NNCF puts Q/DQ, so it is part of this target's key
+    key = {**cache_key(source_sha, calib.fingerprint, METHOD, "openvino", len(calib)), "excluded": sorted(exclude)}
     cache_path = Path(cache_path) if cache_path else default_cache_path(output)
     cached = _load_cache(cache_path, key)
     start = time.perf_counter()
@@ -170,6 +171,7 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
     embed(qproto, manifest)
     with atomic_path(output) as tmp:
         onnx.save(qproto, str(tmp))
+        certify(qproto, source, tmp, manifest, source_manifest, pre)
     if cached is None:
         write_json_atomic(cache_path, {"schema": CACHE_SCHEMA, "key": key, "ranges": _data_dependent(proto, qproto)})
     write_sidecar(output, manifest)

@@ -255,12 +255,28 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
             manifest.pop("verification", None)
             embed(qproto, manifest)
             onnx.save(qproto, str(tmp))
+            certify(qproto, source, tmp, manifest, source_manifest, pre)
         if cached is None:
             write_json_atomic(cache_path, {"schema": CACHE_SCHEMA, "key": key,
                                            "ranges": json.loads(ort_cache.read_text())})
     write_sidecar(output, manifest)
     return CalibrationResult(output, manifest, cache_path, cached is not None, time.perf_counter() - start,
                              len(calib), list(calib.notes))
+
+
+def certify(qproto, source: Path, written: Path, manifest: dict, source_manifest: dict | None, pre) -> None:
+    """Check the written Q/DQ graph against its FP32 source on real images and store the certificate
+    in ``manifest`` (and the file at ``written``); a failed verdict is recorded, not raised: the caller
+    reports it (``dnx calibrate`` exits 1) and the runtime refuses the file."""
+    import onnx
+
+    from dnx.calibration.parity import certify_derived
+    from dnx.export.manifest import embed
+
+    manifest["certificate"], _ = certify_derived(qproto, source, written, manifest["precision"],
+                                                 source_manifest or manifest, pre)
+    embed(qproto, manifest)
+    onnx.save(qproto, str(written))
 
 
 def qdq_summary(model_proto) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dnx.compare import DEFAULT_TOLERANCES
@@ -58,6 +58,22 @@ class ExportResult:
 
 def _simplify(proto):
     return require("onnxslim", "simplify", "--simplify").slim(proto)
+
+
+def export_certificate(proto, report: VerificationReport, loaded: LoadedModel) -> dict:
+    """The parity certificate of an export: onnxruntime CPU against the PyTorch model (torchvision's form)."""
+    import onnxruntime
+
+    from dnx.export.certificate import make_certificate
+
+    cert = make_certificate(
+        proto=proto, reference={"what": f"PyTorch {loaded.config.name} (torchvision form)", "weights": loaded.weights},
+        data={"what": "seeded N(0,1) tensors and the photos bundled with dnx", "images": report.images,
+              "labelled": False, "fingerprint": report.fingerprint},
+        cases={name: c.to_dict() for name, c in report.cases}, thresholds=asdict(DEFAULT_TOLERANCES["fp32"]),
+        passed=report.passed, backend=f"onnxruntime {onnxruntime.__version__} CPU")
+    cert["summary"] = "; ".join(report.failures()) or "every case within max|diff| 1e-4 and equal top-1"
+    return cert
 
 
 def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
@@ -109,6 +125,7 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
             finally:
                 model.set_forward_form(options.forward_form)
             manifest["verification"] = report.to_dict()
+            manifest["certificate"] = export_certificate(proto, report, loaded)
             embed(proto, manifest)
             onnx.save(proto, str(tmp))
             verify_seconds = time.perf_counter() - start

@@ -21,6 +21,8 @@ from dnx.models.registry import Preprocess
 class VerificationReport:
     cases: list[tuple[str, Comparison]] = field(default_factory=list)
     checker: str = "onnx.checker full_check passed"
+    images: int = 0
+    fingerprint: str = ""  # of every input the check ran on
 
     @property
     def passed(self) -> bool:
@@ -67,8 +69,12 @@ def verify_onnx(path: str | Path, reference, pre: Preprocess, batch: int | None,
 
     check_onnx(path)
     report = VerificationReport()
+    from dnx.export.certificate import data_fingerprint
+
+    inputs = verification_inputs(pre, batch)
+    report.images, report.fingerprint = sum(len(x) for _, x in inputs), data_fingerprint(*(x for _, x in inputs))
     with OnnxRuntimeRunner(path, "cpu", threads=threads) as runner:
-        for name, x in verification_inputs(pre, batch):
+        for name, x in inputs:
             with torch.inference_mode():
                 ref = reference(torch.from_numpy(x)).numpy()
             out = next(iter(runner.infer({input_name: x}).values()))

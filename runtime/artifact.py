@@ -31,6 +31,8 @@ class Artifact:
     num_classes: int | None
     calibration_target: str | None  # for INT8: the placement (tensorrt, onnxruntime, openvino)
     manifest: dict[str, Any] | None = field(default=None, compare=False)
+    # None: the parity certificate holds; else why the artifact is unverified (loaded only on opt-in)
+    unverified: str | None = None
 
     @property
     def max_batch(self) -> int | None:
@@ -45,7 +47,17 @@ class Artifact:
                 "input": {"name": self.input_name, "shape": ["N" if d is None else d for d in self.input_shape],
                           "dtype": "float32", "layout": "NCHW"},
                 "num_classes": self.num_classes, "preprocess": self.preprocess.to_dict(), "labels": self.labels,
-                "dnx_artifact": self.manifest is not None}
+                "dnx_artifact": self.manifest is not None, "verified": self.unverified is None,
+                **({"unverified_reason": self.unverified} if self.unverified else {}),
+                "certificate": self.certificate}
+
+    @property
+    def certificate(self) -> dict | None:
+        if self.manifest is None:
+            return None
+        if self.kind == "engine":
+            return ((self.manifest.get("source_onnx") or {}).get("manifest") or {}).get("certificate")
+        return self.manifest.get("certificate")
 
 
 def manual_preprocess(mean, std, image_size: int, resize_size: int | None = None,
@@ -83,9 +95,15 @@ def _onnx_io(proto) -> tuple[str, tuple[int | None, ...], int | None]:
     return inputs[0].name, dims, classes
 
 
-def open_artifact(path: str | Path, preprocess: Preprocess | None = None,
-                  labels: list[str] | None = None) -> Artifact:
-    """Read an artifact's manifest (or take the caller's preprocessing for a foreign ONNX file)."""
+class UnverifiedArtifact(DnxError):
+    """A dnx artifact whose parity certificate failed, no longer matches it, or is missing."""
+
+
+def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels: list[str] | None = None,
+                  allow_unverified: bool = False) -> Artifact:
+    """Read an artifact's manifest (or take the caller's preprocessing for a foreign ONNX file) and check
+    its parity certificate: an unverified dnx artifact is refused unless ``allow_unverified``. A foreign
+    ONNX file is not a dnx artifact: it has no certificate to check, loads, and is marked unverified."""
     from dnx.models.weights import sha256_file
 
     path = Path(path)
@@ -95,7 +113,7 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None,
         raise DnxError(f"artifact {path} is not a file")
     suffix = path.suffix.lower()
     if suffix in ENGINE_SUFFIXES:
-        return _open_engine(path, sha256_file(path), preprocess, labels)
+        return _checked(_open_engine(path, sha256_file(path), preprocess, labels), allow_unverified)
     if suffix != ".onnx":
         raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
     from dnx.export.graph import load_onnx
@@ -115,10 +133,34 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None,
         if shape[1] is not None and shape[1] != preprocess.in_channels:
             raise DnxError(f"{path} takes {shape[1]} channels but the given mean/std have {preprocess.in_channels}")
         return Artifact(path, "onnx", sha, "fp32" if not _has_qdq(proto) else "int8", preprocess, labels,
-                        name, shape, classes, None, None)
-    return Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
-                    preprocess or _manifest_preprocess(manifest, path), labels or _labels(manifest), name, shape,
-                    classes, (manifest.get("calibration") or {}).get("target"), manifest)
+                        name, shape, classes, None, None, "not a dnx artifact (foreign ONNX, caller's preprocessing)")
+    from dnx.export.certificate import check_certificate
+
+    why = check_certificate(manifest, proto)
+    if why is None and _sidecar_sha(path) not in (None, sha):
+        why = "the file changed after its manifest was written (sha256 differs from the sidecar's)"
+    art = Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
+                   preprocess or _manifest_preprocess(manifest, path), labels or _labels(manifest), name, shape,
+                   classes, (manifest.get("calibration") or {}).get("target"), manifest, why)
+    return _checked(art, allow_unverified)
+
+
+def _checked(art: Artifact, allow_unverified: bool) -> Artifact:
+    if art.unverified and not allow_unverified:
+        raise UnverifiedArtifact(f"{art.path} is refused: {art.unverified}; re-create it with dnx (export, convert, "
+                                 "calibrate, build), or load it anyway with allow_unverified=True / --allow-unverified")
+    return art
+
+
+def _sidecar_sha(path: Path) -> str | None:
+    import json
+
+    from dnx.export.manifest import sidecar_path
+
+    try:
+        return json.loads(sidecar_path(path).read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) -> Artifact:
@@ -136,9 +178,14 @@ def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) ->
     outputs = manifest.get("outputs") or [{}]
     out_shape = outputs[0].get("shape") or [None]
     classes = int(out_shape[-1]) if out_shape and out_shape[-1] not in (None, -1) else None
+    why = None
+    if manifest.get("engine_sha256") not in (None, sha):
+        why = "the engine changed after it was built (sha256 differs from its manifest's)"
+    elif ((source.get("certificate") or {}).get("verdict")) != "passed":
+        why = "its source ONNX carries no passed parity certificate"
     return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
                     preprocess or _manifest_preprocess(source, path), labels or _labels(source), spec["name"],
-                    shape, classes, (source.get("calibration") or {}).get("target"), manifest)
+                    shape, classes, (source.get("calibration") or {}).get("target"), manifest, why)
 
 
 def _manifest_preprocess(manifest: dict, path: Path) -> Preprocess:

@@ -183,7 +183,7 @@ class Classifier:
 def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", threads: int | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None, image_size: int | None = None,
          labels: Sequence[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True,
-         backend_options: dict | None = None) -> Classifier:
+         allow_unverified: bool = False, backend_options: dict | None = None) -> Classifier:
     """Open ``artifact`` (an ONNX file dnx wrote, any precision, or a ``dnx build`` engine) for classification.
 
     - ``backend``: ``auto`` (see :mod:`dnx.runtime.backends` for the rule), ``onnxruntime``, ``openvino``
@@ -191,6 +191,8 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
     - ``mean``/``std``/``image_size`` (and optional ``labels``): the preprocessing of a foreign ONNX
       file without a dnx manifest (refused without them); they override a manifest's when given.
     - ``max_pixels``: encoded images larger than this are refused before decoding (bomb guard).
+    - ``allow_unverified``: load a dnx artifact whose parity certificate failed, whose content changed
+      since it was verified, or that has none (refused by default; ``info()["verified"]`` says which).
 
     Inputs to ``predict``/``preprocess``: a path, encoded bytes (JPEG/PNG/WebP/BMP), a PIL image, a
     uint8 (H, W[, C]) array, a list of any of these, a uint8 stack (N, H, W, C), or (N, H, W) grey when the
@@ -205,7 +207,7 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
         raise DnxError(f"threads must be a non-negative integer, got {threads!r}")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise DnxError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    art = open_artifact(artifact, pre, list(labels) if labels is not None else None)
+    art = open_artifact(artifact, pre, list(labels) if labels is not None else None, allow_unverified)
     if art.labels is not None and art.num_classes is not None and len(art.labels) != art.num_classes:
         raise DnxError(f"{len(art.labels)} labels given for a model with {art.num_classes} classes")
     choice = choose_backend(art, backend, device)

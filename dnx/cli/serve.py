@@ -27,11 +27,13 @@ from dnx.cli.group import cli
               help="Predictions per image when the request has no ?top_k=.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Server processes, each with its own model copy.")
+@click.option("--allow-unverified", is_flag=True,
+              help="Serve a dnx artifact whose parity certificate failed, is missing or no longer matches it.")
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
-              default_top_k, workers, mean, std, image_size) -> None:
+              default_top_k, workers, allow_unverified, mean, std, image_size) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0.
@@ -46,7 +48,7 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
     config = ServeConfig(artifact=artifact, host=host, port=port, backend=backend, device=device, threads=threads,
                          max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * 1024 * 1024), default_top_k=default_top_k,
-                         workers=workers,
+                         workers=workers, allow_unverified=allow_unverified,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     click.echo(f"dnx serve: loading {artifact} ...", err=True)

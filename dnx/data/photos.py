@@ -46,6 +46,19 @@ def find_photos(min_side: int = 128) -> list[Path]:
     return keep
 
 
+def random_crops(photos: list[Path], count: int, size: int, seed: int = 0):
+    """``count`` RGB ``size``x``size`` crops (PIL images) cut at seeded random places and scales of ``photos``."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        with load_image(photos[i % len(photos)]) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            # larger photos give crops at several scales, so repeated sources still differ
+            side = int(rng.integers(min(size, w, h), min(w, h) + 1))
+            x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            yield img.crop((x, y, x + side, y + side)).resize((size, size))
+
+
 def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int = 0) -> list[Path]:
     """Write ``count`` RGB JPEG crops (``size``x``size``) cut at random from the offline photos."""
     dest = Path(dest)
@@ -53,17 +66,8 @@ def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int =
     photos = find_photos(min_side=size)
     if not photos:
         raise DnxError("no offline photos found; pip install scikit-image or apt-get install opencv-doc")
-    rng = np.random.default_rng(seed)
     written = []
-    for i in range(count):
-        src = photos[i % len(photos)]
-        with load_image(src) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            # larger photos give crops at several scales, so repeated sources still differ
-            side = int(rng.integers(size, min(w, h) + 1))
-            x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-            crop = img.crop((x, y, x + side, y + side)).resize((size, size))
+    for i, crop in enumerate(random_crops(photos, count, size, seed)):
         path = dest / f"photo_{i:04d}.jpg"
         with atomic_path(path) as tmp:
             crop.save(tmp, format="JPEG", quality=92)

@@ -46,6 +46,7 @@ class ServeConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     default_top_k: int = 5
     workers: int = 1
+    allow_unverified: bool = False
     preprocess: dict | None = field(default=None)  # mean/std/image_size (+labels) for a foreign ONNX
 
     def validate(self) -> "ServeConfig":
@@ -92,7 +93,8 @@ class _Service:
 
         pre = self.config.preprocess or {}
         self.classifier = load(self.config.artifact, backend=self.config.backend, device=self.config.device,
-                               threads=self.config.threads, max_pixels=self.config.max_pixels, **pre)
+                               threads=self.config.threads, max_pixels=self.config.max_pixels,
+                               allow_unverified=self.config.allow_unverified, **pre)
         chw = self.classifier.input_chw
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))

@@ -1,0 +1,112 @@
+"""The parity check every derived ONNX file (FP16, INT8 of any placement) gets before it is trusted.
+
+Data: real and in-distribution. dnx's Fashion-MNIST models are checked on the shipped test split
+(with its labels); other models on 64 deterministic crops of the photos bundled with dnx (the same on
+every machine, so the fingerprint in the certificate means something). Random tensors are a numeric
+check for FP32/FP16 only (``dnx export`` and ``dnx bench`` keep them) and never decide an INT8 verdict.
+
+Verdicts (thresholds in :data:`dnx.compare.DEFAULT_TOLERANCES`): top-1 agreement with the FP32 graph,
+counted as flips, where ``n`` images at threshold ``t`` allow ``floor(n * (1 - t))`` flips (64 images at
+99%: none). A random-initialised model's top-1 is decided by noise-level margins, so for it the verdict
+is the smallest per-image cosine (INT8 >= 0.99, FP16 >= 0.999) and flips are reported, not judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
+
+FMNIST_TEST_IMAGES = 1000
+PHOTO_CROPS = 64
+
+
+@dataclass
+class ParitySet:
+    name: str
+    images: np.ndarray  # (N, C, H, W) float32, preprocessed
+    labels: np.ndarray | None
+    source: str
+
+
+def reference_set(manifest: dict | None, pre) -> ParitySet:
+    """The real images a model's derived files are judged on (see the module docstring)."""
+    from dnx.data.preprocess import preprocess_image
+
+    labels_source = ((manifest or {}).get("labels") or {}).get("source")
+    if labels_source == "fashion-mnist" and pre.in_channels == 1:
+        from dnx.data.datasets import shipped_fashion_mnist_test
+        from dnx.data.preprocess import preprocess_array
+
+        data = shipped_fashion_mnist_test()
+        n = FMNIST_TEST_IMAGES
+        return ParitySet(f"fashion-mnist test {n}", preprocess_array(data.images[:n], pre), data.labels[:n],
+                         f"dnx's shipped Fashion-MNIST test split, first {n}")
+    from dnx.data.photos import random_crops
+    from dnx.data.preprocess import bundled_photos
+
+    crops = random_crops(bundled_photos(), PHOTO_CROPS, max(pre.resize_size, pre.image_size), seed=0)
+    images = np.stack([preprocess_image(img, pre) for img in crops])
+    return ParitySet(f"photo crops {PHOTO_CROPS}", images, None,
+                     f"{PHOTO_CROPS} seeded crops of the {len(bundled_photos())} photos bundled with dnx")
+
+
+def is_random_init(manifest: dict | None) -> bool:
+    return str(((manifest or {}).get("weights") or {}).get("id", "")).startswith("random-init")
+
+
+# Random-init models: judged by the smallest per-image cosine instead of top-1 (see the module docstring).
+RANDOM_INIT_TOLERANCES = {"fp16": Tolerance(min_cosine=0.999), "int8": Tolerance(min_cosine=0.99),
+                          "best": Tolerance(min_cosine=0.99)}
+
+
+def tolerance_for(precision: str, manifest: dict | None) -> Tolerance:
+    if precision in RANDOM_INIT_TOLERANCES and is_random_init(manifest):
+        return RANDOM_INIT_TOLERANCES[precision]
+    return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+
+
+def check_derived(reference: str | Path, candidate: str | Path, precision: str, manifest: dict | None,
+                  pre) -> tuple[Comparison, ParitySet]:
+    """``candidate`` vs its FP32 ``reference`` ONNX in onnxruntime CPU on :func:`reference_set`."""
+    from dnx.runtime.base import run_in_batches
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    data = reference_set(manifest, pre)
+    outs = []
+    for path in (reference, candidate):
+        with OnnxRuntimeRunner(path) as runner:
+            outs.append(run_in_batches(runner, data.images, 32))
+    comparison = tolerance_for(precision, manifest).apply(compare_logits(outs[0], outs[1], data.labels))
+    return comparison, data
+
+
+def certify_derived(proto, reference: str | Path, candidate: str | Path, precision: str, manifest: dict,
+                    pre) -> tuple[dict, Comparison]:
+    """Check ``candidate`` (already written, graph = ``proto``) against its FP32 ``reference`` and return
+    the certificate to put in its manifest, and the comparison."""
+    import onnxruntime
+
+    from dnx.export.certificate import data_fingerprint, make_certificate
+    from dnx.models.weights import sha256_file
+
+    comparison, data = check_derived(reference, candidate, precision, manifest, pre)
+    tolerance = tolerance_for(precision, manifest)
+    cert = make_certificate(
+        proto=proto, reference={"what": "the FP32 ONNX it was derived from", "path": str(reference),
+                                "sha256": sha256_file(reference)},
+        data={"what": data.source, "images": len(data.images), "labelled": data.labels is not None,
+              "fingerprint": data_fingerprint(data.images, data.labels)},
+        cases={data.name: comparison.to_dict()}, thresholds=asdict(tolerance), passed=bool(comparison),
+        backend=f"onnxruntime {onnxruntime.__version__} CPU")
+    cert["summary"] = summary(comparison)
+    return cert, comparison
+
+
+def summary(c: Comparison) -> str:
+    """One line: flips out of the set, cosine, and the criterion."""
+    flips = round((1 - c.top1_agreement) * c.samples)
+    return f"{flips}/{c.samples} top-1 flips, min cosine {c.min_cosine:.4f}: {c.criterion}"
