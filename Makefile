@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= build/demo
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m dnx.benchmarks.suite
+
+# Every CUDA/TensorRT path on densenet121 at batch 1/8/64 with parity (< 8 min on a GPU machine; each
+# skipped path says why): benchmarks/results/gpu_check.{json,md}.
+gpu-check: $(STAMP)
+	benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
