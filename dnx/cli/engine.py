@@ -84,6 +84,12 @@ def _print_onnx_summary(info: dict) -> None:
     click.echo(f"outputs: {'; '.join(map(shape, info['outputs']))}")
     claimed = f" (manifest says {info['manifest_precision']})" if info["manifest_precision"] else " (no dnx manifest)"
     click.echo(f"precision: {info['precision']}{claimed}; {info['nodes']} nodes, {info['qdq_nodes']} Q/DQ")
+    cert = (info["manifest"] or {}).get("certificate")
+    if cert:
+        data = cert.get("data") or {}
+        click.echo(f"certificate: {cert['verdict']} vs {cert['reference']['what']} on {data.get('images')} images "
+                   f"({data.get('what')}), {cert['backend']}, {cert['at']}: {cert.get('summary', '')}")
+    click.echo("verified: yes" if info["unverified"] is None else f"verified: no, {info['unverified']}")
     table = new_table("operators", ("op", "count"), left=("op",))
     for op, n in info["ops"].items():
         table.add_row(op, str(n))

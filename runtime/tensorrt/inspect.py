@@ -60,6 +60,7 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
     import math
 
     from dnx.export.graph import op_counts
+    from dnx.export.certificate import check_certificate
     from dnx.export.manifest import manifest_of
     from dnx.models.weights import sha256_file
 
@@ -88,6 +89,8 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
         "precision": onnx_precision(proto),
         "manifest_precision": manifest.get("precision") if manifest else None,
         "manifest": manifest,
+        # what dnx.load would say of it: None when its parity certificate holds
+        "unverified": check_certificate(manifest, proto),
     }
 
 

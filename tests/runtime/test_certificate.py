@@ -107,3 +107,15 @@ def test_serve_refuses_a_tampered_artifact_and_serves_it_on_opt_in(fmnist_onnx, 
         model = httpx.get(f"{server.url}/v1/model").json()
     assert model["verified"] is False and model["certificate"]["verdict"] == "passed"
     assert np.isfinite(model["certificate"]["cases"]["photos b5"]["cosine"])
+
+
+def test_inspect_shows_the_certificate_and_whether_it_holds(fmnist_int8_onnx, tmp_path):
+    def inspect(path):
+        return subprocess.run([sys.executable, "-m", "dnx.cli", "inspect", str(path)], capture_output=True, text=True,
+                              timeout=120)
+
+    good = inspect(fmnist_int8_onnx)
+    assert good.returncode == 0 and "certificate: passed vs the FP32 ONNX" in good.stdout
+    assert "top-1 flips" in good.stdout and "verified: yes" in good.stdout
+    bad = inspect(_tamper(fmnist_int8_onnx, tmp_path / "tampered.onnx"))
+    assert bad.returncode == 0 and "verified: no, its graph changed after it was verified" in bad.stdout
