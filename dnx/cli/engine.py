@@ -107,14 +107,19 @@ def _print_engine_summary(info: dict) -> None:
     if m is None:
         click.echo("no dnx manifest (not built by `dnx build`, or its .json sidecar is missing)")
     else:
-        batch, gpu = m["batch_profile"], m["gpu"]
-        click.echo(f"built {m.get('built_at', '?')} with TensorRT {m['tensorrt_version']} on {gpu.get('name')} "
-                   f"(compute capability {gpu['compute_capability']}); hardware compat {m['hardware_compat']}, "
-                   f"version compat {'yes' if m['version_compat'] else 'no'}")
-        click.echo(f"precision {m['precision']}, batch {batch['min_batch']}..{batch['max_batch']} "
-                   f"(opt {batch['opt_batch']}); from {m['source_onnx']['path']} "
-                   f"(sha256 {m['source_onnx']['sha256'][:12]}) via {m['built_graph']['path']}")
-        click.echo(f"rebuild: {m.get('build_command', '?')}")
+        def f(dotted: str) -> str:  # a hand-edited or older sidecar may lack fields: show "?" for them
+            value = m
+            for key in dotted.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            return "?" if value is None else str(value)
+
+        click.echo(f"built {f('built_at')} with TensorRT {f('tensorrt_version')} on {f('gpu.name')} "
+                   f"(compute capability {f('gpu.compute_capability')}); hardware compat {f('hardware_compat')}, "
+                   f"version compat {dict([(True, 'yes'), (False, 'no')]).get(m.get('version_compat'), '?')}")
+        click.echo(f"precision {f('precision')}, batch {f('batch_profile.min_batch')}..{f('batch_profile.max_batch')} "
+                   f"(opt {f('batch_profile.opt_batch')}); from {f('source_onnx.path')} "
+                   f"(sha256 {f('source_onnx.sha256')[:12]}) via {f('built_graph.path')}")
+        click.echo(f"rebuild: {f('build_command')}")
     for t in info.get("io", []):
         click.echo(f"{t['mode']}: {t['name']} {t['shape']} {t['dtype']}")
     layers = info.get("layers")

@@ -195,7 +195,19 @@ def inputs(tmp_path_factory) -> Path:
     # IDX: a good header with truncated data, and a bad magic number
     (root / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 10, 28, 28) + b"\x00" * 50)
     (root / "bad-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04" + b"\x00" * 20)
-    # an engine sidecar that is not JSON
+    # engines without TensorRT: a minimal sidecar that matches its file, one that does not, one not JSON
+    import hashlib
+    import json
+
+    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+
+    blob = rng.bytes(512)
+    (root / "minimal.engine").write_bytes(blob)
+    (root / "other.engine").write_bytes(blob[::-1])
+    for name in ("minimal", "other"):
+        (root / f"{name}.engine.json").write_text(json.dumps(
+            {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.8.0", "gpu": {"compute_capability": "8.9"},
+             "engine_sha256": hashlib.sha256(blob).hexdigest()}))
     (root / "sidecar_bad.engine").write_bytes(rng.bytes(256))
     (root / "sidecar_bad.engine.json").write_text("{oops")
     return root
