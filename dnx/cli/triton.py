@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from dnx.cli.group import cli
@@ -42,8 +44,10 @@ def triton_group() -> None:
 @click.option("--ensemble/--no-ensemble", default=True, show_default=True,
               help="Also write NAME_preprocess (Python backend) and the image-in ensemble NAME_image.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --repo, replacing dnx's model folders there.")
+@click.option("--allow-unverified", is_flag=True,
+              help="Export artifacts whose parity certificate failed, changed or is missing.")
 def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_batch, queue_delay_us,
-               trt_accelerator, ensemble, force) -> None:
+               trt_accelerator, ensemble, force, allow_unverified) -> None:
     """Write a Triton model repository for ARTIFACTS (ONNX files from `dnx export`, engines from `dnx build`)."""
     from dnx.errors import require
     from dnx.runtime.serve.repository import RepositoryOptions, export_repository
@@ -51,7 +55,8 @@ def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_bat
     require("tritonclient.grpc.model_config_pb2", "triton", "dnx triton export")
     options = RepositoryOptions(max_batch=max_batch, instances=instances, kind=kind,
                                 preferred_batch=_sizes(preferred_batch), queue_delay_us=queue_delay_us,
-                                tensorrt_accelerator=trt_accelerator, ensemble=ensemble, force=force)
+                                tensorrt_accelerator=trt_accelerator, ensemble=ensemble, force=force,
+                                allow_unverified=allow_unverified)
     result = export_repository(artifacts, repo, options, list(names) or None)
     for name in result.models:
         click.echo(f"{result.repo / name}/config.pbtxt")
@@ -77,8 +82,10 @@ def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_bat
 @click.option("--preferred-batch", help="Preferred batch sizes, e.g. 4,8.")
 @click.option("--instances", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Model instances (parallel executions of the same loaded model).")
+@click.option("--allow-unverified", is_flag=True,
+              help="Serve an artifact whose parity certificate failed, changed or is missing.")
 def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend, device, threads, max_batch,
-              dynamic_batching, queue_delay_us, preferred_batch, instances) -> None:
+              dynamic_batching, queue_delay_us, preferred_batch, instances, allow_unverified) -> None:
     """Serve ARTIFACT with dnx.load inside a real Triton Inference Server (KServe v2 HTTP/gRPC).
 
     Stops cleanly on SIGINT/SIGTERM (exit 0), leaving no server process behind.
@@ -87,11 +94,13 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
     from dnx.runtime.serve.triton import TritonServeConfig, serve
 
     require("pytriton", "triton", "dnx triton serve")
+    # PyTriton logs each failure with a traceback before raising it; dnx reports it once, as one line.
+    logging.getLogger("pytriton").setLevel(logging.CRITICAL)
     config = TritonServeConfig(artifact=artifact, model_name=name, host=host, http_port=http_port,
                                grpc_port=grpc_port, metrics_port=metrics_port, backend=backend, device=device,
                                threads=threads, max_batch=max_batch, dynamic_batching=dynamic_batching,
                                queue_delay_us=queue_delay_us, preferred_batch=_sizes(preferred_batch),
-                               instances=instances)
+                               instances=instances, allow_unverified=allow_unverified)
 
     def ready(server) -> None:
         image = f", {server.image_model_name} (image bytes)" if server.image_model_name else ""

@@ -53,6 +53,7 @@ class RepositoryOptions:
     tensorrt_accelerator: bool = False  # ONNX only: onnxruntime's TensorRT execution provider
     ensemble: bool = True
     force: bool = False
+    allow_unverified: bool = False  # export an artifact whose parity certificate failed or is missing
 
     def validate(self) -> RepositoryOptions:
         if self.max_batch is not None and not (isinstance(self.max_batch, int) and self.max_batch >= 1):
@@ -128,7 +129,7 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
         if read_manifest(path, required=False) is None:  # open_artifact would ask for mean/std instead
             raise RepositoryError(f"{path} has no dnx manifest (not exported by dnx); a Triton repository needs "
                                   "its preprocessing and labels: export it with `dnx export`")
-    art = open_artifact(path)
+    art = open_artifact(path, allow_unverified=options.allow_unverified)
     name = check_model_name(name or path.stem)
     if art.kind == "engine":
         outputs = art.manifest.get("outputs") or []

@@ -62,6 +62,7 @@ class TritonServeConfig:
     preferred_batch: tuple[int, ...] = ()
     instances: int = 1
     image_model: bool = True
+    allow_unverified: bool = False  # serve an artifact whose parity certificate failed or is missing
     exit_timeout_s: int = 5  # in-flight requests get this long at shutdown
 
     def validate(self) -> TritonServeConfig:
@@ -190,8 +191,10 @@ class TritonServer:
             raise DnxError(f"the ports chosen collide ({self.ports}); give --http-port/--grpc-port/--metrics-port")
         # The repository export's reading of the artifact: the same model name, tensor names and dims.
         # kind="gpu" only lets an engine through; dnx.load below checks the device for real.
-        self.spec = network_spec(c.artifact, RepositoryOptions(max_batch=c.max_batch, kind="gpu"), c.model_name)
-        self.classifier = load(c.artifact, backend=c.backend, device=c.device, threads=c.threads)
+        options = RepositoryOptions(max_batch=c.max_batch, kind="gpu", allow_unverified=c.allow_unverified)
+        self.spec = network_spec(c.artifact, options, c.model_name)
+        self.classifier = load(c.artifact, backend=c.backend, device=c.device, threads=c.threads,
+                               allow_unverified=c.allow_unverified)
         self._logdir = Path(tempfile.mkdtemp(prefix="dnx-triton-"))
         try:
             self._start_triton()
@@ -287,12 +290,22 @@ def serve(config: TritonServeConfig, on_ready: Callable[[TritonServer], None] | 
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with TritonServer(config) as server:
+        server = TritonServer(config)
+        try:
+            server.start()
+        except TritonServeError:
+            # Ctrl-C in a terminal reaches tritonserver too: a start it cut short is a stop, not a failure.
+            if stop.is_set():
+                return
+            raise
+        try:
             if on_ready is not None:
                 on_ready(server)
             while not stop.wait(0.5):
                 if not server.alive():
                     raise TritonServeError(f"tritonserver stopped on its own; server log: {log_tail(server.log_path)}")
+        finally:
+            server.stop()
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)

@@ -46,13 +46,16 @@ def fake_engine(tmp_path, fmnist_onnx):
     engine = tmp_path / "fmnist_int8.engine"
     engine.write_bytes(b"not a real TensorRT plan")
 
-    def write(min_batch=1, max_batch=16):
+    def write(min_batch=1, max_batch=16, certified=True):
+        source = read_manifest(fmnist_onnx)
+        if not certified:
+            source.pop("certificate", None)
         manifest = {"schema": ENGINE_SCHEMA, "artifact": "tensorrt-engine", "tensorrt_version": "10.16.1.11",
                     "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "precision": "int8",
                     "batch_profile": {"min_batch": min_batch, "opt_batch": 8, "max_batch": max_batch},
                     "inputs": [{"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32"}],
                     "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
-                    "source_onnx": {"path": str(fmnist_onnx), "manifest": read_manifest(fmnist_onnx)}}
+                    "source_onnx": {"path": str(fmnist_onnx), "manifest": source}}
         (tmp_path / "fmnist_int8.engine.json").write_text(json.dumps(manifest))
         return engine
 
@@ -167,6 +170,15 @@ def test_engine_repository_takes_batch_from_the_profile(tmp_path, fake_engine):
     with pytest.raises(DnxError, match="min-batch 1"):
         export_repository([fake_engine(min_batch=2)], tmp_path / "r4", RepositoryOptions())
     assert not any((tmp_path / r).exists() for r in ("r2", "r3", "r4"))  # refused before anything was written
+
+
+def test_refuses_unverified_artifacts_unless_allowed(tmp_path, fake_engine):
+    engine = fake_engine(certified=False)
+    with pytest.raises(DnxError, match="no passed parity certificate.*--allow-unverified"):
+        export_repository([engine], tmp_path / "repo", RepositoryOptions())
+    assert not (tmp_path / "repo").exists()
+    export_repository([engine], tmp_path / "repo", RepositoryOptions(allow_unverified=True, ensemble=False))
+    assert parse(tmp_path / "repo" / "fmnist_int8").platform == "tensorrt_plan"
 
 
 def test_refuses_artifacts_without_a_manifest(tmp_path, fmnist_onnx):
