@@ -32,17 +32,6 @@ import numpy as np
 from dnx.benchmarks.scripts import RESULTS, save_result
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-
-
-def isa_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    present = set(line.split(":", 1)[-1].split())
-    return [f for f in ISA_FLAGS if f in present]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -238,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
             # Other work on the machine shares its cores with the server and this client: say how much.
             load_before = os.getloadavg()[0]
             previous[name] = bench_model(name, args, Path(tmp))
-            previous[name]["machine"] = {**machine_info(threads=args.threads or 0), "isa_flags": isa_flags(),
+            previous[name]["machine"] = {**machine_info(threads=args.threads or 0),
                                          "load_average_1m": {"before": round(load_before, 2),
                                                              "after": round(os.getloadavg()[0], 2)}}
             previous[name]["command"] = " ".join(["python -m dnx.benchmarks.triton_load", *(argv or sys.argv[1:])])
