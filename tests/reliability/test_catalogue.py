@@ -262,3 +262,13 @@ def test_case(case: Case, inputs: Path, tmp_path: Path, monkeypatch, harness) ->
     assert not (inputs / "PWNED").exists(), "a pickled payload ran"
     for dev in ("/dev/null", "/dev/full"):
         assert stat.S_ISCHR(os.stat(dev).st_mode), f"{dev} was replaced"
+
+
+def test_catalogue_covers_every_command_and_defect():
+    cases = CASES + HELP_CASES
+    assert len({c.id for c in cases}) == len(cases) >= 60
+    assert {c.args[0] for c in CASES if c.args and not c.args[0].startswith("-")} >= set(cli.commands) - {
+        "serve", "triton", "paper", "reuse"}  # the serving and paper commands have their own suites
+    defects = {int(m) for c in cases for m in re.findall(r"^D(\d+)-", c.id)}
+    # D11 (umask) and D13 (signals) need a process or a umask: test_library.py and test_process.py
+    assert defects | {11, 13} == set(range(1, 16))
