@@ -9,9 +9,10 @@ stream it matched OpenVINO+NNCF's speed and accuracy (benchmarks/results/cpu_int
 is still a plain Q/DQ ONNX file with dnx's manifest, so onnxruntime and TensorRT read it too.
 
 The cache beside the output is keyed like the other targets (source sha256, data fingerprint,
-method, target, samples) plus the excluded nodes (they move Q/DQ); it keeps what NNCF computed from the data: every Q/DQ scale and zero
-point and the bias-corrected biases. On a hit, NNCF re-places Q/DQ from one calibration batch
-(placement depends on the graph only), and the cached values replace that batch's numbers.
+method, target, samples) plus the excluded nodes (they move Q/DQ). It keeps what NNCF computed
+from the data: every Q/DQ scale and zero point and the bias-corrected biases. On a hit, NNCF
+re-places Q/DQ from one calibration batch (placement depends on the graph only), and the cached
+values replace that batch's numbers.
 """
 
 from __future__ import annotations
