@@ -106,7 +106,7 @@ def _time(runners: dict, batch: int, rounds: int, per_round: int) -> dict[str, d
                 "images_per_s": float(batch * 1e3 / np.median(v)), "n": len(v)} for k, v in times.items()}
 
 
-def main(samples: int = 64, rounds: int = 6, per_round: int = 3) -> dict:
+def main(samples: int = 64, rounds: int = 10, per_round: int = 3) -> dict:
     from dnx.benchmarks.machine import machine_info
     from dnx.compare import compare_logits
     from dnx.runtime.base import run_in_batches
