@@ -7,7 +7,7 @@ runtimes (and OpenVINO BF16 where the CPU has it), dnx's ``--target onnxruntime`
 running ``nncf.quantize`` there (OpenVINO backend, defaults). Latency: batch 1 on 1 and 2 threads,
 batch 8 on 2 threads, each backend timed in interleaved rounds so machine noise hits all alike.
 Parity: min cosine vs onnxruntime FP32 over 64 photo crops (calibration uses 64 other crops).
-Writes benchmarks/results/cpu_int8.json, with the CPU model and ISA flags.
+Writes benchmarks/results/cpu_int8.json, with the CPU model and ISA flags (machine_info).
 """
 
 from __future__ import annotations
@@ -22,16 +22,6 @@ import numpy as np
 from dnx.benchmarks.scripts import run_script, save_result
 
 CONFIGS = ((1, 1), (2, 1), (2, 8))  # (threads, batch)
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in ISA_FLAGS if f in flags]
 
 
 def _files(tmp: Path, samples: int) -> tuple[dict[str, Path], np.ndarray, dict]:
@@ -117,8 +107,7 @@ def main(samples: int = 64, rounds: int = 10, per_round: int = 3) -> dict:
         files, parity_images, calib_seconds = _files(Path(tmp), samples)
         rows = _rows(files, ov_bf16)
         out = {"benchmark": "cpu_int8", "model": "densenet121 (random weights), 224x224",
-               "machine": {**machine_info(threads=2), "isa_flags": cpu_flags(),
-                           "openvino_capabilities": cpu_capabilities()},
+               "machine": {**machine_info(threads=2), "openvino_capabilities": cpu_capabilities()},
                "parity": {"reference": "onnxruntime FP32 on the FP32 ONNX", "images": f"{samples} photo crops"},
                "calibration_seconds": calib_seconds, "latency": {}, "min_cosine": {}, "inference_precision": {}}
         runners = {k: _runner(rt, path, prec, 2) for k, (rt, path, prec) in rows.items()}

@@ -36,7 +36,6 @@ class _DynamicCompile:
 
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
-    from dnx.benchmarks.cpu_int8 import cpu_flags
     from dnx.benchmarks.machine import machine_info
     from dnx.calibration.qdq import calibrate_qdq
     from dnx.data.photos import make_photo_folder
@@ -71,7 +70,7 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
             for k, v in times.items()}
     for k, v in rows.items():
         print(f"{k:42s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
-    machine = {**machine_info(threads=1), "isa_flags": cpu_flags(), "openvino_capabilities": cpu_capabilities()}
+    machine = {**machine_info(threads=1), "openvino_capabilities": cpu_capabilities()}
     out = {"benchmark": "graph_form_openvino", "model": "densenet121", "batch": 1, "threads": 1,
            "runtime": "OpenVINO CPU, INFERENCE_PRECISION_HINT f32", "machine": machine, "rows": rows}
     return save_result("graph_form_openvino", out)
