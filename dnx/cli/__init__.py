@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -74,7 +75,9 @@ def _run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # signal handlers can only be set from the main thread (main() may run elsewhere, e.g. in a test)
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
     options["debug"] = False
     try:
         code = _run(argv)
@@ -97,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             err(_one_line(str(exc)))
             sys.exit(exc.exit_code)
         if isinstance(exc, OSError) and exc.strerror:  # the machine refused (disk full, permissions)
-            where = f" {exc.filename}" if exc.filename else ""
-            err(f"cannot complete:{where} {exc.strerror}")
+            err(f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""))
             sys.exit(1)
         hint = "" if _debug() else "; rerun with --debug for the traceback"
         err(f"internal error (a bug in dnx, please report it): {type(exc).__name__}: "

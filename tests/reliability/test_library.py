@@ -123,3 +123,20 @@ def test_training_without_a_held_out_split_has_no_test_accuracy(tmp_path):
     assert not has_split(tmp_path / "x.npz", "test") and not has_split(tmp_path, "test")
     (tmp_path / "test" / "a").mkdir(parents=True)
     assert has_split(tmp_path, "test")
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), PermissionError(13, "Permission denied", "/x/y")])
+def test_unexpected_errors_are_one_line_too(error, harness, monkeypatch, tmp_path):
+    """A bug or an OS refusal dnx did not foresee: one line, exit 1, the traceback only with --debug."""
+    import dnx.models.registry
+
+    def broken():
+        raise error
+
+    monkeypatch.setattr(dnx.models.registry, "list_models", broken)
+    result = harness.run_dnx(["models"], tmp_path)
+    expected = ("dnx: internal error (a bug in dnx, please report it): ValueError: boom; rerun with --debug for "
+                "the traceback\n" if isinstance(error, ValueError) else "dnx: Permission denied: /x/y\n")
+    assert (result.code, result.stderr, result.escaped) == (1, expected, None)
+    debug = harness.run_dnx(["--debug", "models"], tmp_path)
+    assert debug.code == 1 and "Traceback (most recent call last)" in debug.stderr
