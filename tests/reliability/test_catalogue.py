@@ -223,6 +223,10 @@ def _qdq_model_bytes() -> bytes:
 
 HELP_CASES = [Case(f"help-{name}", (name, "--help"), 0, rf"Usage: dnx {name}") for name in sorted(cli.commands)]
 HELP_CASES.append(Case("help-root", ("--help",), 0, r"Usage: dnx"))
+# D7 for every command, including those added later: a usage error is one line, exit 1, with the hint
+HELP_CASES += [Case(f"D7-usage-{name}", (name, "--no-such-option"), 1,
+                    rf"^dnx: No such option '--no-such-option'; see 'dnx {name} --help'$")
+               for name in sorted(cli.commands)]
 
 
 def _error_lines(stderr: str) -> list[str]:
