@@ -209,7 +209,6 @@ CASES = [
 def _qdq_model_bytes() -> bytes:
     """A tiny graph holding a QuantizeLinear (a calibrated file is not a calibration source)."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 28, 28])
