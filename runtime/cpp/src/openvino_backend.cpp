@@ -63,7 +63,8 @@ public:
             slot.request.infer();
             const ov::Tensor result = slot.request.get_output_tensor();
             std::memcpy(out, result.data<const float>(), batch * classes_ * sizeof(float));
-        } catch (const ov::Exception& e) {
+        } catch (const std::exception& e) {
+            // OpenVINO reports through ov::Exception and std exceptions alike; callers see one type
             throw Error(Error::Code::Backend, "OpenVINO inference failed: " + first_line(e.what()));
         }
     }
@@ -132,7 +133,7 @@ private:
                 c->requests.push_back(c->model.create_infer_request());
                 c->free.push_back(i);
             }
-        } catch (const ov::Exception& e) {
+        } catch (const std::exception& e) {
             throw Error(Error::Code::Backend, "OpenVINO cannot compile the model for " + device_ + " at batch " +
                                                   std::to_string(batch) + ": " + first_line(e.what()));
         }
