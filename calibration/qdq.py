@@ -195,7 +195,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         hint="pass --mean/--std/--image-size, or re-export it with `dnx export`")
     pre = preprocess or preprocess_from_manifest(source_manifest)
     check_input_shape(proto, pre, source)
-    cache_path = check_writable(cache_path, "--cache") if cache_path else default_cache_path(output)
+    cache_path = check_writable(cache_path or default_cache_path(output), "--cache")
     input_name = proto.graph.input[0].name
     ops, nodes_excluded, kwargs = _placement(target, proto, exclude)
     if not ops:  # onnxruntime reads an empty list as "every op type"

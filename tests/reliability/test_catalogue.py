@@ -147,6 +147,8 @@ CASES = [
          r"--samples must be >= 1"),
     Case("D1-calibrate-cache-dev-null", ("calibrate", M, "--data", str(CALIB), "--cache", "/dev/null", "-o", "q.onnx"),
          1, r"--cache /dev/null exists and is not a regular file"),
+    Case("D10-calibrate-default-cache-name-is-a-folder", ("calibrate", M, "--data", str(CALIB), "-o", "q.onnx"), 1,
+         r"--cache q.onnx.calib.json is a directory", files=("q.onnx.calib.json",), setup=_mkdir("q.onnx.calib.json")),
     Case("calibrate-exclude-unknown", ("calibrate", M, "--data", str(CALIB), "--exclude", "NoSuchOp", "-o", "q.onnx"),
          1, r"--exclude NoSuchOp"),
     Case("calibrate-qdq-source", ("calibrate", "q.onnx", "--data", str(CALIB), "-o", "q2.onnx"), 1,
