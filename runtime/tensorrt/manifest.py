@@ -88,7 +88,8 @@ def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict
         schema = manifest.get("schema") if isinstance(manifest, dict) else None
         raise EngineMismatchError(f"{side} is not a dnx engine manifest (schema {schema!r}, expected "
                                   f"{ENGINE_SCHEMA!r}); rebuild the engine with `dnx build`")
-    if "tensorrt_version" not in manifest or "compute_capability" not in manifest.get("gpu", {}):
+    gpu = manifest.get("gpu")
+    if "tensorrt_version" not in manifest or not isinstance(gpu, dict) or "compute_capability" not in gpu:
         raise EngineMismatchError(f"{side} lacks the TensorRT version or GPU it was built for; "
                                   f"{rebuild_hint(manifest)}")
     return manifest
