@@ -20,12 +20,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 const char* kUsage =
-    "usage: dnx-classify [--top K] [--threads N] MODEL IMAGE...\n"
-    "       dnx-classify --bench [--batch B] [--warmup S] [--duration S] [--threads N] MODEL IMAGE...\n"
+    "usage: dnx-classify [--top K] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
+    "       dnx-classify --bench [--batch B] [--warmup S] [--duration S] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
     "MODEL is a dnx ONNX file (with its .json sidecar or embedded manifest) or a dnx TensorRT engine.\n";
 
 struct Args {
-    bool bench = false;
+    bool bench = false, allow_unverified = false;
     int top = 5, threads = 0, batch = 1;
     double warmup_s = 1.0, duration_s = 5.0;
     std::string model;
@@ -42,6 +42,7 @@ Args parse(int argc, char** argv) {
             return argv[++i];
         };
         if (arg == "--bench") a.bench = true;
+        else if (arg == "--allow-unverified") a.allow_unverified = true;
         else if (arg == "--top") a.top = std::stoi(value("--top"));
         else if (arg == "--threads") a.threads = std::stoi(value("--threads"));
         else if (arg == "--batch") a.batch = std::stoi(value("--batch"));
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
         dnx::Options options;
         options.num_threads = a.threads;
         options.num_requests = 1;
+        options.allow_unverified = a.allow_unverified;
         const dnx::Classifier model = dnx::Classifier::load(a.model, options);
         if (a.bench) return bench(a, model);
         for (const auto& path : a.images) {

@@ -13,6 +13,10 @@ namespace detail {
 // Parse and check a dnx ONNX manifest (schema dnx.manifest/1). `where` names its source in errors.
 Manifest parse_manifest(const std::string& json_text, const std::string& where);
 
+// Error(Unverified) when the manifest's parity certificate is missing or did not pass, unless
+// options.allow_unverified: the rule of Python's dnx.load (export/certificate.py), verdict only.
+void check_certified(const Manifest& manifest, const Options& options, const std::string& path);
+
 // The whole file as bytes/text; Error(NotFound) when it cannot be opened.
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);

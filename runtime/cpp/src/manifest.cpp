@@ -47,6 +47,16 @@ bool file_exists(const std::string& path) {
 
 std::string sidecar_path(const std::string& path) { return path + ".json"; }
 
+void check_certified(const Manifest& m, const Options& options, const std::string& path) {
+    if (options.allow_unverified || m.certificate_verdict == "passed") return;
+    const std::string why = m.certificate_verdict.empty()
+                                ? "it carries no parity certificate (made by an older dnx, or verification was skipped)"
+                                : "its recorded verification " + m.certificate_verdict +
+                                      (m.certificate_summary.empty() ? "" : " (" + m.certificate_summary + ")");
+    throw Error(Error::Code::Unverified, path + " is refused: " + why + "; re-create it with dnx (export, convert, "
+                                                "calibrate, build), or load it anyway with Options::allow_unverified");
+}
+
 Manifest parse_manifest(const std::string& json_text, const std::string& where) {
     json j;
     try {
@@ -81,6 +91,11 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         p.std = field(pre, "std", where).get<std::vector<float>>();
         p.interpolation = interpolation_of(pre.value("interpolation", std::string("bilinear")), where);
         m.labels = field(field(j, "labels", where), "names", where).get<std::vector<std::string>>();
+        const json& cert = j.value("certificate", json::object());
+        if (cert.is_object() && cert.value("schema", std::string()) == "dnx.certificate/1") {
+            m.certificate_verdict = cert.value("verdict", std::string("unknown"));
+            if (cert.contains("summary") && cert["summary"].is_string()) m.certificate_summary = cert["summary"];
+        }
     } catch (const json::exception& e) {
         bad(where, std::string("manifest field has the wrong type (") + e.what() + ")");
     }

@@ -48,6 +48,7 @@ public:
                                                       " nor ONNX metadata): not exported by dnx; re-export it with "
                                                       "`dnx export`");
         }
+        check_certified(manifest, options, path);
         check(path, *model, manifest, options);
         configure(model, options);
     }

@@ -76,6 +76,7 @@ public:
                                                   "sidecar was not copied with it); rebuild it with `dnx build "
                                                   "MODEL.onnx` or copy the sidecar next to it");
         const EngineManifest em = parse_engine_manifest(read_file(side), side);
+        check_certified(em.manifest, options, path);  // the source ONNX's certificate, as Python checks
         int count = 0;
         if (cudaGetDeviceCount(&count) != cudaSuccess || count <= device_)
             throw Error(Error::Code::Unsupported, "no CUDA device " + std::to_string(device_) +

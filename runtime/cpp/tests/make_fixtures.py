@@ -18,7 +18,7 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
   picks for that file;
 * dnx.load()'s top-1 of the photos on the FP32 model.
 
-Regenerated only when missing or older than this script (the export is deterministic).
+Regenerated only when missing or older than this script or dnx/data/preprocess.py.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     target = Path(sys.argv[1])
     stamp = target / "index.json"
-    if stamp.is_file() and stamp.stat().st_mtime >= Path(__file__).stat().st_mtime:
+    # Python's side changes with this script and with the preprocessing it reproduces
+    sources = [Path(__file__), Path(__file__).resolve().parents[3] / "dnx" / "data" / "preprocess.py"]
+    if stamp.is_file() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in sources):
         sys.exit(0)
     main(target)

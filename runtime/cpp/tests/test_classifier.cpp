@@ -69,6 +69,30 @@ TEST(Classifier, RefusesMissingForeignCorruptAndMismatchedArtifacts) {
     std::remove(engine.c_str());
 }
 
+TEST(Classifier, RefusesUncertifiedUnlessAllowed) {
+    DNX_REQUIRE_FIXTURES();
+    // a copy of the FP32 artifact whose sidecar lost its certificate, then one whose check failed
+    const std::string copy = ::testing::TempDir() + "uncertified.onnx";
+    dnx_test::write_bytes(copy, dnx_test::read_bytes(dnx_test::fixture("fp32.onnx")));
+    nlohmann::json side = nlohmann::json::parse(dnx_test::read_bytes(dnx_test::fixture("fp32.onnx.json")));
+    ASSERT_EQ(side["certificate"]["verdict"], "passed");
+    for (const char* verdict : {"", "failed"}) {
+        nlohmann::json m = side;
+        if (*verdict) m["certificate"]["verdict"] = verdict;
+        else m.erase("certificate");
+        const std::string text = m.dump();
+        dnx_test::write_bytes(copy + ".json", std::vector<std::uint8_t>(text.begin(), text.end()));
+        std::string msg;
+        EXPECT_EQ(load_error(copy, &msg), Error::Code::Unverified) << verdict;
+        EXPECT_NE(msg.find(*verdict ? "verification failed" : "no parity certificate"), std::string::npos) << msg;
+        dnx::Options allow;
+        allow.allow_unverified = true;
+        EXPECT_EQ(Classifier::load(copy, allow).num_classes(), 10);
+    }
+    std::remove(copy.c_str());
+    std::remove((copy + ".json").c_str());
+}
+
 TEST(Classifier, RefusesBadCalls) {
     DNX_REQUIRE_FIXTURES();
     const Classifier model = Classifier::load(dnx_test::fixture("fp32.onnx"));

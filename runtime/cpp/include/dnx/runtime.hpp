@@ -30,7 +30,7 @@ namespace dnx {
 // The one exception type. code() names the kind of failure for callers that branch on it.
 class DNX_API Error : public std::runtime_error {
 public:
-    enum class Code { InvalidArgument, NotFound, BadArtifact, ManifestMismatch, BadImage, Unsupported, Backend };
+    enum class Code { InvalidArgument, NotFound, BadArtifact, ManifestMismatch, Unverified, BadImage, Unsupported, Backend };
     Error(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
     Code code() const noexcept { return code_; }
 
@@ -84,6 +84,9 @@ struct DNX_API Manifest {
     Preprocess preprocess;
     std::vector<std::string> labels;
     std::string sha256;          // of the artifact, when the sidecar records it
+    // The parity certificate dnx records (export/certificate.py): "passed", "failed", or "" when absent.
+    std::string certificate_verdict;
+    std::string certificate_summary;
 };
 
 struct DNX_API Options {
@@ -101,6 +104,10 @@ struct DNX_API Options {
     std::string inference_precision = "f32";
     // CUDA device for TensorRT engines.
     int cuda_device = 0;
+    // Load an artifact whose parity certificate is missing or failed (Python: allow_unverified).
+    // The certificate's verdict is checked; its content sha256 is not (that needs the ONNX
+    // protobuf serializer), so a graph edited after verification is not detected here.
+    bool allow_unverified = false;
 };
 
 struct DNX_API Timings {
@@ -118,7 +125,9 @@ struct DNX_API Prediction {
 class DNX_API Classifier {
 public:
     // Read an artifact and its manifest, check that they agree (input name/shape/layout, number of
-    // labels; for engines the TensorRT version and GPU, before deserializing) and prepare the backend.
+    // labels; for engines the TensorRT version and GPU, before deserializing), refuse it when its
+    // parity certificate is missing or failed (Error::Code::Unverified, unless
+    // options.allow_unverified), and prepare the backend.
     static Classifier load(const std::string& path, const Options& options = {});
 
     Classifier(Classifier&&) noexcept;
