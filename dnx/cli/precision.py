@@ -73,6 +73,18 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     how = f"reused calibration cache {result.cache_path}" if result.cache_hit else f"ranges cached in {result.cache_path}"
     click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} on {result.samples} samples, "
                f"{result.seconds:.1f} s ({how})")
+    _report_certificate(result.path, result.manifest)
+
+
+def _report_certificate(path, manifest: dict) -> None:
+    """One line with the parity verdict of a derived file; a failed one exits 1 (the file is kept, marked)."""
+    cert = manifest.get("certificate") or {}
+    data = cert.get("data") or {}
+    line = f"parity vs FP32 on {data.get('images', '?')} images ({data.get('what', '?')}): {cert.get('summary', '?')}"
+    if cert.get("verdict") != "passed":
+        raise DnxError(f"{path} was written but failed its parity check and is marked 'failed' (dnx.load refuses "
+                       f"it without --allow-unverified): {line}")
+    click.echo(line)
 
 
 def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop, max_agreement_loss, budget_plot,
@@ -115,12 +127,12 @@ def _pareto_table(report: dict):
 
     table = new_table(f"accuracy vs latency, search half ({report['eval_data']['search']} images), "
                       f"{report['pareto']['backend']} batch 1; FP32 {report['pareto']['fp32_latency']['median_ms']:.3f} ms",
-                      ("float units", "added", "accuracy", "drop", "agreement", "median ms", "transposes", "budget"),
+                      ("float units", "added", "accuracy", "drop", "agreement", "median ms", "transposes", "Pareto", "budget"),
                       left=("added",))
     for p in report["pareto"]["points"]:
         table.add_row(str(p["float_units"]), p["added"] or "(plain INT8)", f"{p['accuracy']:.2%}",
                       f"{p['accuracy_drop_pt']:+.2f} pt", f"{p['agreement']:.2%}", f"{p['latency']['median_ms']:.3f}",
-                      str(p["transposes"]), "met" if p["meets_budget"] else "-")
+                      str(p["transposes"]), "*" if p["pareto_optimal"] else "", "met" if p["meets_budget"] else "-")
     return table
 
 
@@ -139,10 +151,11 @@ def convert_cmd(model, precision, check, output) -> None:
     result = convert_fp16(src, output or src.with_name(f"{src.stem}.{precision}.onnx"), check=check)
     print_notes(result.notes)
     if result.comparison is not None:
-        make_console().print(comparison_table("FP16 vs FP32 (onnxruntime CPU)", [("random + photos", result.comparison)]))
+        data = result.manifest["certificate"]["data"]["what"]
+        make_console().print(comparison_table("FP16 vs FP32 (onnxruntime CPU)", [(data, result.comparison)]))
     click.echo(f"wrote {result.path} ({result.seconds:.1f} s)")
-    if result.comparison is not None and not result.comparison:
-        raise DnxError(f"{result.path} was written but disagrees with FP32: {result.comparison.criterion}")
+    if result.comparison is not None:
+        _report_certificate(result.path, result.manifest)
 
 
 @cli.command("eval")

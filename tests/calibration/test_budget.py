@@ -142,3 +142,14 @@ def test_split_halves_is_seeded_and_disjoint():
     a, b = split_halves(11, seed=3)
     assert len(a) == 5 and len(b) == 6 and not set(a) & set(b) and sorted([*a, *b]) == list(range(11))
     assert all((x == y).all() for x, y in zip(split_halves(11, 3), (a, b)))
+
+
+def test_eval_shows_the_budget_row(eval_npz, tmp_path):
+    out = tmp_path / "eval.json"
+    run = subprocess.run([sys.executable, "-m", "dnx.cli", "eval", "--data", str(eval_npz), "--samples", "32",
+                          "--workdir", str(tmp_path / "w"), "--json", str(out), "--max-accuracy-drop", "5"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[-1]["label"] == "ONNX INT8 + 0 float units (tensorrt)" and rows[-1]["samples"] == 200
+    assert "ONNX INT8 + 0 float units" in run.stdout
