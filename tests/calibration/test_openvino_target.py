@@ -4,6 +4,8 @@ the shipped model's accuracy under OpenVINO."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 
@@ -72,6 +74,36 @@ def test_openvino_file_is_qdq_with_dnx_manifest_and_runs_on_onnxruntime(files):
     with OnnxRuntimeRunner(made["fp32"]) as fp32, OnnxRuntimeRunner(made["openvino"]) as int8:
         assert compare_logits(fp32.infer({"input": photos})["logits"],
                               int8.infer({"input": photos})["logits"]).min_cosine >= 0.99
+
+
+def _compiled_kinds(core, model):
+    """(layer type, runtime precision) counts of what OpenVINO's CPU plugin really runs, batch 1."""
+    from collections import Counter
+
+    model.reshape([1, 1, 28, 28])
+    runtime = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).get_runtime_model()
+    return Counter((op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+                   for op in runtime.get_ordered_ops())
+
+
+def test_openvino_file_compiles_to_what_openvino_nncf_makes(files):
+    """Speed without timing: dnx's file runs the same INT8 kernels as a user's OpenVINO+NNCF model
+    (OpenVINO backend, defaults), so it is as fast; on densenet121 both compile to 120 u8
+    Convolutions and 58 INT8 Concatenations (the TensorRT placement leaves the Concats in f32)."""
+    import nncf
+    import openvino as ov
+
+    from dnx.calibration.data import open_calibration_data
+
+    made, pre = files
+    calib = open_calibration_data(CALIB, pre, 64, 0)
+    core = ov.Core()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        reference = nncf.quantize(core.read_model(str(made["fp32"])),
+                                  nncf.Dataset([calib.batch(i, 1) for i in range(len(calib))]), subset_size=64)
+    ours = _compiled_kinds(core, core.read_model(str(made["openvino"])))
+    assert ours == _compiled_kinds(core, reference)
+    assert ours[("Convolution", "u8")] == 21 and not any(p == "f32" for (t, p) in ours if t == "Concatenation")
 
 
 def test_cache_reused_then_recalibrated_on_other_data(files, tmp_path):
