@@ -120,3 +120,15 @@ def test_without_openvino_the_backend_is_unavailable(shipped, monkeypatch):
     assert not ok and "pip install 'dnx[openvino]'" in why
     with pytest.raises(UnavailableBackend, match="dnx\\[openvino\\]"):
         OpenVINORunner(shipped[0]).activate()
+
+
+def test_runs_dnx_fp16_file(shipped, tmp_path):
+    from dnx.calibration.fp16 import convert_fp16
+    from dnx.compare import compare_logits
+
+    path, pre = shipped
+    fp16 = convert_fp16(path, tmp_path / "fm.fp16.onnx", check=False).path
+    x = _inputs(pre, 8)
+    with OnnxRuntimeRunner(path) as ort, OpenVINORunner(fp16, precision="fp32") as ov:
+        assert ov.input_metadata()["input"].dtype == np.float32  # FP32 inputs kept
+        assert compare_logits(ort.infer({"input": x})["logits"], ov.infer({"input": x})["logits"]).min_cosine >= 0.999
