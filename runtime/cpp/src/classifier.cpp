@@ -33,7 +33,7 @@ Prediction top_k_of(const float* logits, std::size_t classes, int k, const std::
     for (std::size_t i = 0; i < classes; ++i) sum += e[i] = std::exp(static_cast<double>(logits[i]) - peak);
     std::vector<int> order(classes);
     std::iota(order.begin(), order.end(), 0);
-    const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(k), classes);
+    const std::size_t n = static_cast<std::size_t>(k);  // 1..classes, checked by classify()
     // ties keep the lower index first, as numpy's stable argsort of -logits does
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
                       [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
@@ -91,7 +91,9 @@ std::vector<Prediction> Classifier::classify(const std::vector<Image>& images, i
 
 std::vector<Prediction> Classifier::classify(const Image* images, std::size_t count, int top_k,
                                              Timings* timings) const {
-    if (top_k <= 0) throw Error(Error::Code::InvalidArgument, "top_k must be at least 1, got " + std::to_string(top_k));
+    if (top_k < 1 || top_k > num_classes())
+        throw Error(Error::Code::InvalidArgument, "top_k must be an integer from 1 to " + std::to_string(num_classes()) +
+                                                      " (the model's classes), got " + std::to_string(top_k));
     if (images == nullptr || count == 0) throw Error(Error::Code::InvalidArgument, "classify() got no images");
     if (count > max_batch())
         throw Error(Error::Code::InvalidArgument, std::to_string(count) + " images exceed the model's batch limit of " +

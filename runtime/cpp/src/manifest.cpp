@@ -90,7 +90,14 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         p.mean = field(pre, "mean", where).get<std::vector<float>>();
         p.std = field(pre, "std", where).get<std::vector<float>>();
         p.interpolation = interpolation_of(pre.value("interpolation", std::string("bilinear")), where);
-        m.labels = field(field(j, "labels", where), "names", where).get<std::vector<std::string>>();
+        const json& names = field(j, "labels", where).value("names", json());
+        if (!names.is_null()) m.labels = names.get<std::vector<std::string>>();
+        if (m.labels.empty() && j.contains("output") && j["output"].contains("shape") &&
+            j["output"]["shape"].size() == 2 && j["output"]["shape"][1].is_number_integer()) {
+            // no names (e.g. random-init ImageNet models): classes are named by index, as Python does
+            const int classes = j["output"]["shape"][1].get<int>();
+            for (int i = 0; i < classes; ++i) m.labels.push_back(std::to_string(i));
+        }
         const json& cert = j.value("certificate", json::object());
         if (cert.is_object() && cert.value("schema", std::string()) == "dnx.certificate/1") {
             m.certificate_verdict = cert.value("verdict", std::string("unknown"));
@@ -108,7 +115,7 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         if (!(s > 0.0f)) bad(where, "std values must be positive");
     if (m.input_shape[1] != p.in_channels || m.input_shape[2] != p.image_size || m.input_shape[3] != p.image_size)
         bad(where, "input shape does not match the preprocess block (channels / image_size)");
-    if (m.labels.empty()) bad(where, "labels.names is empty");
+    if (m.labels.empty()) bad(where, "manifest has neither label names nor an output shape to count classes");
     return m;
 }
 

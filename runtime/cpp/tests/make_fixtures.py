@@ -7,15 +7,15 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
 
 * the shipped DenseNet-BC (Fashion-MNIST) exported FP32 (``fp32.onnx`` + sidecar), the same graph
   without a sidecar (``embedded.onnx``: manifest only in ONNX metadata), and INT8 Q/DQ calibrated
-  for onnxruntime (``int8.onnx``); for refusals, the graph with no manifest at all
+  for onnxruntime (``int8.onnx``) and for TensorRT (``int8_trt.onnx``); for refusals, the graph with no manifest at all
   (``foreign.onnx``) and with a sidecar that promises 5 classes (``mismatch.onnx``);
 * test images: the bundled photos (JPEG) and PNGs made here for the cases photos do not cover
   (palette, grey+alpha, RGBA, 1-bit, 1x1, odd sizes, upscaling), each preprocessed by
   dnx/data/preprocess.py for four preprocess specs (the shipped model's 28x28 grey, and ImageNet's
   256 -> 224 RGB with bilinear, bicubic and nearest resampling);
 * the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
-  of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, INT8 on the backend dnx.load
-  picks for that file;
+  of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, each INT8 file on the backend
+  dnx.load picks for it;
 * dnx.load()'s top-1 of the photos on the FP32 model.
 
 Regenerated only when missing or older than this script or dnx/data/preprocess.py.
@@ -100,12 +100,16 @@ def main(out: Path) -> None:
     out = out.resolve()  # index.json lists absolute image paths
     out.mkdir(parents=True, exist_ok=True)
     fp32, int8, embedded = out / "fp32.onnx", out / "int8.onnx", out / "embedded.onnx"
+    int8_trt = out / "int8_trt.onnx"
     dnx_cli("export", "densenet_bc22_fmnist", "--weights", str(ASSETS / "densenet_bc22_fmnist.pth"), "-o", str(fp32))
     shutil.copyfile(fp32, embedded)
     data = shipped_fashion_mnist_test()
     np.save(out / "calib.npy", data.images[:256])
     dnx_cli("calibrate", str(fp32), "--data", str(out / "calib.npy"), "--target", "onnxruntime", "--samples", "256",
             "-o", str(int8))
+    # TensorRT's placement: the Q/DQ pattern OpenVINO misreads with a dynamic batch (static shapes fix it)
+    dnx_cli("calibrate", str(fp32), "--data", str(out / "calib.npy"), "--target", "tensorrt", "--samples", "256",
+            "-o", str(int8_trt))
     manifest = json.loads((out / "fp32.onnx.json").read_text())
     write_bad_artifacts(out, fp32, manifest)
     specs = {**SPECS, "fmnist": manifest["preprocess"]}
@@ -113,7 +117,7 @@ def main(out: Path) -> None:
     folder = out / "images"
     folder.mkdir(exist_ok=True)
     images = [*bundled_photos(), *synthetic_pngs(folder)]
-    index = {"fp32_onnx": fp32.name, "int8_onnx": int8.name, "embedded_onnx": embedded.name, "specs": specs,
+    index = {"fp32_onnx": fp32.name, "int8_onnx": int8.name, "int8_trt_onnx": int8_trt.name, "embedded_onnx": embedded.name, "specs": specs,
              "images": [str(p) for p in images], "preprocessed": []}
     for i, path in enumerate(images):
         img = load_image(path)
@@ -125,16 +129,17 @@ def main(out: Path) -> None:
     pre = Preprocess.from_dict(manifest["preprocess"])
     fm_input = preprocess_array(data.images, pre)
     with load(fp32, backend="openvino") as ov_model, load(fp32, backend="onnxruntime") as ort_model, \
-            load(int8) as int8_model:
+            load(int8) as int8_model, load(int8_trt) as int8_trt_model:
         photos = np.stack([preprocess_image(load_image(p), pre) for p in images])
         index["photos_top1_fp32"] = [int(v) for v in ov_model.logits(photos).argmax(1)]
         logits = {"fp32_openvino": ov_model.logits(fm_input), "fp32_onnxruntime": ort_model.logits(fm_input),
-                  "int8": int8_model.logits(fm_input)}
+                  "int8": int8_model.logits(fm_input), "int8_trt": int8_trt_model.logits(fm_input)}
         int8_backend = int8_model.info().get("backend")
+        int8_trt_backend = int8_trt_model.info().get("backend")
     index["fmnist"] = {"count": int(len(data.images)), "images": write(out, "fmnist.u8", data.images, np.uint8),
                        "input": write(out, "fmnist_input.f32", fm_input, np.float32),
                        "labels": write(out, "fmnist_labels.i32", data.labels, np.int32),
-                       "int8_backend": int8_backend,
+                       "int8_backend": int8_backend, "int8_trt_backend": int8_trt_backend,
                        **{f"logits_{k}": write(out, f"fmnist_logits_{k}.f32", v, np.float32) for k, v in logits.items()}}
     (out / "index.json").write_text(json.dumps(index, indent=1))
 

@@ -99,6 +99,7 @@ TEST(Classifier, RefusesBadCalls) {
     const auto images = fmnist_images(65);
     EXPECT_THROW(model.classify(images), Error);  // 65 > max_batch 64
     EXPECT_THROW(model.classify(images[0], 0), Error);
+    EXPECT_THROW(model.classify(images[0], 11), Error);  // more than the 10 classes
     EXPECT_THROW(model.classify(nullptr, 1), Error);
     EXPECT_THROW(model.logits(nullptr, 1), Error);
     std::vector<float> input(784 * 65);

@@ -80,7 +80,15 @@ TEST(Manifest, RefusesBrokenManifests) {
     expect_refused(j, "lanczos");
     j = good_manifest();
     j["labels"]["names"] = json::array();
-    expect_refused(j, "labels");
+    expect_refused(j, "neither label names nor an output shape");
+}
+
+TEST(Manifest, UnnamedClassesAreNamedByIndex) {
+    json j = good_manifest();
+    j["labels"]["names"] = nullptr;
+    j["output"] = {{"name", "logits"}, {"shape", {"N", 3}}};
+    const dnx::Manifest m = dnx::detail::parse_manifest(j.dump(), "m.json");
+    EXPECT_EQ(m.labels, (std::vector<std::string>{"0", "1", "2"}));
 }
 
 json engine_manifest() {

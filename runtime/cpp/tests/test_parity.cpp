@@ -56,14 +56,14 @@ TEST(Parity, PhotosEndToEndSameTop1AsPython) {
     }
 }
 
-TEST(Parity, Int8Top1AgreesWithPythonOn99Percent) {
-    DNX_REQUIRE_FIXTURES();
+// One INT8 file: C++ (OpenVINO, static shape per batch) against Python's logits of the same file.
+void check_int8(const std::string& file, const std::string& key, const std::string& backend_key) {
     const auto& fm = dnx_test::index()["fmnist"];
     const std::size_t n = fm["count"];
     const auto input = dnx_test::read_raw<float>(fm["input"]);
-    const auto want = dnx_test::read_raw<float>(fm["logits_int8"]);
+    const auto want = dnx_test::read_raw<float>(fm[key]);
     const auto labels = dnx_test::read_raw<std::int32_t>(fm["labels"]);
-    const dnx::Classifier model = dnx::Classifier::load(dnx_test::fixture("int8.onnx"));
+    const dnx::Classifier model = dnx::Classifier::load(dnx_test::fixture(file));
     EXPECT_EQ(model.manifest().precision, "int8");
     const auto got = cpp_logits(model, input, n);
     std::size_t agree = 0, cpp_correct = 0, py_correct = 0;
@@ -76,11 +76,21 @@ TEST(Parity, Int8Top1AgreesWithPythonOn99Percent) {
     }
     for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
     const double agreement = double(agree) / double(n);
-    std::cout << "[parity] int8 C++ (OpenVINO) vs Python (" << fm["int8_backend"].get<std::string>()
+    std::cout << "[parity] " << file << " C++ (OpenVINO) vs Python (" << fm[backend_key].get<std::string>()
               << "): top-1 agreement " << agree << "/" << n << " = " << 100 * agreement << "%, max|logit diff| "
               << worst << ", accuracy C++ " << 100.0 * double(cpp_correct) / double(n) << "% vs Python "
               << 100.0 * double(py_correct) / double(n) << "%\n";
-    EXPECT_GE(agreement, 0.99);
+    EXPECT_GE(agreement, 0.99) << file;
+}
+
+TEST(Parity, Int8Top1AgreesWithPythonOn99Percent) {
+    DNX_REQUIRE_FIXTURES();
+    check_int8("int8.onnx", "logits_int8", "int8_backend");
+}
+
+TEST(Parity, Int8TensorRtPlacementTop1AgreesWithPythonOn99Percent) {
+    DNX_REQUIRE_FIXTURES();
+    check_int8("int8_trt.onnx", "logits_int8_trt", "int8_trt_backend");
 }
 
 }  // namespace

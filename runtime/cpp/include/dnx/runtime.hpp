@@ -82,7 +82,7 @@ struct DNX_API Manifest {
     std::vector<std::int64_t> input_shape;  // -1 for a dynamic dimension ("N")
     std::string output_name;
     Preprocess preprocess;
-    std::vector<std::string> labels;
+    std::vector<std::string> labels;  // class names; "0".."K-1" when the manifest has none (as Python)
     std::string sha256;          // of the artifact, when the sidecar records it
     // The parity certificate dnx records (export/certificate.py): "passed", "failed", or "" when absent.
     std::string certificate_verdict;
