@@ -102,6 +102,7 @@ def machine_info(threads: int = 0) -> dict:
     versions = {"dnx": __version__, "torch": torch.__version__,
                 "onnxruntime": _dist_version("onnxruntime-gpu", "onnxruntime"),
                 "onnx": _dist_version("onnx"), "numpy": np.__version__,
+                "openvino": _dist_version("openvino"), "nncf": _dist_version("nncf"),
                 "tensorrt": _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs"),
                 "python": platform.python_version()}
     return {"cpu": cpu, "isa_flags": isa_flags(), "physical_cores": physical, "logical_cpus": os.cpu_count(),
