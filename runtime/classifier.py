@@ -71,10 +71,13 @@ class Classifier:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def warm_up(self) -> None:
-        """One inference on zeros, so the first real request does not pay for lazy initialisation."""
+    def warm_up(self, batch_sizes=(1,)) -> None:
+        """One inference on zeros per batch size, so real requests do not pay for lazy initialisation
+        (OpenVINO compiles each batch shape on first use). A fixed-batch artifact warms its own batch."""
         c, h, w = self.input_chw
-        self._infer(np.zeros((self.artifact.max_batch or 1, c, h, w), np.float32))
+        fixed = self.artifact.input_shape[0]
+        for n in sorted({fixed} if fixed else set(batch_sizes)):
+            self._infer(np.zeros((n, c, h, w), np.float32))
         self.timings.reset()
         self.warmed_up = True
 

@@ -99,6 +99,7 @@ class _Service:
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))
         if self.config.max_batch > 1:
+            self.classifier.warm_up(range(1, self.config.max_batch + 1))  # every batch size the batcher makes
             self.batcher = Batcher(self.classifier, self.config.max_batch, self.config.max_delay_ms,
                                    self.config.max_queue, on_batch=self._on_batch)
 

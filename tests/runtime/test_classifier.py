@@ -70,7 +70,7 @@ def test_info_records_the_artifact_and_the_backend_choice(fmnist_onnx, fmnist_in
     with dnx.load(fmnist_int8_onnx, device="cpu") as clf:
         info = clf.info()
     assert info["precision"] == "int8" and info["calibration_target"] == "onnxruntime"
-    assert info["backend"] == "onnxruntime" and "onnxruntime" in info["backend_reason"]
+    assert info["backend"] in ("openvino", "onnxruntime") and "INT8 placed for onnxruntime" in info["backend_reason"]
 
 
 def _artifact(**kw) -> Artifact:
@@ -82,13 +82,17 @@ def _artifact(**kw) -> Artifact:
     return Artifact(**{**base, **kw})
 
 
-def test_auto_rule_on_a_cpu():
-    tensorrt_placed = choose_backend(_artifact(precision="int8", calibration_target="tensorrt"), device="cpu")
-    assert tensorrt_placed.backend == "onnxruntime" and "misreads" in tensorrt_placed.reason
-    ort_placed = choose_backend(_artifact(precision="int8", calibration_target="onnxruntime"), device="cpu")
-    assert ort_placed.backend == "onnxruntime"
-    fp32 = choose_backend(_artifact(), device="cpu")
-    assert fp32.backend in ("openvino", "onnxruntime") and fp32.reason
+def test_auto_rule_on_a_cpu(monkeypatch):
+    import dnx.runtime.backends as backends
+
+    for placement in ("tensorrt", "onnxruntime", "openvino", None):
+        art = _artifact(precision="int8" if placement else "fp32", calibration_target=placement)
+        monkeypatch.setattr(backends, "_openvino_installed", lambda: (True, ""))
+        chosen = choose_backend(art, device="cpu")
+        assert chosen.backend == "openvino" and "fastest installed" in chosen.reason
+        monkeypatch.setattr(backends, "_openvino_installed", lambda: (False, "openvino is not installed"))
+        chosen = choose_backend(art, device="cpu")
+        assert chosen.backend == "onnxruntime" and "openvino is not installed" in chosen.reason
     engine = choose_backend(_artifact(kind="engine", path=Path("m.engine")))
     assert (engine.backend, engine.device) == ("tensorrt", "cuda")
     with pytest.raises(DnxError, match="only backend='tensorrt'"):
