@@ -170,10 +170,12 @@ class Artifacts:
         return self.workdir / f"{source.stem}.{kind}.{key}.onnx"
 
     def calibration_data(self) -> Path:
-        from dnx.data.preprocess import bundled_photos
+        """--calib-data, else --data, else the model's in-distribution default (kept apart from the
+        parity set): :func:`dnx.calibration.parity.default_calibration_data`."""
+        from dnx.calibration.parity import default_calibration_data
 
         chosen = self.config.calib_data or self.config.data
-        return Path(chosen) if chosen else bundled_photos()[0].parent
+        return Path(chosen) if chosen else default_calibration_data(self.model().config.labels, self.workdir)
 
     def _int8_onnx(self) -> tuple[Path, str]:
         if self.onnx_precision == "int8":

@@ -1,7 +1,9 @@
 """The inputs every backend is checked on for parity with PyTorch: seeded random tensors, plus
-real images (a labelled set or a folder of images given with --data, else the photos bundled with
-dnx), preprocessed as the model expects. :class:`ParityInput` is one such set;
-:func:`load_parity_data` reads one from a path and :func:`parity_inputs` assembles the sets of a run.
+real, in-distribution images (a labelled set or a folder of images given with --data, else the model's
+reference set: the shipped Fashion-MNIST test split for dnx's trained model, 64 crops of the bundled
+photos otherwise), preprocessed as the model expects. Random tensors are a numeric check: they decide
+FP32/FP16 verdicts but never an INT8 one (its ranges were calibrated on real images). :class:`ParityInput`
+is one such set; :func:`load_parity_data` reads one from a path and :func:`parity_inputs` assembles them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class ParityInput:
     images: np.ndarray  # (N, C, H, W) float32, preprocessed as the model expects
     labels: np.ndarray | None
     source: str
+    decides_int8: bool = True  # False for random tensors: reported for INT8, never judged
 
 
 def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
@@ -49,17 +52,18 @@ def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
     return ParityInput(f"data:{path.name}", images, None, str(path))
 
 
-def parity_inputs(pre, samples: int, seed: int, data: str | None) -> list[ParityInput]:
-    """The inputs every backend gets: seeded random tensors, plus real images (--data, or the photos
-    bundled with dnx)."""
-    from dnx.data.preprocess import bundled_photos, photo_batch
+def parity_inputs(pre, samples: int, seed: int, data: str | None, labels: str | None = None) -> list[ParityInput]:
+    """The inputs every backend gets: seeded random tensors, plus real images (--data, or the model's
+    reference set, see :func:`dnx.calibration.parity.reference_set`; ``labels`` is the model's label source)."""
+    from dnx.calibration.parity import reference_set
 
     rng = np.random.default_rng(seed)
     shape = (pre.in_channels, pre.image_size, pre.image_size)
     cases = [ParityInput("random", rng.standard_normal((samples, *shape), dtype=np.float32), None,
-                         f"standard normal, seed {seed}")]
+                         f"standard normal, seed {seed}", decides_int8=False)]
     if data:
-        cases.append(load_parity_data(data, pre, samples))
+        cases.append(load_parity_data(data, pre, max(samples, 64)))
     else:
-        cases.append(ParityInput("photos", photo_batch(pre, samples), None, str(bundled_photos()[0].parent)))
+        ref = reference_set(pre, labels)
+        cases.append(ParityInput(ref.name, ref.images, ref.labels, ref.source))
     return cases

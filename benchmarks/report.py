@@ -167,15 +167,15 @@ def to_markdown(result, heading_level: int = 2) -> str:
             lines.append(f"| {b.backend} | {b.precision} | {b.device} | {e.batch} | {_fmt_ms(s.median_ms)} | "
                          f"{_fmt_ms(s.p90_ms)} | {_fmt_ms(s.p99_ms)} | {s.throughput:.1f} | "
                          f"{_speedup_text(result, b, e.batch)} | {s.iterations} |")
-    lines += ["", "| backend | input | samples | max abs diff | min cosine | top-1 agreement "
+    lines += ["", "| backend | input | samples | max abs diff | min cosine | top-1 agreement, flips "
                   "| accuracy (ref → backend) | parity |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
     for b in result.ran:
         for name, c in b.parity:
             acc = "-" if c.accuracy is None else f"{c.reference_accuracy:.1%} → {c.accuracy:.1%}"
-            verdict = "pass" if c else f"**FAIL** ({c.criterion})"
+            verdict = "numeric only" if c.passed is None else ("pass" if c else f"**FAIL** ({c.criterion})")
             lines.append(f"| {b.backend} | {name} | {c.samples} | {c.max_abs_diff:.2e} | {c.min_cosine:.6f} | "
-                         f"{_pct(c.top1_agreement)} | {acc} | {verdict} |")
+                         f"{c.top1_text} | {acc} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,7 +218,7 @@ def latency_table(result):
 
 
 def parity_table(result):
-    cols = ("backend", "precision", "input", "samples", "max|diff|", "mean|diff|", "min cosine", "top-1",
+    cols = ("backend", "precision", "input", "samples", "max|diff|", "mean|diff|", "min cosine", "top-1 flips",
             "top-5", "accuracy ref→backend", "result")
     table = new_table(f"{result.model['name']}: parity with {result.model['reference']}", cols,
                       ("backend", "precision", "input", "result"))
@@ -229,7 +229,7 @@ def parity_table(result):
         for i, (name, c) in enumerate(b.parity):
             acc = "-" if c.accuracy is None else f"{c.reference_accuracy:.1%}→{c.accuracy:.1%}"
             table.add_row(b.backend if i == 0 else "", b.precision, name, str(c.samples), f"{c.max_abs_diff:.2e}",
-                          f"{c.mean_abs_diff:.2e}", f"{c.min_cosine:.6f}", _pct(c.top1_agreement),
+                          f"{c.mean_abs_diff:.2e}", f"{c.min_cosine:.6f}", c.top1_text,
                           _pct(c.top5_agreement), acc,
                           verdict(c))
     return table

@@ -32,12 +32,15 @@ class ParitySet:
     source: str
 
 
-def reference_set(manifest: dict | None, pre) -> ParitySet:
-    """The real images a model's derived files are judged on (see the module docstring)."""
+def labels_source(manifest: dict | None) -> str | None:
+    return ((manifest or {}).get("labels") or {}).get("source")
+
+
+def reference_set(pre, labels: str | None) -> ParitySet:
+    """The real images a model (whose labels come from ``labels``, e.g. "fashion-mnist") is judged on."""
     from dnx.data.preprocess import preprocess_image
 
-    labels_source = ((manifest or {}).get("labels") or {}).get("source")
-    if labels_source == "fashion-mnist" and pre.in_channels == 1:
+    if labels == "fashion-mnist" and pre.in_channels == 1:
         from dnx.data.datasets import shipped_fashion_mnist_test
         from dnx.data.preprocess import preprocess_array
 
@@ -52,6 +55,21 @@ def reference_set(manifest: dict | None, pre) -> ParitySet:
     images = np.stack([preprocess_image(img, pre) for img in crops])
     return ParitySet(f"photo crops {PHOTO_CROPS}", images, None,
                      f"{PHOTO_CROPS} seeded crops of the {len(bundled_photos())} photos bundled with dnx")
+
+
+def default_calibration_data(labels: str | None, workdir: Path) -> Path:
+    """Calibration images when none are given, in distribution and apart from :func:`reference_set`:
+    the shipped Fashion-MNIST *training* subset, or 64 crops of the offline photos cut with another seed."""
+    if labels == "fashion-mnist":
+        from dnx.models import ASSETS
+
+        return ASSETS / "fashion_mnist_calib512.npz"
+    from dnx.data.photos import make_photo_folder
+
+    folder = Path(workdir) / "calibration-photos"
+    if not (folder.is_dir() and len(list(folder.glob("*.jpg"))) >= PHOTO_CROPS):
+        make_photo_folder(folder, PHOTO_CROPS, seed=1)
+    return folder
 
 
 def is_random_init(manifest: dict | None) -> bool:
@@ -75,7 +93,7 @@ def check_derived(reference: str | Path, candidate: str | Path, precision: str, 
     from dnx.runtime.base import run_in_batches
     from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
-    data = reference_set(manifest, pre)
+    data = reference_set(pre, labels_source(manifest))
     outs = []
     for path in (reference, candidate):
         with OnnxRuntimeRunner(path) as runner:
@@ -108,5 +126,4 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
 
 def summary(c: Comparison) -> str:
     """One line: flips out of the set, cosine, and the criterion."""
-    flips = round((1 - c.top1_agreement) * c.samples)
-    return f"{flips}/{c.samples} top-1 flips, min cosine {c.min_cosine:.4f}: {c.criterion}"
+    return f"{c.top1_flips}/{c.samples} top-1 flips, min cosine {c.min_cosine:.4f}: {c.criterion}"

@@ -29,6 +29,17 @@ class Comparison:
     def __bool__(self) -> bool:
         return bool(self.passed)
 
+    @property
+    def top1_flips(self) -> int:
+        """Images whose top-1 differs from the reference's: the count a top-1 threshold really judges
+        (n images at threshold t allow floor(n * (1 - t)) flips; 64 images at 99% allow none)."""
+        return round((1 - self.top1_agreement) * self.samples)
+
+    @property
+    def top1_text(self) -> str:
+        """Agreement with its flips and set size, e.g. '99.80% 2/1000'."""
+        return f"{self.top1_agreement:.2%} {self.top1_flips}/{self.samples}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 

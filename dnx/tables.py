@@ -17,5 +17,7 @@ def new_table(title: str, columns: Iterable[str], left: Iterable[str] = (), capt
 
 
 def verdict(comparison) -> str:
-    """The result cell of a parity row: pass, or FAIL with the criterion that failed."""
+    """The result cell of a parity row: pass, FAIL with the criterion that failed, or a numeric-only row."""
+    if comparison.passed is None:
+        return "[dim]numeric only[/]"
     return "[green]pass[/]" if comparison else f"[red]FAIL[/] {comparison.criterion}"
