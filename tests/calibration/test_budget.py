@@ -9,15 +9,12 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from dnx.calibration.budget import (
-    calibrate_with_budget,
-    quantizable_units,
-    split_halves,
-)
-from dnx.calibration.qdq import qdq_summary
-from dnx.export.manifest import manifest_of, read_manifest
 
+from dnx.calibration.budget import Budget, Metrics, calibrate_with_budget, quantizable_units, split_halves
+from dnx.calibration.qdq import qdq_summary
 from dnx.data.datasets import shipped_fashion_mnist_test
+from dnx.errors import DnxError
+from dnx.export.manifest import manifest_of, read_manifest
 from dnx.models import ASSETS
 
 CALIB = ASSETS / "fashion_mnist_calib512.npz"
@@ -153,3 +150,14 @@ def test_eval_shows_the_budget_row(eval_npz, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert rows[-1]["label"] == "ONNX INT8 + 0 float units (tensorrt)" and rows[-1]["samples"] == 200
     assert "ONNX INT8 + 0 float units" in run.stdout
+
+
+def test_the_search_wants_one_standard_error_to_spare():
+    # 2,500 images, 5 disagreements (agreement loss 0.2 pt), accuracy 0.04 pt below FP32: 1 SE = sqrt(5)/25 pt
+    m = Metrics(accuracy=0.9196, reference_accuracy=0.92, agreement=0.998, cosine=1.0, nmse=0.0, images=2500)
+    assert m.standard_error == pytest.approx(100 * 5 ** 0.5 / 2500)
+    assert Budget(max_agreement_loss=0.2).met(m) and not Budget(max_agreement_loss=0.2).met(m, margin_se=1)
+    assert Budget(max_agreement_loss=0.3).met(m, margin_se=1)  # 0.2 + 0.089 <= 0.3
+    assert Budget(max_accuracy_drop=0.04).met(m) and not Budget(max_accuracy_drop=0.1).met(m, margin_se=1)
+    with pytest.raises(DnxError, match="give a budget"):
+        Budget()
