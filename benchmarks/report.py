@@ -26,17 +26,19 @@ def _unavailable(b) -> str:
 
 
 def machine_summary(machine: dict) -> str:
-    """One line: CPU, cores, GPU, versions, threads."""
+    """One line: CPU and its ISA flags, cores, GPU, versions, threads."""
     v = machine["versions"]
     cores = f"{machine['physical_cores']} cores" if machine.get("physical_cores") else f"{machine['logical_cpus']} CPUs"
     gpu = machine.get("gpu")
     gpu_text = (f"{gpu['name']} (sm {gpu['compute_capability']}, driver {gpu.get('driver') or '?'})"
                 if gpu else "no GPU")
-    libs = ", ".join(f"{k} {v[k]}" for k in ("dnx", "torch", "onnxruntime", "tensorrt") if v.get(k))
+    libs = ", ".join(f"{k} {v[k]}" for k in ("dnx", "torch", "onnxruntime", "openvino", "tensorrt") if v.get(k))
+    isa = machine.get("isa_flags")
+    cpu = f"{machine['cpu']} ({'/'.join(isa) if isa else 'ISA flags unknown'})"
     threads = machine["threads"]
     thread_text = (f"threads {threads['requested']}" if threads["requested"]
                    else f"default threads (torch {threads['torch']})")
-    return f"{machine['cpu']}, {cores}, {gpu_text}; {libs}; {thread_text}"
+    return f"{cpu}, {cores}, {gpu_text}; {libs}; {thread_text}"
 
 
 # -- JSON ---------------------------------------------------------------------------------------
