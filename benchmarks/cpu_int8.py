@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.benchmarks.scripts import run_script, save_result
+from dnx.benchmarks.scripts import run_script, save_result, time_interleaved
 
 CONFIGS = ((1, 1), (2, 1), (2, 8))  # (threads, batch)
 
@@ -80,22 +80,6 @@ def _runner(runtime: str, path: Path, precision: str, threads: int):
     return OpenVINORunner(path, threads=threads, precision=precision).activate()
 
 
-def _time(runners: dict, batch: int, rounds: int, per_round: int) -> dict[str, dict]:
-    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
-    times = {k: [] for k in runners}
-    for r in runners.values():
-        for _ in range(2):
-            r.infer({"input": x})
-    for _ in range(rounds):
-        for k, r in runners.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                r.infer({"input": x}, check=False)
-                times[k].append((time.perf_counter() - start) * 1e3)
-    return {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
-                "images_per_s": float(batch * 1e3 / np.median(v)), "n": len(v)} for k, v in times.items()}
-
-
 def main(samples: int = 64, rounds: int = 10, per_round: int = 3) -> dict:
     from dnx.benchmarks.machine import machine_info
     from dnx.compare import compare_logits
@@ -124,7 +108,8 @@ def main(samples: int = 64, rounds: int = 10, per_round: int = 3) -> dict:
                 runners = {k: _runner(rt, path, prec, threads) for k, (rt, path, prec) in rows.items()}
                 current = threads
             key = f"{threads} thread{'s' if threads > 1 else ''}, batch {batch}"
-            out["latency"][key] = _time(runners, batch, rounds, per_round if batch == 1 else 1)
+            x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+            out["latency"][key] = time_interleaved(runners, x, rounds, per_round if batch == 1 else 1)
             for k, v in out["latency"][key].items():
                 print(f"{key:20s} {k:38s} {v['median_ms']:8.2f} ms {v['images_per_s']:8.1f} img/s", file=sys.stderr)
         for r in runners.values():

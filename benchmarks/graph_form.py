@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from dnx.benchmarks.scripts import run_script, save_result
+from dnx.benchmarks.scripts import run_script, save_result, time_interleaved
 
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
@@ -44,18 +43,7 @@ def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
             method="minmax", samples=samples, depthwise=False).path
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
         runners = {k: OnnxRuntimeRunner(p, threads=1).activate() for k, p in files.items()}
-        times = {k: [] for k in runners}
-        for r in runners.values():
-            for _ in range(3):
-                r.infer({"input": x})
-        for _ in range(rounds):
-            for k, r in runners.items():
-                for _ in range(per_round):
-                    start = time.perf_counter()
-                    r.infer({"input": x}, check=False)
-                    times[k].append((time.perf_counter() - start) * 1e3)
-    rows = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
-            for k, v in times.items()}
+        rows = time_interleaved(runners, x, rounds, per_round, warmup=3)
     for k, v in rows.items():
         print(f"{k:28s} median {v['median_ms']:7.2f} ms  p90 {v['p90_ms']:7.2f} ms", file=sys.stderr)
     out = {"benchmark": "graph_form", "model": "densenet121", "batch": 1, "threads": 1,

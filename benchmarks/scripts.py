@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -25,3 +27,22 @@ def run_script(name: str, doc: str, main: Callable[[], object]) -> None:
     """``python -m dnx.benchmarks.NAME``: no options, so the parser only gives --help; then ``main()``."""
     argparse.ArgumentParser(prog=f"python -m dnx.benchmarks.{name}", description=doc.split("\n\n")[0]).parse_args()
     main()
+
+
+def time_interleaved(runners: dict, x: np.ndarray, rounds: int, per_round: int, warmup: int = 2) -> dict[str, dict]:
+    """Per-inference wall times of several runners on one input, interleaved round by round so that a
+    drift in the machine's speed hits every runner alike: median, p90, images/s and count per runner."""
+    import time
+
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for r in runners.values():
+        for _ in range(warmup):
+            r.infer({"input": x})
+    for _ in range(rounds):
+        for k, r in runners.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                r.infer({"input": x}, check=False)
+                times[k].append((time.perf_counter() - start) * 1e3)
+    return {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
+                "images_per_s": float(len(x) * 1e3 / np.median(v)), "n": len(v)} for k, v in times.items()}
