@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 from dnx.calibration.data import CalibrationData, open_calibration_data
-from dnx.calibration.qdq import CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path
+from dnx.calibration.qdq import (CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path,
+                                 split_exclude)
 from dnx.errors import DnxError, require
 
 # NNCF's own default for activations: the mean over calibration batches of each batch's min and max.
@@ -45,16 +46,10 @@ def _quiet_nncf():
 
 
 def _ignored_scope(nncf, proto, exclude: Sequence[str]):
-    ops = {n.op_type for n in proto.graph.node}
-    names = {n.name for n in proto.graph.node}
-    unknown = [e for e in exclude if e not in ops and e not in names]
-    if unknown:
-        raise DnxError(f"--exclude {', '.join(unknown)}: no such node name or op type in the graph "
-                       f"(op types: {', '.join(sorted(ops))}; `dnx inspect` lists nodes)")
+    ops, nodes = split_exclude(proto, exclude)
     if not exclude:
         return None
-    return nncf.IgnoredScope(names=[e for e in exclude if e in names and e not in ops],
-                             types=[e for e in exclude if e in ops])
+    return nncf.IgnoredScope(names=nodes, types=[e for e in exclude if e in ops])
 
 
 def _quantize(nncf, proto, calib: CalibrationData, input_name: str, batch_size: int, batches: int, ignored):

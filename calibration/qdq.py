@@ -103,18 +103,23 @@ def cpu_has_vnni() -> bool:
     return True if flags is None else ("avx512_vnni" in flags or "avx_vnni" in flags)  # unknown: full 8-bit weights
 
 
-def _placement(target: str, model_proto, exclude: Sequence[str]):
-    """(op types to quantize, nodes to exclude, quantize_static keyword arguments) for a target."""
-    from onnxruntime.quantization import QuantType
-
+def split_exclude(model_proto, exclude: Sequence[str]) -> tuple[set[str], list[str]]:
+    """(the graph's op types, the --exclude entries that are node names); unknown entries are refused."""
     ops_in_graph = {n.op_type for n in model_proto.graph.node}
     names_in_graph = {n.name for n in model_proto.graph.node}
     unknown = [e for e in exclude if e not in ops_in_graph and e not in names_in_graph]
     if unknown:
         raise DnxError(f"--exclude {', '.join(unknown)}: no such node name or op type in the graph "
                        f"(op types: {', '.join(sorted(ops_in_graph))}; `dnx inspect` lists nodes)")
+    return ops_in_graph, [e for e in exclude if e in names_in_graph and e not in ops_in_graph]
+
+
+def _placement(target: str, model_proto, exclude: Sequence[str]):
+    """(op types to quantize, nodes to exclude, quantize_static keyword arguments) for a target."""
+    from onnxruntime.quantization import QuantType
+
+    ops_in_graph, excluded_nodes = split_exclude(model_proto, exclude)
     excluded_ops = {e for e in exclude if e in ops_in_graph}
-    excluded_nodes = [e for e in exclude if e in names_in_graph and e not in ops_in_graph]
     if target == "tensorrt":
         ops = [op for op in ("Conv", "Gemm") if op not in excluded_ops]
         extra = {"ActivationSymmetric": True, "WeightSymmetric": True,

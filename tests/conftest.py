@@ -49,3 +49,21 @@ def fmnist_int8_onnx(fmnist_onnx):
     out = fmnist_onnx.with_name("fmnist.int8-onnxruntime.onnx")
     calibrate_qdq(fmnist_onnx, out, ASSETS / "fashion_mnist_calib512.npz", target="onnxruntime", samples=128)
     return out
+
+
+@pytest.fixture
+def broken_int8_onnx(fmnist_int8_onnx, tmp_path):
+    """The INT8 file with every weight DequantizeLinear scale multiplied by 10 (its manifest kept): a
+    deliberately broken quantization that parity checks must catch."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(fmnist_int8_onnx))
+    inits = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            scale = inits[node.input[1]]
+            scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 10, scale.name))
+    path = tmp_path / "broken.int8.onnx"
+    onnx.save(proto, str(path))
+    return path
