@@ -165,7 +165,7 @@ private:
         if (options.max_batch <= 0) throw Error(Error::Code::InvalidArgument, "max_batch must be positive");
         max_batch_ = ps[0].is_static() ? static_cast<std::size_t>(ps[0].get_length())
                                        : static_cast<std::size_t>(options.max_batch);
-        if (ps[0].is_static() && ps[0].get_length() != 1 && m.input_shape[0] > 0 && ps[0].get_length() != m.input_shape[0])
+        if (ps[0].is_static() && m.input_shape[0] > 0 && ps[0].get_length() != m.input_shape[0])
             mismatch(path, "static batch of the graph differs from the manifest's");
     }
 
@@ -175,8 +175,12 @@ private:
         num_requests_ = options.num_requests > 0 ? static_cast<std::size_t>(options.num_requests) : 0;
         config_ = {ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
         if (options.num_threads > 0) config_.emplace(ov::inference_num_threads(options.num_threads));
-        if (!options.inference_precision.empty())
-            config_.emplace(ov::hint::inference_precision(ov::element::Type(options.inference_precision)));
+        const std::string& precision = options.inference_precision;
+        if (precision == "f32" || precision == "bf16" || precision == "f16")
+            config_.emplace(ov::hint::inference_precision(ov::element::Type(precision)));
+        else if (!precision.empty())
+            throw Error(Error::Code::InvalidArgument, "inference_precision must be f32, bf16, f16 or empty (the "
+                                                      "plugin's default), got \"" + precision + "\"");
         compiled_for(1);  // compile errors surface at load, not on the first request
     }
 

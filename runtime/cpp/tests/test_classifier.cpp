@@ -49,6 +49,9 @@ TEST(Classifier, RefusesMissingForeignCorruptAndMismatchedArtifacts) {
     EXPECT_EQ(load_error("/nonexistent/model.onnx"), Error::Code::NotFound);
     EXPECT_EQ(load_error(dnx_test::fixture("foreign.onnx"), &msg), Error::Code::BadArtifact);
     EXPECT_NE(msg.find("no dnx manifest"), std::string::npos) << msg;
+    dnx::Options bad_precision;
+    bad_precision.inference_precision = "int3";
+    EXPECT_THROW(Classifier::load(dnx_test::fixture("fp32.onnx"), bad_precision), Error);
     EXPECT_EQ(load_error(dnx_test::fixture("mismatch.onnx"), &msg), Error::Code::ManifestMismatch);
     EXPECT_NE(msg.find("5 labels"), std::string::npos) << msg;
 
