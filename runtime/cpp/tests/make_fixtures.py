@@ -15,7 +15,7 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
   256 -> 224 RGB with bilinear, bicubic and nearest resampling);
 * the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
   of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, each INT8 file on the backend
-  dnx.load picks for it;
+  dnx.load picks for it and on onnxruntime;
 * dnx.load()'s top-1 of the photos on the FP32 model.
 
 Regenerated only when missing or older than this script or dnx/data/preprocess.py.
@@ -129,11 +129,14 @@ def main(out: Path) -> None:
     pre = Preprocess.from_dict(manifest["preprocess"])
     fm_input = preprocess_array(data.images, pre)
     with load(fp32, backend="openvino") as ov_model, load(fp32, backend="onnxruntime") as ort_model, \
-            load(int8) as int8_model, load(int8_trt) as int8_trt_model:
+            load(int8) as int8_model, load(int8_trt) as int8_trt_model, \
+            load(int8, backend="onnxruntime") as int8_ort, load(int8_trt, backend="onnxruntime") as int8_trt_ort:
         photos = np.stack([preprocess_image(load_image(p), pre) for p in images])
         index["photos_top1_fp32"] = [int(v) for v in ov_model.logits(photos).argmax(1)]
         logits = {"fp32_openvino": ov_model.logits(fm_input), "fp32_onnxruntime": ort_model.logits(fm_input),
-                  "int8": int8_model.logits(fm_input), "int8_trt": int8_trt_model.logits(fm_input)}
+                  "int8": int8_model.logits(fm_input), "int8_trt": int8_trt_model.logits(fm_input),
+                  # onnxruntime reads Q/DQ as ONNX defines it: the cross-backend reference
+                  "int8_onnxruntime": int8_ort.logits(fm_input), "int8_trt_onnxruntime": int8_trt_ort.logits(fm_input)}
         int8_backend = int8_model.info().get("backend")
         int8_trt_backend = int8_trt_model.info().get("backend")
     index["fmnist"] = {"count": int(len(data.images)), "images": write(out, "fmnist.u8", data.images, np.uint8),

@@ -57,7 +57,7 @@ TEST(Parity, PhotosEndToEndSameTop1AsPython) {
 }
 
 // One INT8 file: C++ (OpenVINO, static shape per batch) against Python's logits of the same file.
-void check_int8(const std::string& file, const std::string& key, const std::string& backend_key) {
+void check_int8(const std::string& file, const std::string& key, const std::string& backend) {
     const auto& fm = dnx_test::index()["fmnist"];
     const std::size_t n = fm["count"];
     const auto input = dnx_test::read_raw<float>(fm["input"]);
@@ -76,7 +76,7 @@ void check_int8(const std::string& file, const std::string& key, const std::stri
     }
     for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
     const double agreement = double(agree) / double(n);
-    std::cout << "[parity] " << file << " C++ (OpenVINO) vs Python (" << fm[backend_key].get<std::string>()
+    std::cout << "[parity] " << file << " C++ (OpenVINO) vs Python (" << backend
               << "): top-1 agreement " << agree << "/" << n << " = " << 100 * agreement << "%, max|logit diff| "
               << worst << ", accuracy C++ " << 100.0 * double(cpp_correct) / double(n) << "% vs Python "
               << 100.0 * double(py_correct) / double(n) << "%\n";
@@ -85,12 +85,16 @@ void check_int8(const std::string& file, const std::string& key, const std::stri
 
 TEST(Parity, Int8Top1AgreesWithPythonOn99Percent) {
     DNX_REQUIRE_FIXTURES();
-    check_int8("int8.onnx", "logits_int8", "int8_backend");
+    const auto& fm = dnx_test::index()["fmnist"];
+    check_int8("int8.onnx", "logits_int8", fm["int8_backend"].get<std::string>() + ", dnx.load's pick");
+    check_int8("int8.onnx", "logits_int8_onnxruntime", "onnxruntime");
 }
 
 TEST(Parity, Int8TensorRtPlacementTop1AgreesWithPythonOn99Percent) {
     DNX_REQUIRE_FIXTURES();
-    check_int8("int8_trt.onnx", "logits_int8_trt", "int8_trt_backend");
+    const auto& fm = dnx_test::index()["fmnist"];
+    check_int8("int8_trt.onnx", "logits_int8_trt", fm["int8_trt_backend"].get<std::string>() + ", dnx.load's pick");
+    check_int8("int8_trt.onnx", "logits_int8_trt_onnxruntime", "onnxruntime");
 }
 
 }  // namespace
