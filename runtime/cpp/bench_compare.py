@@ -75,6 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from dnx.benchmarks.machine import machine_info
+
     from dnx.data.preprocess import bundled_photos
     from dnx.fileio import write_json_atomic
 

@@ -91,11 +91,17 @@ def write(out: Path, name: str, array: np.ndarray, dtype) -> str:
 
 
 def main(out: Path) -> None:
+    from dnx.runtime.classifier import load
+
     from dnx.data.datasets import shipped_fashion_mnist_test
-    from dnx.data.preprocess import bundled_photos, load_image, preprocess_array, preprocess_image
+    from dnx.data.preprocess import (
+        bundled_photos,
+        load_image,
+        preprocess_array,
+        preprocess_image,
+    )
     from dnx.models import ASSETS
     from dnx.models.registry import Preprocess
-    from dnx.runtime.classifier import load
 
     out = out.resolve()  # index.json lists absolute image paths
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,7 @@ def main(out: Path) -> None:
                   "int8_onnxruntime": int8_ort.logits(fm_input), "int8_trt_onnxruntime": int8_trt_ort.logits(fm_input)}
         int8_backend = int8_model.info().get("backend")
         int8_trt_backend = int8_trt_model.info().get("backend")
-    index["fmnist"] = {"count": int(len(data.images)), "images": write(out, "fmnist.u8", data.images, np.uint8),
+    index["fmnist"] = {"count": len(data.images), "images": write(out, "fmnist.u8", data.images, np.uint8),
                        "input": write(out, "fmnist_input.f32", fm_input, np.float32),
                        "labels": write(out, "fmnist_labels.i32", data.labels, np.int32),
                        "int8_backend": int8_backend, "int8_trt_backend": int8_trt_backend,
