@@ -7,9 +7,9 @@ compared against PyTorch FP32 logits on the same inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, compare_logits
 from dnx.data.datasets import LabelledImages
@@ -55,12 +55,11 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
     half of ``data`` and scored here on all of it like the other rows."""
     from dnx.calibration.fp16 import convert_fp16
     from dnx.calibration.qdq import calibrate_qdq
+    from dnx.data.preprocess import preprocess_array
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.runtime.base import run_in_batches
     from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
     from dnx.runtime.torch.runner import TorchRunner
-
-    from dnx.data.preprocess import preprocess_array
 
     step = progress or (lambda _msg: None)
     workdir = Path(workdir)
@@ -100,7 +99,6 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
         comparison = DEFAULT_TOLERANCES[precision].apply(compare_logits(reference, logits, labels))
         report.rows.append(AccuracyRow(label, precision, str(path), comparison))
     return report
-
 
 
 def _budget_artifact(fp32: Path, output: Path, calib_data, data: LabelledImages, budget: dict, samples: int,

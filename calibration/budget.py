@@ -220,50 +220,6 @@ class _Search:
         return _metrics(self.reference[half], self.logits(self.path(float_units), half), self.labels[half])
 
 
-def _count_transposes(path: Path, workdir: Path) -> int:
-    """Transposes in onnxruntime's optimized CPU graph (layout changes around float islands)."""
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # its warning that a saved optimized graph is machine-specific: known, scratch
-    options.optimized_model_filepath = str(workdir / f"{path.stem}.optimized.onnx")  # scratch, deleted with workdir
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return sum(n.op_type == "Transpose" for n in onnx.load(options.optimized_model_filepath).graph.node)
-
-
-LATENCY_ROUNDS = 3
-
-
-def _latencies(paths: list[Path], x1: np.ndarray, threads: int, duration_s: float) -> list[dict]:
-    """Batch-1 latency of each graph, interleaved: ``LATENCY_ROUNDS`` rounds over all graphs, each
-    graph's figure from its fastest round (a neighbour's burst on a shared CPU slows one round, not
-    one graph's every sample)."""
-    from dnx.benchmarks.latency import measure_latency
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
-
-    runners = [OnnxRuntimeRunner(p, threads=threads).activate() for p in paths]
-    try:
-        (name,) = runners[0].input_metadata()
-        rounds = [[measure_latency(r, {name: x1}, warmup_s=0.1, duration_s=duration_s / LATENCY_ROUNDS).end_to_end
-                   for r in runners] for _ in range(LATENCY_ROUNDS)]
-    finally:
-        for r in runners:
-            r.deactivate()
-    best = [min((rnd[i] for rnd in rounds), key=lambda s: s.median_ms) for i in range(len(paths))]
-    return [{"median_ms": round(s.median_ms, 4), "p90_ms": round(s.p90_ms, 4), "min_ms": round(s.min_ms, 4)}
-            for s in best]
-
-
-def _mark_pareto(points: list[dict]) -> None:
-    """``pareto_optimal``: no other point is at least as fast and as accurate, and better in one."""
-    for p in points:
-        a, t = p["accuracy"], p["latency"]["median_ms"]
-        p["pareto_optimal"] = not any(q["accuracy"] >= a and q["latency"]["median_ms"] <= t
-                                      and (q["accuracy"] > a or q["latency"]["median_ms"] < t) for q in points)
-
-
 def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_data, *, max_accuracy_drop: float | None = None,
                           max_agreement_loss: float | None = None, target: str = "tensorrt",
                           method: str | None = None, samples: int | None = 512, seed: int = 0,
@@ -283,25 +239,21 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
     graph found when no float set meets the budget.
     """
     import onnx
+
     from dnx.benchmarks.machine import machine_info
+    from dnx.calibration.budget_pareto import count_transposes, isa_flags, latencies, mark_pareto
     from dnx.calibration.data import open_calibration_data
     from dnx.calibration.qdq import calibrate_qdq, default_cache_path
     from dnx.calibration.source import open_fp32_source
-    from dnx.export.manifest import (
-        embed,
-        manifest_of,
-        preprocess_from_manifest,
-        write_sidecar,
-    )
-
     from dnx.data.datasets import LabelledImages, load_labelled
     from dnx.data.preprocess import preprocess_array
+    from dnx.export.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
     from dnx.fileio import atomic_path, check_writable
 
     step = progress or (lambda _msg: None)
     budget = Budget(max_accuracy_drop, max_agreement_loss)
     if plot is not None:
-        from dnx.calibration.budget_plot import check_plot_path, plot_pareto
+        from dnx.calibration.budget_pareto import check_plot_path, plot_pareto
 
         check_plot_path(plot)
     source, output, manifest, proto = open_fp32_source(
@@ -361,13 +313,13 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
 
         step("latency of each Pareto point")
         x1 = x[search_idx[:1]]
-        *latencies, fp32_latency = _latencies([*(search.path(s) for s, _ in tried), source], x1, threads, latency_s)
+        *latencies, fp32_latency = latencies([*(search.path(s) for s, _ in tried), source], x1, threads, latency_s)
         pareto = [{"float_units": len(float_set), "added": float_set[-1] if float_set else None,
                    "accuracy": m.accuracy, "agreement": m.agreement, "accuracy_drop_pt": round(m.accuracy_drop, 4),
                    "agreement_loss_pt": round(m.agreement_loss, 4), "meets_budget": budget.met(m, margin_se), "latency": latency,
-                   "transposes": _count_transposes(search.path(float_set), Path(tmp))}
+                   "transposes": count_transposes(search.path(float_set), Path(tmp))}
                   for (float_set, m), latency in zip(tried, latencies)]
-        _mark_pareto(pareto)
+        mark_pareto(pareto)
         report = {
             "budget": {"max_accuracy_drop_pt": max_accuracy_drop, "max_agreement_loss_pt": max_agreement_loss,
                        "search_margin_standard_errors": margin_se},
@@ -389,7 +341,7 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
                        "held_apart_meets_budget": budget.met(held_best)},
             "pareto": {"backend": "onnxruntime CPU", "batch": 1, "threads": threads, "fp32_latency": fp32_latency,
                        "points": pareto},
-            "machine": {"cpu": machine_info(threads)["cpu"], "isa_flags": _isa_flags()},
+            "machine": {"cpu": machine_info(threads)["cpu"], "isa_flags": isa_flags()},
             "notes": notes,
         }
         best_proto = onnx.load(str(search.path(best)))
@@ -407,14 +359,4 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
             f"accuracy drop {best_m.accuracy_drop:.2f} pt and agreement loss {best_m.agreement_loss:.2f} pt "
             f"(+-{best_m.standard_error:.2f}) on the search half; wrote it to {output} (loosen the budget, or calibrate with more --samples)", report)
     return report
-
-
-def _isa_flags() -> list[str]:
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [w for w in wanted if w in flags]
 

@@ -120,6 +120,9 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
                f"latency {chosen['latency']['median_ms']:.3f} ms vs plain INT8 {points[0]['latency']['median_ms']:.3f} ms "
                f"and FP32 {fp32_ms:.3f} ms ({report['pareto']['backend']}, batch 1); "
                f"{report['search']['evaluations']} evaluations in {report['search']['seconds']:.0f} s")
+    from dnx.export.manifest import read_manifest
+
+    _report_certificate(output, read_manifest(output))  # the chosen graph's parity check, as without a budget
 
 
 def _pareto_table(report: dict):

@@ -1,10 +1,67 @@
-"""The accuracy budget's plot: accuracy and agreement vs measured latency for 0, 1, 2, ... float units."""
+"""The accuracy budget's Pareto points (latency, Transposes, which are optimal) and their plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dnx.errors import DnxError
+
+
+def count_transposes(path: Path, workdir: Path) -> int:
+    """Transposes in onnxruntime's optimized CPU graph (layout changes around float islands)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # its warning that a saved optimized graph is machine-specific: known, scratch
+    options.optimized_model_filepath = str(workdir / f"{path.stem}.optimized.onnx")  # scratch, deleted with workdir
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return sum(n.op_type == "Transpose" for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+LATENCY_ROUNDS = 3
+
+
+def latencies(paths: list[Path], x1: np.ndarray, threads: int, duration_s: float) -> list[dict]:
+    """Batch-1 latency of each graph, interleaved: ``LATENCY_ROUNDS`` rounds over all graphs, each
+    graph's figure from its fastest round (a neighbour's burst on a shared CPU slows one round, not
+    one graph's every sample)."""
+    from dnx.benchmarks.latency import measure_latency
+    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+
+    runners = [OnnxRuntimeRunner(p, threads=threads).activate() for p in paths]
+    try:
+        (name,) = runners[0].input_metadata()
+        rounds = [[measure_latency(r, {name: x1}, warmup_s=0.1, duration_s=duration_s / LATENCY_ROUNDS).end_to_end
+                   for r in runners] for _ in range(LATENCY_ROUNDS)]
+    finally:
+        for r in runners:
+            r.deactivate()
+    best = [min((rnd[i] for rnd in rounds), key=lambda s: s.median_ms) for i in range(len(paths))]
+    return [{"median_ms": round(s.median_ms, 4), "p90_ms": round(s.p90_ms, 4), "min_ms": round(s.min_ms, 4)}
+            for s in best]
+
+
+def mark_pareto(points: list[dict]) -> None:
+    """``pareto_optimal``: no other point is at least as fast and as accurate, and better in one."""
+    for p in points:
+        a, t = p["accuracy"], p["latency"]["median_ms"]
+        p["pareto_optimal"] = not any(q["accuracy"] >= a and q["latency"]["median_ms"] <= t
+                                      and (q["accuracy"] > a or q["latency"]["median_ms"] < t) for q in points)
+
+
+def isa_flags() -> list[str]:
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [w for w in wanted if w in flags]
+
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 
