@@ -14,7 +14,7 @@ def make_console():
 
     # Rich assumes 80 columns when piped; tables of numbers read better unwrapped.
     console = Console()
-    return console if console.is_terminal else Console(width=160)
+    return console if console.is_terminal else Console(width=200)
 
 
 def err(message: str) -> None:
