@@ -50,6 +50,8 @@ def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, 
     from dnx.runtime.batching import Batcher
 
     with dnx.load(artifact) as clf:
+        if batching:
+            clf.warm_up(range(1, 9))  # as dnx serve does: every batch size the batcher can form
         batcher = Batcher(clf, max_batch=8, max_delay_ms=2.0, max_queue=256) if batching else None
         predict = batcher.predict if batcher else clf.predict
         deadline = time.perf_counter() + TIME_LIMIT_S
@@ -106,25 +108,29 @@ async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) 
     return _stats(latencies, errors, seconds)
 
 
-def prepare(workdir: Path, quick: bool) -> dict[str, Path]:
+def prepare(workdir: Path, quick: bool, only: list[str] | None = None) -> dict[str, Path]:
     """The artifacts: densenet121 FP32 and INT8 (best CPU placement), and the shipped Fashion-MNIST model."""
     from dnx.calibration.qdq import calibrate_qdq
     from dnx.data.photos import make_photo_folder
     from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
 
+    want = set(only or (["fmnist-fp32"] if quick else ["fmnist-fp32", "densenet121-fp32", "densenet121-int8"]))
     arts = {}
-    fm = workdir / "densenet_bc22_fmnist.onnx"
-    export_onnx(create_model("densenet_bc22_fmnist"), fm, ExportOptions(verify=False))
-    arts["fmnist-fp32"] = fm
-    if not quick:
+    if "fmnist-fp32" in want:
+        fm = workdir / "densenet_bc22_fmnist.onnx"
+        export_onnx(create_model("densenet_bc22_fmnist"), fm, ExportOptions())  # verified: dnx serve checks it
+        arts["fmnist-fp32"] = fm
+    if want & {"densenet121-fp32", "densenet121-int8"}:
         d121 = workdir / "densenet121.onnx"
-        export_onnx(create_model("densenet121"), d121, ExportOptions(verify=False))
-        arts["densenet121-fp32"] = d121
-        make_photo_folder(workdir / "calib", 64, seed=0)
-        int8 = workdir / "densenet121.int8-openvino.onnx"
-        calibrate_qdq(d121, int8, workdir / "calib", target="openvino", samples=64)
-        arts["densenet121-int8"] = int8
+        export_onnx(create_model("densenet121"), d121, ExportOptions())
+        if "densenet121-fp32" in want:
+            arts["densenet121-fp32"] = d121
+        if "densenet121-int8" in want:
+            make_photo_folder(workdir / "calib", 64, seed=0)
+            int8 = workdir / "densenet121.int8-openvino.onnx"
+            calibrate_qdq(d121, int8, workdir / "calib", target="openvino", samples=64)
+            arts["densenet121-int8"] = int8
     return arts
 
 
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.serve_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Only the Fashion-MNIST model, fewer requests.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests per row at concurrency 32.")
+    parser.add_argument("--models", help="Comma-separated subset of fmnist-fp32, densenet121-fp32, densenet121-int8.")
+    parser.add_argument("--batching", choices=("both", "on", "off"), default="both", help="Micro-batching runs.")
     args = parser.parse_args(argv)
     from dnx.benchmarks.machine import machine_info
     from dnx.benchmarks.scripts import save_result
@@ -140,9 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows, rss = [], {}
     with tempfile.TemporaryDirectory(prefix="dnx-serve-load-") as tmp:
         photos = _photos(Path(tmp) / "requests")
-        arts = prepare(Path(tmp), args.quick)
+        arts = prepare(Path(tmp), args.quick, args.models.split(",") if args.models else None)
+        modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.batching]
         for name, path in arts.items():
-            for batching in (True, False):
+            for batching in modes:
                 server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8" if batching else "1")
                 try:
                     if name == "fmnist-fp32" and batching:  # RSS drift: 500 then 5,000 requests
