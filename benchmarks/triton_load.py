@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,19 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.scripts import RESULTS, save_result
+from dnx.runtime.serve.process import free_ports
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class LiveServer:
@@ -50,7 +39,7 @@ class LiveServer:
 
     def __init__(self, artifact: Path, backend: str, threads: int | None, max_batch: int, dynamic: bool,
                  queue_delay_us: int, log: Path) -> None:
-        self.http_port, self.grpc_port, metrics = _free_ports(3)
+        self.http_port, self.grpc_port, metrics = free_ports(3)
         args = [*CLI, "triton", "serve", str(artifact), "--backend", backend, "--max-batch", str(max_batch),
                 "--queue-delay-us", str(queue_delay_us), "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port), "--metrics-port", str(metrics),

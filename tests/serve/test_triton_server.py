@@ -24,20 +24,10 @@ grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient is not inst
 from tritonclient.utils import InferenceServerException
 
 import dnx
+from dnx.runtime.serve.process import free_ports
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 MAX_BATCH = 8
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def descendants(pid: int) -> set[int]:
