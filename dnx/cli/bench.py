@@ -51,6 +51,16 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     TARGET is a registered model name (its ONNX, INT8 and FP16 files are prepared in --workdir) or
     an ONNX file made by `dnx export`. The reference is PyTorch FP32 on the CPU; every backend gets
     the same inputs. Backends that cannot run here are reported as unavailable.
+
+    \b
+    Parity data: random tensors (numeric check; never decide INT8) and real images: --data, else the
+    model's reference set (the shipped Fashion-MNIST test split, or 64 crops of the bundled photos).
+    Verdicts (dnx.compare.DEFAULT_TOLERANCES):
+      fp32        max|diff| <= 1e-4 and equal top-1
+      fp16        top-1 agreement >= 99.5%
+      int8, best  top-1 agreement >= 99%
+    n images at threshold t allow floor(n*(1-t)) top-1 flips (64 images at 99%: none). Random-init
+    models' fp16/int8 are judged by min per-image cosine (>= 0.999 / 0.99) instead.
     """
     from pathlib import Path
 
