@@ -55,7 +55,9 @@ def results_markdown(results: list[BenchResult]) -> str:
              "floor(n(1-t)) flips). The ImageNet models have random weights, so their FP16/INT8 verdicts are "
              "the smallest per-image cosine (>= 0.999 / 0.99): top-1 margins of random weights are noise. "
              "INT8 is slower than FP32 on the 28x28 model at batch 1 on onnxruntime: its convolutions are so "
-             "narrow (12-48 channels) that integer kernels do not pay.", ""]
+             "narrow (12-48 channels) that integer kernels do not pay.", "",
+             "Serving (`dnx serve` vs in-process), Triton, the C++ runtime and dnx INT8 vs OpenVINO+NNCF are "
+             "measured by their own scripts: see `MEASUREMENTS.md`.", ""]
     for result in results:
         lines.append(report.to_markdown(result, heading_level=2))
     return "\n".join(lines)
