@@ -12,7 +12,7 @@ from dnx.cli.group import cli
 
 @cli.group("paper")
 def paper_group() -> None:
-    """The paper's tables (Huang et al. 2017), computed from dnx's models."""
+    """The paper's tables (Huang et al, CVPR 2017), computed from dnx's models."""
 
 
 @paper_group.command("tables")

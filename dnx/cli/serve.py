@@ -51,7 +51,8 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
                          workers=workers, allow_unverified=allow_unverified,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
+    config.validate()  # option errors before the "loading" line
     click.echo(f"dnx serve: loading {artifact} ...", err=True)
-    counts = serve(config.validate())
+    counts = serve(config)
     tally = f"; answered {counts['answered']} of {counts['received']} classify requests received" if counts else ""
     click.echo(f"dnx serve: stopped{tally}", err=True)
