@@ -416,8 +416,11 @@ def _bench_backend(spec: BackendSpec, art: Artifacts, config: BenchConfig, has_c
                 # OpenVINO ran the float parts in bf16: a reduced precision, checked as FP16 is
                 result.notes.append(f"OpenVINO inference precision bf16 on a {result.precision} file")
                 result.precision = "bf16" if result.precision == "fp32" else result.precision
-            result.tolerance = config.tolerance("fp16" if result.precision == "bf16" else result.precision,
-                                                art.model().weights)
+            elif getattr(runner, "inference_precision", None) == "tf32" and result.precision == "fp32":
+                result.notes.append("onnxruntime's TensorRT provider ran FP32 layers in TF32 (no option turns it off)")
+                result.precision = "tf32"
+            reduced = result.precision in ("bf16", "tf32")  # float reduced by the backend: checked as FP16 is
+            result.tolerance = config.tolerance("fp16" if reduced else result.precision, art.model().weights)
             low, high = _batch_range(runner, art, spec)
             batch = min(max(parity_batch, low or 1), high or parity_batch)
             result.parity = _check_parity(runner, art, inputs, reference, batch, result.tolerance, result.precision)
