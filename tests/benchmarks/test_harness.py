@@ -183,10 +183,12 @@ def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_p
 
 
 def test_missing_tensorrt_runner_is_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setattr(harness, "cuda_available", lambda: True)
+    from dnx.benchmarks import backends
+
+    monkeypatch.setattr(backends, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "dnx.runtime.tensorrt.runner", None)
     with pytest.raises(UnavailableBackend, match="cannot be imported"):
-        harness._tensorrt_runner(tmp_path / "x.engine")
+        backends._tensorrt_runner(tmp_path / "x.engine")
 
 
 def test_engine_without_manifest_is_a_clear_error(tmp_path):

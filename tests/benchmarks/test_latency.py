@@ -124,7 +124,7 @@ def test_uses_cuda_duck_typing():
 def test_cuda_event_timing_reports_end_to_end_and_compute():
     import torch
 
-    from dnx.benchmarks.harness import _BenchTorchRunner
+    from dnx.benchmarks.backends import _BenchTorchRunner
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     feed = {"input": np.zeros((2, 3, 16, 16), dtype=np.float32)}
