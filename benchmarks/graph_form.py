@@ -16,27 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.benchmarks.scripts import run_script, save_result, time_interleaved
+from dnx.benchmarks.scripts import both_forms, run_script, save_result, time_interleaved
 
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
     from dnx.benchmarks.machine import machine_info
     from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import make_photo_folder
-    from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
     from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
 
     loaded = create_model("densenet121")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_photo_folder(tmp / "photos", samples)
-        files = {}
-        for form in ("torchvision", "incremental"):
-            fp32 = export_onnx(loaded, tmp / f"{form}.onnx", ExportOptions(verify=False, forward_form=form)).path
-            files[f"{form} fp32"] = fp32
-            files[f"{form} int8"] = calibrate_qdq(fp32, tmp / f"{form}.int8.onnx", tmp / "photos",
-                                                  target="onnxruntime", method="minmax", samples=samples).path
+        files = both_forms(loaded, tmp, samples, "onnxruntime", method="minmax")
         # what dnx's depthwise rewrites of the BNs and average pools buy (calibrate_qdq's default)
         files["incremental int8 (float BN)"] = calibrate_qdq(
             files["incremental fp32"], tmp / "incremental.int8-bn.onnx", tmp / "photos", target="onnxruntime",

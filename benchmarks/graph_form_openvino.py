@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.benchmarks.scripts import run_script, save_result, time_interleaved
+from dnx.benchmarks.scripts import both_forms, run_script, save_result, time_interleaved
 
 
 class _DynamicCompile:
@@ -36,22 +36,12 @@ class _DynamicCompile:
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
     from dnx.benchmarks.machine import machine_info
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import make_photo_folder
-    from dnx.export.onnx_export import ExportOptions, export_onnx
     from dnx.models import create_model
     from dnx.runtime.openvino.runner import OpenVINORunner, cpu_capabilities
 
     loaded = create_model("densenet121")
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        make_photo_folder(tmp / "photos", samples)
-        files = {}
-        for form in ("torchvision", "incremental"):
-            fp32 = export_onnx(loaded, tmp / f"{form}.onnx", ExportOptions(verify=False, forward_form=form)).path
-            files[f"{form} fp32"] = fp32
-            files[f"{form} int8"] = calibrate_qdq(fp32, tmp / f"{form}.int8-openvino.onnx", tmp / "photos",
-                                                  target="openvino", samples=samples).path
+        files = both_forms(loaded, Path(tmp), samples, "openvino")
         runners = {k: OpenVINORunner(p, threads=1, precision="fp32").activate() for k, p in files.items()}
         runners["incremental int8, dynamic-batch compile"] = _DynamicCompile(files["incremental int8"])
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)

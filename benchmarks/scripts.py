@@ -46,3 +46,20 @@ def time_interleaved(runners: dict, x: np.ndarray, rounds: int, per_round: int, 
                 times[k].append((time.perf_counter() - start) * 1e3)
     return {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
                 "images_per_s": float(len(x) * 1e3 / np.median(v)), "n": len(v)} for k, v in times.items()}
+
+
+def both_forms(loaded, folder: Path, samples: int, target: str, **calibrate_options) -> dict[str, Path]:
+    """``loaded`` exported in torchvision's and dnx's incremental form (FP32, unverified) and each
+    calibrated for ``target`` on ``samples`` crops of the offline photos: {"FORM fp32"/"FORM int8": path}."""
+    from dnx.calibration.qdq import calibrate_qdq
+    from dnx.data.photos import make_photo_folder
+    from dnx.export.onnx_export import ExportOptions, export_onnx
+
+    make_photo_folder(folder / "photos", samples)
+    files = {}
+    for form in ("torchvision", "incremental"):
+        fp32 = export_onnx(loaded, folder / f"{form}.onnx", ExportOptions(verify=False, forward_form=form)).path
+        files[f"{form} fp32"] = fp32
+        files[f"{form} int8"] = calibrate_qdq(fp32, folder / f"{form}.int8-{target}.onnx", folder / "photos",
+                                              target=target, samples=samples, **calibrate_options).path
+    return files
