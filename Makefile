@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= build/demo
 
-.PHONY: venv demo test bench gpu-check cpp cpp-asan cpp-deps clean
+.PHONY: venv demo test bench gpu-check cpp cpp-asan cpp-deps photo-deps clean
 
 venv: $(STAMP)
 
@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 # Python tests, then the C++ runtime: configure, build (warnings as errors), Python-written parity
 # fixtures, ctest.
-test: $(STAMP) cpp-deps
+test: $(STAMP) cpp-deps photo-deps
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
@@ -42,6 +42,17 @@ cpp-deps:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "the C++ runtime needs: sudo apt-get install $$missing" >&2; exit 1; fi; \
+	fi
+
+# Real photos for parity, calibration and decode-fidelity tests of ImageNet-size models (DATA.md):
+# Debian's opencv-doc sample images and mate-backgrounds; the tests also use scikit-image's photos.
+PHOTO_DEBS := opencv-doc mate-backgrounds
+photo-deps:
+	@missing=$$(for p in $(PHOTO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "the photo tests need: sudo apt-get install $$missing" >&2; exit 1; fi; \
 	fi
 
 cpp: $(STAMP) cpp-deps
