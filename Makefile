@@ -33,9 +33,9 @@ test: $(STAMP) cpp-deps photo-deps
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
-# The C++ runtime's Debian build dependencies (image decoding, JSON, GoogleTest); cmake, ninja and
-# OpenVINO's C++ package come from the venv (the `cpp` extra).
-CPP_DEBS := g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgtest-dev
+# The C++ runtime's Debian build dependencies (image decoding, JSON, GoogleTest, OpenSSL's SHA-256 for
+# engine files); cmake, ninja and OpenVINO's C++ package come from the venv (the `cpp` extra).
+CPP_DEBS := g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgtest-dev libssl-dev
 cpp-deps:
 	@missing=$$(for p in $(CPP_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
