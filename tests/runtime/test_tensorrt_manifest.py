@@ -68,6 +68,18 @@ def test_across_majors_is_the_shared_table():
     assert [list(p) for p in em.VERSION_COMPAT_ACROSS_MAJORS] == COMPAT_TABLE["across_majors"]
 
 
+def test_version_compat_help_states_the_rule():
+    from dnx.cli.engine import build_cmd
+    from dnx.runtime.tensorrt.compat import SUPPORTED_MAJORS
+
+    help_text = next(p.help for p in build_cmd.params if p.name == "version_compat")
+    assert "same major version" in help_text
+    for built, runtime in COMPAT_TABLE["across_majors"]:
+        if built in SUPPORTED_MAJORS:  # dnx builds with 10.x and 11.x only
+            assert f"{runtime}.x for an engine built with {built}.x" in help_text
+    assert "version-compatible=true" in help_text  # what Triton needs for such an engine
+
+
 @pytest.mark.parametrize("case", COMPAT_TABLE["cases"], ids=lambda c: (f"{c['built']}@{c['cc']}"
                          f"{'+vc' if c.get('version_compat') else ''}{'+' + c['hardware_compat'] if 'hardware_compat' in c else ''}"
                          f"->{c['here']}@{c['here_cc']}"))
