@@ -2,7 +2,8 @@
 // the real signatures (TensorRT 10.x/11.x: Dims64, int32_t counts, noexcept), backed by a scripted
 // engine in standin.cpp, so the backend's own control flow (checks before deserializing, host code
 // for version-compatible plans, device restore, stream synchronization on errors) is tested on
-// machines without TensorRT. The real headers are checked separately (docs/cpp.md, syntax check).
+// machines without TensorRT. The backend is checked against the real headers by
+// tests/check_tensorrt_headers.sh (syntax, with the project's warnings).
 #pragma once
 
 #include <cstddef>
