@@ -65,8 +65,9 @@ cpp-asan: $(STAMP) cpp-deps
 bench: $(STAMP)
 	$(BIN)/python -m dnx.benchmarks.suite
 
-# Every CUDA/TensorRT path on densenet121 at batch 1/8/64 with parity (< 8 min on a GPU machine; each
-# skipped path says why): benchmarks/results/gpu_check.{json,md}.
+# Every CUDA/TensorRT path on densenet121 at batch 1/8/64 with parity, and the TensorRT checks
+# (version-compatible engine in Python and C++, dnx inspect on 10/11, two GPUs) (< 8 min on a GPU
+# machine; each skipped path says why): benchmarks/results/gpu_check.{json,md}.
 gpu-check: $(STAMP)
 	benchmarks/gpu_check.sh
 
