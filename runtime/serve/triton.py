@@ -14,6 +14,15 @@ Models served (NAME: the artifact's file stem unless given):
 
 Only loopback by default. The process tree is tritonserver (a child) and its Python-backend stubs
 (grandchildren); :meth:`TritonServer.stop` stops them all and is safe to call twice.
+
+Stopping drains. Asked to stop, tritonserver (2.51) first waits for every HTTP connection to close,
+serving what keeps arriving on them, and when its exit timeout ends with inferences still in flight it
+exits hard (``Signal (11)``, stubs left running, requests answered by a closed connection). So
+:meth:`TritonServer.stop` first unloads the models through Triton's repository API: requests already
+in flight are answered, new ones get Triton's one-line 404 ("unknown model"), and only then is the
+server stopped, with nothing in flight. Whatever a crash would still leave (stub processes, their
+shared memory, the folders Triton localized models into) is recorded while the server runs and
+removed after it has stopped (:mod:`dnx.runtime.serve.triton_process`).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import socket
 import sysconfig
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from dnx.errors import DnxError, require
+from dnx.runtime.serve.triton_process import ServerTree, become_subreaper
 
 IMAGE_SUFFIX = "_image"
 LABEL_OUTPUT = "label"
@@ -107,10 +118,15 @@ def server_library_path() -> Iterator[None]:
     load ("'_thread.RLock' object has no attribute '_recursion_count'"). PyTriton copies os.environ
     into the server's environment at start, so the change is made there and undone afterwards.
     """
+    import pytriton
+
     libdir = sysconfig.get_config_var("LIBDIR")
+    # PyTriton takes its wheel's libraries folder for an editable install's when its site-packages is not
+    # this interpreter's own (a venv layered on another's packages by a .pth file): name the real one.
+    wheel_libs = Path(pytriton.__file__).resolve().parents[1] / "nvidia_pytriton.libs"
     before = os.environ.get("LD_LIBRARY_PATH")
-    if libdir:
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, before) if p)
+    parts = (libdir, str(wheel_libs) if wheel_libs.is_dir() else None, before)
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in parts if p)
     try:
         yield
     finally:
@@ -150,6 +166,8 @@ class TritonServer:
         self.ports: dict[str, int] = {}
         self._triton = None
         self._logdir: Path | None = None
+        self._tree = ServerTree()
+        self.left_behind: dict[str, int] = {}  # what the last stop had to clean up after tritonserver
         self._lock = threading.Lock()
 
     # -- facts ---------------------------------------------------------------------------------
@@ -209,12 +227,36 @@ class TritonServer:
             triton, self._triton = self._triton, None
             classifier, self.classifier = self.classifier, None
         if triton is not None:
+            self._tree.record(os.getpid())
+            self._drain(triton)
             triton.stop()
+            self.left_behind = self._tree.sweep()
         if classifier is not None:
             classifier.close()
         if self._logdir is not None:
             shutil.rmtree(self._logdir, ignore_errors=True)
             self._logdir = None
+
+    def _drain(self, triton) -> None:
+        """Unload the models (the image model first: it may use the network's instance) so that requests
+        in flight are answered and new ones refused, bounded by the exit timeout."""
+        import tritonclient.http as http
+        from pytriton.triton import TRITON_ACCESS_HEADER
+
+        if not triton.is_alive():
+            return
+        headers = {TRITON_ACCESS_HEADER: triton.get_access_token()}
+        names = [n for n in (self.image_model_name, self.model_name) if n]
+        timeout = float(self.config.exit_timeout_s)
+        try:
+            with contextlib.closing(http.InferenceServerClient(self.url("http"), network_timeout=timeout)) as admin:
+                for name in names:
+                    admin.unload_model(name, headers=headers)
+                deadline = time.monotonic() + timeout
+                while any(admin.is_model_ready(n) for n in names) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        except Exception:  # noqa: BLE001  (the server is going away; its own stop below still runs)
+            return
 
     def _start_triton(self) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -254,6 +296,7 @@ class TritonServer:
                                        f"server log: {log_tail(self.log_path)}") from None
         if not self._triton.is_alive():
             raise TritonServeError(f"tritonserver exited during start; server log: {log_tail(self.log_path)}")
+        self._tree.record(os.getpid())
 
 
 def _logits_fn(classifier, spec) -> Callable:
@@ -287,6 +330,7 @@ def serve(config: TritonServeConfig, on_ready: Callable[[TritonServer], None] | 
     ``on_ready(server)`` is called once the models are loaded. Raises TritonServeError when the server
     fails to start or stops on its own.
     """
+    become_subreaper()  # stubs orphaned by a tritonserver crash stay ours to stop
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
