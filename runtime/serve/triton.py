@@ -11,6 +11,9 @@ Models served (NAME: the artifact's file stem unless given):
   ``dnx triton export`` writes them for the same artifact;
 - ``NAME_image``: one encoded image (BYTES) per row -> logits and the top-1 label, with dnx's
   preprocessing from the manifest.
+Both are ensembles that check each request alone before Triton batches ``NAME_network``, the
+Classifier bound through PyTriton (:mod:`dnx.runtime.serve.triton_front`): a bad request is answered
+INVALID_ARGUMENT in one line and never fails the requests batched with it.
 
 Only loopback by default. The process tree is tritonserver (a child) and its Python-backend stubs
 (grandchildren); :meth:`TritonServer.stop` stops them all and is safe to call twice.
@@ -44,10 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from dnx.errors import DnxError, require
+from dnx.runtime.serve.triton_front import LABEL_OUTPUT, NETWORK_SUFFIX, front_models, load_front_models
 from dnx.runtime.serve.triton_process import ServerTree, become_subreaper
 
 IMAGE_SUFFIX = "_image"
-LABEL_OUTPUT = "label"
 
 
 class TritonServeError(DnxError):
@@ -167,6 +170,7 @@ class TritonServer:
         self._triton = None
         self._logdir: Path | None = None
         self._tree = ServerTree()
+        self._front: dict[str, tuple[dict, dict]] = {}
         self.left_behind: dict[str, int] = {}  # what the last stop had to clean up after tritonserver
         self._lock = threading.Lock()
 
@@ -174,6 +178,11 @@ class TritonServer:
     @property
     def model_name(self) -> str:
         return self.spec.name
+
+    @property
+    def network_model_name(self) -> str:
+        """The PyTriton-bound Classifier the ensembles call (not meant for clients)."""
+        return self.spec.name + NETWORK_SUFFIX
 
     @property
     def image_model_name(self) -> str | None:
@@ -241,12 +250,13 @@ class TritonServer:
         """Unload the models (the image model first: it may use the network's instance) so that requests
         in flight are answered and new ones refused, bounded by the exit timeout."""
         import tritonclient.http as http
-        from pytriton.triton import TRITON_ACCESS_HEADER
 
         if not triton.is_alive():
             return
-        headers = {TRITON_ACCESS_HEADER: triton.get_access_token()}
-        names = [n for n in (self.image_model_name, self.model_name) if n]
+        headers = self._admin_headers(triton)
+        # the ensembles first (requests stop entering), then their steps
+        names = [n for n in (self.image_model_name, self.model_name) if n] + [
+            n for n in self._front if n not in (self.image_model_name, self.model_name)] + [self.network_model_name]
         timeout = float(self.config.exit_timeout_s)
         try:
             with contextlib.closing(http.InferenceServerClient(self.url("http"), network_timeout=timeout)) as admin:
@@ -258,9 +268,17 @@ class TritonServer:
         except Exception:  # noqa: BLE001  (the server is going away; its own stop below still runs)
             return
 
+    def _admin_headers(self, triton=None) -> dict[str, str]:
+        """The header that opens Triton's restricted endpoints (model repository) to this process."""
+        from pytriton.triton import TRITON_ACCESS_HEADER
+
+        return {TRITON_ACCESS_HEADER: (triton or self._triton).get_access_token()}
+
     def _start_triton(self) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        from dnx.runtime.serve.repository import RepositoryOptions
 
         c, spec = self.config, self.spec
         triton_config = TritonConfig(
@@ -278,19 +296,19 @@ class TritonServer:
         model_config = ModelConfig(batching=batching, max_batch_size=spec.max_batch, batcher=batcher)
         out_dtype = np.float16 if spec.output_dtype == "TYPE_FP16" else np.float32
         inputs = [Tensor(name=spec.artifact.input_name, dtype=np.float32, shape=spec.input_dims)]
-        outputs = [Tensor(name=spec.output_name, dtype=out_dtype, shape=spec.output_dims)]
+        label_shape = (1,) if batching else (spec.artifact.input_shape[0], 1)
+        outputs = [Tensor(name=spec.output_name, dtype=out_dtype, shape=spec.output_dims),
+                   Tensor(name=LABEL_OUTPUT, dtype=bytes, shape=label_shape)]
+        self._front = front_models(spec, RepositoryOptions(instances=c.instances, kind="cpu"),
+                                   image_model=self.image_model_name is not None)
         with server_library_path():
             self._triton = Triton(config=triton_config, security_config=security)
             # One callable per instance: Triton runs them in parallel; the Classifier is thread-safe.
-            self._triton.bind(spec.name, [_logits_fn(self.classifier, spec)] * c.instances, inputs, outputs,
-                              config=model_config, strict=True)
-            if self.image_model_name:
-                self._triton.bind(self.image_model_name, [_image_fn(self.classifier, spec)] * c.instances,
-                                  [Tensor(name="IMAGE", dtype=bytes, shape=(1,))],
-                                  [*outputs, Tensor(name=LABEL_OUTPUT, dtype=bytes, shape=(1,))],
-                                  config=model_config)
+            self._triton.bind(self.network_model_name, [_network_fn(self.classifier, spec)] * c.instances, inputs,
+                              outputs, config=model_config, strict=True)
             try:
                 self._triton.run()
+                load_front_models(self.url("http"), self._admin_headers(), self._front, timeout_s=120)
             except Exception as exc:  # PyTriton's TimeoutError / validation errors, the server's reasons in the log
                 raise TritonServeError(f"tritonserver did not start ({type(exc).__name__}: {_summary(str(exc))}); "
                                        f"server log: {log_tail(self.log_path)}") from None
@@ -299,26 +317,16 @@ class TritonServer:
         self._tree.record(os.getpid())
 
 
-def _logits_fn(classifier, spec) -> Callable:
-    from pytriton.decorators import batch
-
-    @batch
-    def infer(**inputs):
-        return {spec.output_name: classifier.logits(inputs[spec.artifact.input_name])}
-
-    return infer
-
-
-def _image_fn(classifier, spec) -> Callable:
+def _network_fn(classifier, spec) -> Callable:
+    """Logits and the top-1 label of each row; the ensembles in front have checked every request."""
     from pytriton.decorators import batch
 
     labels = classifier.labels
 
     @batch
-    def infer(IMAGE):  # noqa: N803  (the tensor's name)
-        logits = classifier.logits(classifier.preprocess([bytes(b) for b in IMAGE.reshape(-1)]))
-        top = logits.argmax(axis=1)
-        names = [(labels[i] if labels and i < len(labels) else str(i)).encode() for i in top]
+    def infer(**inputs):
+        logits = classifier.logits(inputs[spec.artifact.input_name])
+        names = [(labels[i] if labels and i < len(labels) else str(i)).encode() for i in logits.argmax(axis=-1).reshape(-1)]
         return {spec.output_name: logits, LABEL_OUTPUT: np.array(names, dtype=object).reshape(-1, 1)}
 
     return infer
