@@ -14,6 +14,7 @@ import ctypes
 import os
 import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ class ServerTree:
 
     def record(self, parent: int) -> None:
         """Add the tritonserver below ``parent`` (this process) and everything it has started so far."""
-        servers = [p for p in descendants(parent) if Path(_cmdline(p)[0] or "x").name == "tritonserver"]
+        servers = [p for p in descendants(parent) if Path((_cmdline(p) or ["?"])[0]).name == "tritonserver"]
         self.servers.update(servers)
         for server in servers:
             for arg in _cmdline(server):
@@ -85,10 +86,13 @@ class ServerTree:
                 if st is None:
                     continue
                 self.processes[pid] = st[2]
-                # a stub's first argument is the model.py Triton copied into the folder it localized
-                if Path(argv[0]).name == "triton_python_backend_stub" and len(argv) > 1 \
-                        and argv[1].startswith("/tmp/folder"):
-                    self.folders.add(Path(*Path(argv[1]).parts[:3]))
+                # a stub's first argument is the model.py Triton copied into the folder it localized,
+                # a "folderXXXXXX" made in the temporary directory
+                if argv and Path(argv[0]).name == "triton_python_backend_stub" and len(argv) > 1:
+                    model_py = Path(argv[1])
+                    folder = next((a for a in model_py.parents if a.name.startswith("folder")), None)
+                    if folder is not None and folder.parent in (Path(tempfile.gettempdir()), Path("/tmp")):
+                        self.folders.add(folder)
 
     def alive(self) -> list[int]:
         """The recorded processes still running (zombies and reused pids excluded)."""
