@@ -326,7 +326,8 @@ def _network_fn(classifier, spec) -> Callable:
     @batch
     def infer(**inputs):
         logits = classifier.logits(inputs[spec.artifact.input_name])
-        names = [(labels[i] if labels and i < len(labels) else str(i)).encode() for i in logits.argmax(axis=-1).reshape(-1)]
+        top = logits.argmax(axis=-1).reshape(-1)
+        names = [(labels[i] if labels and i < len(labels) else str(i)).encode() for i in top]
         return {spec.output_name: logits, LABEL_OUTPUT: np.array(names, dtype=object).reshape(-1, 1)}
 
     return infer
