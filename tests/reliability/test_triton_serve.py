@@ -230,6 +230,7 @@ def test_slow_clients_do_not_hold_up_others(served, reference):
         dripper.join()
         for s in slow:
             s.close()
+    print(f"slow clients: normal requests {dict(counts)} in {elapsed:.1f} s")  # -s shows it
     assert counts == Counter(answered=40), counts
     assert elapsed < 30  # normal clients were not queued behind the slow ones
 
@@ -288,6 +289,7 @@ def test_sigterm_under_load_drains_and_leaves_nothing(fmnist_onnx, tmp_path):
     log = server.log.read_text()
     kinds = Counter(r[2].split(":")[0] for r in records)
     in_flight = [r for r in records if r[0] < signalled < r[1]]
+    print(f"SIGTERM under load: {dict(kinds)}, {len(in_flight)} in flight at the signal, exit {code}")  # -s shows it
     assert code == 0, log[-2000:]
     assert "Signal (11)" not in log and "Traceback" not in log, log[-3000:]
     assert "did not stop cleanly" not in log, log[-2000:]  # the drain stopped it; the sweep had nothing to do
