@@ -13,7 +13,8 @@ For each artifact (an ONNX file dnx wrote, or a ``dnx build`` engine) the reposi
 Every config is built as a dict, parsed into Triton's own ``ModelConfig`` protobuf (shipped with
 tritonclient) and written in protobuf text format, so a field Triton does not know fails here, not
 at server start. Each model folder is built in a temporary folder beside its final name and renamed
-into place: an interrupted export never leaves a half-written model folder.
+into place: an interrupted export never leaves a half-written model folder. Each also holds a marker
+file (``.dnx-model``): ``--force`` replaces only folders that carry it, never the user's own models.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ IMAGE_INPUT = "IMAGE"  # the ensemble's input: one encoded image (JPEG/PNG/...) 
 DEFAULT_MAX_BATCH = 8  # for a dynamic-batch ONNX file when --max-batch is not given
 KINDS = ("gpu", "cpu")
 VERSION_COMPAT_ARG = "--backend-config=tensorrt,version-compatible=true"
+MARKER = ".dnx-model"  # in every model folder dnx writes: what --force may replace
 
 
 class RepositoryError(DnxError):
@@ -322,13 +324,24 @@ def _check_repo(repo: Path, force: bool) -> None:
     repo.mkdir(parents=True, exist_ok=True)
 
 
+def _check_replaceable(repo: Path, names: Sequence[str]) -> None:
+    """Refuse, before anything is written, to replace an entry of ``repo`` dnx did not write."""
+    for name in names:
+        final = repo / name
+        if final.is_symlink() or (final.exists() and not (final.is_dir() and (final / MARKER).is_file())):
+            what = "a folder" if final.is_dir() and not final.is_symlink() else "a file or link"
+            raise RepositoryError(f"--force replaces only model folders dnx wrote, and {final} is {what} it did not "
+                                  f"write (no {MARKER} in it); move it away or export under another --name")
+
+
 def _stage_model(repo: Path, name: str, config: dict, files: dict[str, Path | bytes]) -> Path:
     """Write one model folder under a temporary name beside its final one; returns that folder."""
     from dnx.fileio import atomic_path, write_bytes_atomic
 
     stage = Path(tempfile.mkdtemp(prefix=f".{name}~", dir=repo))
     try:
-        for rel, content in {"config.pbtxt": to_pbtxt(config).encode(), **files}.items():
+        marker = json.dumps({"written_by": "dnx triton export", "model": name}).encode() + b"\n"
+        for rel, content in {"config.pbtxt": to_pbtxt(config).encode(), **files, MARKER: marker}.items():
             target = stage / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, Path):
@@ -387,6 +400,7 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
         raise RepositoryError("two artifacts would share a model name; pass --name for each")
     repo = Path(repo)
     _check_repo(repo, options.force)
+    _check_replaceable(repo, list(configs))
     staged: dict[str, Path] = {}
     try:
         for name, config in configs.items():
