@@ -48,8 +48,6 @@ def k8s_cmd(artifact, repo, out, replicas, max_replicas, gpu, kserve, name, name
 
     require("yaml", "deploy", "dnx deploy k8s")
     require("kubernetes_validate", "deploy", "dnx deploy k8s")
-    if kserve:
-        require("kserve", "deploy", "dnx deploy k8s --kserve")
     options = DeployOptions(name=name or default_name(artifact), repo=repo, replicas=replicas,
                             max_replicas=max_replicas, namespace=namespace, image=image,
                             memory_request_mib=memory_mib or 1024,

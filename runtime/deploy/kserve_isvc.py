@@ -8,6 +8,13 @@
 
 :func:`parse_inference_service` reads a dict back into the SDK's classes strictly (an unknown field
 fails; the SDK's own deserializer would drop it silently and cannot resolve Kubernetes types).
+
+The SDK runs in a child process (:func:`isolated`): ``import kserve`` registers KServe's
+``inference.*`` gRPC messages in protobuf's default pool, and tritonclient's ``grpc_service.proto``
+defines the same names, so the two cannot be imported into one interpreter (``duplicate symbol
+'inference.ServerLiveRequest'``), and dnx's Triton code and tests use tritonclient.
+
+    python -m dnx.runtime.deploy.kserve_isvc < request.json   # {"action": ..., "args": [...]} -> JSON
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ def _metadata(options: DeployOptions, component: str, client) -> Any:
                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
 
 
-def triton_inference_service(options: DeployOptions, image: str, flags: list[str]) -> dict[str, Any]:
+def _triton_isvc(options: DeployOptions, image: str, flags: list[str]) -> dict[str, Any]:
     kserve, client = _sdk()
     repository, _, tag = image.rpartition(":")
     resources = _resources(options, gpu=True)
@@ -57,7 +64,7 @@ def triton_inference_service(options: DeployOptions, image: str, flags: list[str
     return _plain(isvc)
 
 
-def serve_inference_service(options: DeployOptions, image: str, artifact_file: str) -> dict[str, Any]:
+def _serve_isvc(options: DeployOptions, image: str, artifact_file: str) -> dict[str, Any]:
     kserve, client = _sdk()
     spec = serve_container(options, image, f"{KSERVE_MOUNT}/{artifact_file}", [])
     spec["name"] = "kserve-container"  # the name KServe's storage initializer and agent look for
@@ -138,3 +145,73 @@ def parse_inference_service(data: dict[str, Any]):
     if isvc.spec is None or isvc.spec.predictor is None:
         raise ManifestInvalid("an InferenceService needs spec.predictor")
     return isvc
+
+
+def _containers(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parse ``data`` strictly; return its predictor's containers (a Triton spec as one) as plain dicts."""
+    predictor = parse_inference_service(data).spec.predictor
+    containers = [_plain(c) for c in predictor.containers or []]
+    if predictor.triton is not None:  # a container spec plus KServe's storage and runtime fields
+        triton = {k: v for k, v in _plain(predictor.triton).items()
+                  if k not in ("storageUri", "runtimeVersion", "protocolVersion", "storage")}
+        containers.append({"name": "kserve-container", "image": "tritonserver", **triton})
+    return containers
+
+
+def _child_main() -> None:
+    import json
+    import sys
+
+    from dnx.runtime.deploy.validate import ManifestInvalid
+
+    request = json.load(sys.stdin)
+    args = request["args"]
+    try:
+        if request["action"] in ("triton", "serve"):
+            options = DeployOptions(**args[0])
+            result = (_triton_isvc if request["action"] == "triton" else _serve_isvc)(options, *args[1:])
+        else:
+            result = _containers(args[0])
+        json.dump({"result": result}, sys.stdout)
+    except DnxError as exc:
+        json.dump({"error": str(exc), "invalid": isinstance(exc, ManifestInvalid)}, sys.stdout)
+
+
+def isolated(action: str, *args: Any) -> Any:
+    """Run ``action`` ("triton", "serve": build an InferenceService; "containers": check one) in a child."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    from dnx.runtime.deploy.validate import ManifestInvalid
+
+    import importlib.util
+
+    from dnx.errors import MissingDependencyError
+
+    if importlib.util.find_spec("kserve") is None:  # found, never imported, here
+        raise MissingDependencyError("kserve is not installed (needed for --kserve): pip install 'dnx[deploy]'")
+    args = tuple(dataclasses.asdict(a) if dataclasses.is_dataclass(a) else a for a in args)
+    proc = subprocess.run([sys.executable, "-m", "dnx.runtime.deploy.kserve_isvc"], capture_output=True, text=True,
+                          input=json.dumps({"action": action, "args": args}), timeout=300)
+    try:
+        answer = json.loads(proc.stdout)
+    except ValueError:
+        raise DnxError(f"the kserve SDK check failed (exit {proc.returncode}): "
+                       f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}") from None
+    if "error" in answer:
+        raise (ManifestInvalid if answer["invalid"] else DnxError)(answer["error"])
+    return answer["result"]
+
+
+def triton_inference_service(options: DeployOptions, image: str, flags: list[str]) -> dict[str, Any]:
+    return isolated("triton", options, image, flags)
+
+
+def serve_inference_service(options: DeployOptions, image: str, artifact_file: str) -> dict[str, Any]:
+    return isolated("serve", options, image, artifact_file)
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -111,7 +111,7 @@ def _resources(options: DeployOptions, gpu: bool) -> dict:
     memory = options.memory_request_mib
     limits: dict[str, Any] = {"memory": f"{math.ceil(memory * 1.5)}Mi"}  # headroom over the measured peak
     if gpu:
-        limits["nvidia.com/gpu"] = 1  # extended resources: the request equals the limit
+        limits["nvidia.com/gpu"] = "1"  # extended resources: the request equals the limit
     return {"requests": {"cpu": str(options.cpu), "memory": f"{memory}Mi"}, "limits": limits}
 
 

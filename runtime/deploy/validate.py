@@ -48,24 +48,10 @@ def validate_object(obj: dict[str, Any], versions: tuple[str, ...] = KUBERNETES_
 
 
 def validate_inference_service(obj: dict[str, Any], versions: tuple[str, ...] = KUBERNETES_VERSIONS) -> list[str]:
-    from dnx.runtime.deploy.kserve_isvc import parse_inference_service
+    from dnx.runtime.deploy.kserve_isvc import isolated
 
-    isvc = parse_inference_service(obj)
-    predictor = isvc.spec.predictor
-    containers = list(predictor.containers or [])
-    if predictor.triton is not None:  # a container spec plus KServe's storage and runtime fields
-        triton = {k: v for k, v in _plain(predictor.triton).items()
-                  if k not in ("storageUri", "runtimeVersion", "protocolVersion", "storage")}
-        containers.append({"name": "kserve-container", "image": "tritonserver", **triton})
     checked = ["InferenceService@kserve-sdk"]
-    for i, container in enumerate(containers):
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{i}"},
-               "spec": {"containers": [container]}}
-        checked += validate_object(_plain(pod), versions)
+    for i, container in enumerate(isolated("containers", obj)):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{i}"}, "spec": {"containers": [container]}}
+        checked += validate_object(pod, versions)
     return checked
-
-
-def _plain(obj: Any) -> Any:
-    from kserve.api_client import ApiClient  # kubernetes' own one keeps snake_case keys of kserve models
-
-    return ApiClient().sanitize_for_serialization(obj)
