@@ -326,6 +326,8 @@ def serve(config: ServeConfig) -> dict | None:
 
     config.validate()
     with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+        # as uvicorn binds: a restart on the port of a crashed server must not wait out its TIME_WAITs
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:  # a clear error now rather than uvicorn's after the model has loaded
             probe.bind((config.host, config.port))
         except OSError as exc:
