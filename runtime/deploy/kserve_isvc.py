@@ -172,9 +172,9 @@ def _child_main() -> None:
             result = (_triton_isvc if request["action"] == "triton" else _serve_isvc)(options, *args[1:])
         else:
             result = _containers(args[0])
-        json.dump({"result": result}, sys.stdout)
+        sys.stdout.write(json.dumps({"result": result}))  # the answer to the parent (isolated())
     except DnxError as exc:
-        json.dump({"error": str(exc), "invalid": isinstance(exc, ManifestInvalid)}, sys.stdout)
+        sys.stdout.write(json.dumps({"error": str(exc), "invalid": isinstance(exc, ManifestInvalid)}))
 
 
 def isolated(action: str, *args: Any) -> Any:

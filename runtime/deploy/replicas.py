@@ -66,8 +66,8 @@ class Replica:
                    "--threads", "1", "--http-port", str(port), "--grpc-port", str(grpc),
                    "--metrics-port", str(metrics), "--max-batch", "8", "--queue-delay-us", "2000"]
             env = _triton_env()
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        with log.open("ab") as out:  # its own process group: SIGKILL takes the whole replica, as a container's death
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.log = log
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -88,12 +88,17 @@ class Replica:
         raise DnxError(f"{self.kind} replica on port {self.port} was not ready within {timeout:.0f} s")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """SIGTERM: to the server process, which stops its children (as Kubernetes signals PID 1).
+        SIGKILL: to the whole process group (tritonserver included), as when a container dies."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
 
