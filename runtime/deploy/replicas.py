@@ -36,7 +36,7 @@ def health_path(kind: str) -> str:
     return "/readyz" if kind == "serve" else f"/v2/models/{TRITON_MODEL}/ready"
 
 
-def _triton_env() -> dict[str, str]:
+def pytriton_env() -> dict[str, str]:
     """PyTriton's tritonserver links libraries shipped beside pytriton (nvidia_pytriton.libs); a venv that
     reaches them through a .pth file (a worktree's) does not put them on the loader's path by itself."""
     import importlib.util
@@ -65,7 +65,7 @@ class Replica:
             cmd = [*cli, "triton", "serve", str(version.artifact), "--name", TRITON_MODEL, "--backend", "onnxruntime",
                    "--threads", "1", "--http-port", str(port), "--grpc-port", str(grpc),
                    "--metrics-port", str(metrics), "--max-batch", "8", "--queue-delay-us", "2000"]
-            env = _triton_env()
+            env = pytriton_env()
         with log.open("ab") as out:  # its own process group: SIGKILL takes the whole replica, as a container's death
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.log = log
