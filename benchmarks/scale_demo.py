@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def run(kind: str, event: str, v1: Version, v2: Version, workdir: Path, replicas
         result = load.stop()
         stats = fleet.proxy.stats()
     return {"kind": kind, "event": event, "replicas": replicas, "concurrency": concurrency,
+            "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared: say how busy it was
             **result.counts(), "lost_statuses": result.lost_statuses(),
             "p99_ms_steady": result.p99_ms(result.window(None, start)),
             "p99_ms_event": result.p99_ms(result.window(start, end)),
