@@ -23,7 +23,8 @@ import re
 from typing import Any
 
 from dnx.errors import DnxError, require
-from dnx.runtime.deploy.manifests import TRITON_PORTS, DeployOptions, _labels, _probe, _resources, serve_container
+from dnx.runtime.deploy.manifests import (TRITON_PORTS, DeployOptions, http_probe, labels_for, resources_for,
+                                          serve_container)
 
 KSERVE_MOUNT = "/mnt/models"
 
@@ -37,14 +38,14 @@ def _sdk():
 
 
 def _metadata(options: DeployOptions, component: str, client) -> Any:
-    return client.V1ObjectMeta(name=options.name, namespace=options.namespace, labels=_labels(options, component),
+    return client.V1ObjectMeta(name=options.name, namespace=options.namespace, labels=labels_for(options, component),
                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
 
 
 def _triton_isvc(options: DeployOptions, image: str, flags: list[str]) -> dict[str, Any]:
     kserve, client = _sdk()
     repository, _, tag = image.rpartition(":")
-    resources = _resources(options, gpu=True)
+    resources = resources_for(options, gpu=True)
     triton = kserve.V1beta1TritonSpec(
         storage_uri=options.repo, runtime_version=tag, protocol_version="v2",
         args=["--strict-readiness=true", *flags],
@@ -81,7 +82,7 @@ def _serve_isvc(options: DeployOptions, image: str, artifact_file: str) -> dict[
 
 
 def _v1_probe(client, path: str, port: int, period: int, failures: int):
-    probe = _probe(path, "http", period, failures)
+    probe = http_probe(path, "http", period, failures)
     probe["httpGet"]["port"] = port  # KServe renames container ports; the number is stable
     return parse_model(probe, "V1Probe")
 

@@ -78,7 +78,7 @@ def dns_name(stem: str) -> str:
 
 
 def _meta(name: str, options: DeployOptions, component: str, annotations: dict | None = None) -> dict:
-    meta: dict[str, Any] = {"name": name, "labels": _labels(options, component)}
+    meta: dict[str, Any] = {"name": name, "labels": labels_for(options, component)}
     if options.namespace:
         meta["namespace"] = options.namespace
     if annotations:
@@ -86,7 +86,7 @@ def _meta(name: str, options: DeployOptions, component: str, annotations: dict |
     return meta
 
 
-def _labels(options: DeployOptions, component: str) -> dict[str, str]:
+def labels_for(options: DeployOptions, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": options.name, "app.kubernetes.io/component": component,
             "app.kubernetes.io/managed-by": "dnx"}
 
@@ -102,12 +102,12 @@ def repo_volume(options: DeployOptions) -> tuple[list[dict], list[dict], str]:
     return volumes, mounts, f"{MODELS_DIR}/{sub}".rstrip("/")
 
 
-def _probe(path: str, port: str, period: int, failures: int, timeout: int = 2) -> dict:
+def http_probe(path: str, port: str, period: int, failures: int, timeout: int = 2) -> dict:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failures,
             "timeoutSeconds": timeout}
 
 
-def _resources(options: DeployOptions, gpu: bool) -> dict:
+def resources_for(options: DeployOptions, gpu: bool) -> dict:
     memory = options.memory_request_mib
     limits: dict[str, Any] = {"memory": f"{math.ceil(memory * 1.5)}Mi"}  # headroom over the measured peak
     if gpu:
@@ -132,11 +132,11 @@ def _deployment(name: str, options: DeployOptions, component: str, container: di
         "metadata": _meta(name, options, component, annotations),
         "spec": {
             "replicas": options.replicas,
-            "selector": {"matchLabels": _labels(options, component)},
+            "selector": {"matchLabels": labels_for(options, component)},
             # a new version comes up (and is ready) before an old pod is removed: no capacity dip
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": _labels(options, component),
+                "metadata": {"labels": labels_for(options, component),
                              "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
                                              "prometheus.io/path": "/metrics"}},
                 "spec": pod_spec,
@@ -147,14 +147,14 @@ def _deployment(name: str, options: DeployOptions, component: str, container: di
 
 def _service(name: str, options: DeployOptions, component: str, ports: dict[str, int]) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, options, component),
-            "spec": {"selector": _labels(options, component),
+            "spec": {"selector": labels_for(options, component),
                      "ports": [{"name": p, "port": n, "targetPort": p, "protocol": "TCP"} for p, n in ports.items()]}}
 
 
 def _pdb(name: str, options: DeployOptions, component: str) -> dict:
     # one pod at a time may be evicted (node drains, upgrades); the rest keep serving
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(name, options, component),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels(options, component)}}}
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels_for(options, component)}}}
 
 
 def _hpa(name: str, deployment: str, options: DeployOptions, component: str, metrics: list[dict]) -> dict:
@@ -209,10 +209,10 @@ def triton_container(options: DeployOptions, image: str, flags: list[str], mount
     return {
         "name": "tritonserver", "image": image, "args": args,
         "ports": [{"name": p, "containerPort": n, "protocol": "TCP"} for p, n in TRITON_PORTS.items()],
-        "resources": _resources(options, gpu=True),
-        "startupProbe": _probe("/v2/health/ready", "http", period, math.ceil(options.startup_timeout_s / period)),
-        "readinessProbe": _probe("/v2/health/ready", "http", 5, 2),
-        "livenessProbe": _probe("/v2/health/live", "http", 10, 3),
+        "resources": resources_for(options, gpu=True),
+        "startupProbe": http_probe("/v2/health/ready", "http", period, math.ceil(options.startup_timeout_s / period)),
+        "readinessProbe": http_probe("/v2/health/ready", "http", 5, 2),
+        "livenessProbe": http_probe("/v2/health/live", "http", 10, 3),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
         "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"}],
         "securityContext": {"allowPrivilegeEscalation": False},
@@ -244,10 +244,10 @@ def serve_container(options: DeployOptions, image: str, artifact_path: str, moun
     return {
         "name": "dnx-serve", "image": image, "args": args,
         "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
-        "resources": _resources(options, gpu=False),
-        "startupProbe": _probe("/readyz", "http", 5, math.ceil(options.startup_timeout_s / 5)),
-        "readinessProbe": _probe("/readyz", "http", 5, 2),
-        "livenessProbe": _probe("/healthz", "http", 10, 3),
+        "resources": resources_for(options, gpu=False),
+        "startupProbe": http_probe("/readyz", "http", 5, math.ceil(options.startup_timeout_s / 5)),
+        "readinessProbe": http_probe("/readyz", "http", 5, 2),
+        "livenessProbe": http_probe("/healthz", "http", 10, 3),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},

@@ -52,6 +52,7 @@ def validate_inference_service(obj: dict[str, Any], versions: tuple[str, ...] = 
 
     checked = ["InferenceService@kserve-sdk"]
     for i, container in enumerate(isolated("containers", obj)):
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{i}"}, "spec": {"containers": [container]}}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{i}"},
+               "spec": {"containers": [container]}}
         checked += validate_object(pod, versions)
     return checked
