@@ -88,11 +88,17 @@ class HAProxy:
             self.proc = subprocess.Popen([binary, "-db", "-f", str(self.config_path)], stdout=log,
                                          stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while not self.socket_path.exists() or not _accepts(port):
+        while not self._answers():  # listeners are bound before the admin socket answers
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise DnxError(f"haproxy did not start: {self.log_path.read_text()[-500:]}")
             time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            return self.socket_path.exists() and "Pid:" in self.command("show info")
+        except OSError:
+            return False
 
     def command(self, line: str) -> str:
         with socket.socket(socket.AF_UNIX) as s:
@@ -144,9 +150,3 @@ class HAProxy:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0

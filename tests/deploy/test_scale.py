@@ -58,5 +58,6 @@ def test_config_retries_idempotent_classification_and_checks_readiness(tmp_path)
     text = haproxy_config(8080, {"s0": 9000, "s1": 9001}, "/readyz", tmp_path / "admin.sock", disabled=("s1",))
     assert "retry-on conn-failure empty-response response-timeout" in text
     assert "option redispatch 1" in text and "option http-buffer-request" in text
+    assert "tune.bufsize 65536" in text and "option http-server-close" in text
     assert "option httpchk GET /readyz" in text
     assert "server s1 127.0.0.1:9001 check disabled" in text and "bind 127.0.0.1:8080" in text
