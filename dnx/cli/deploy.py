@@ -21,7 +21,8 @@ def deploy_group() -> None:
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(min=1),
               help="Replicas (and the autoscaler's minimum).")
 @click.option("--max-replicas", type=click.IntRange(min=1), help="Autoscaler's maximum (default: 4 x --replicas).")
-@click.option("--gpu", is_flag=True, help="Triton on GPU nodes (required for engines; ONNX files: onnxruntime backend).")
+@click.option("--gpu", is_flag=True,
+              help="Triton on GPU nodes (required for engines; ONNX files: onnxruntime backend).")
 @click.option("--kserve", is_flag=True, help="Also write a KServe InferenceService.")
 @click.option("--name", help="Kubernetes name stem (default: from the artifact's file name).")
 @click.option("--namespace", help="Namespace to put in every object (default: none, kubectl's current).")
@@ -36,7 +37,8 @@ def deploy_group() -> None:
 @click.option("--target-queue-ms", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Triton autoscaler target: mean queue time per request.")
 @click.option("--force", is_flag=True, help="Write into a non-empty -o folder.")
-@click.option("--allow-unverified", is_flag=True, help="Deploy an artifact whose parity certificate failed or is missing.")
+@click.option("--allow-unverified", is_flag=True,
+              help="Deploy an artifact whose parity certificate failed or is missing.")
 def k8s_cmd(artifact, repo, out, replicas, max_replicas, gpu, kserve, name, namespace, image, memory_mib, threads,
             startup_timeout_s, target_queue_ms, force, allow_unverified) -> None:
     """Write Deployment, Service, PodDisruptionBudget, HPA (+ prometheus-adapter rule, Dockerfile or Triton
