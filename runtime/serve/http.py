@@ -27,6 +27,7 @@ from dnx.data.preprocess import DEFAULT_MAX_PIXELS
 from dnx.errors import DnxError
 
 RETRY_AFTER_S = "1"
+GRACEFUL_SHUTDOWN_S = 30  # after SIGTERM, requests in flight get this long (Kubernetes' grace period must exceed it)
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -48,6 +49,7 @@ class ServeConfig:
     workers: int = 1
     allow_unverified: bool = False
     preprocess: dict | None = field(default=None)  # mean/std/image_size (+labels) for a foreign ONNX
+    model_version: str | None = None  # reported by /v1/model and X-Model-Version; default: sha256[:12]
 
     def validate(self) -> "ServeConfig":
         checks = [(self.max_batch >= 1, "--max-batch must be >= 1"),
@@ -229,10 +231,15 @@ def build_app(config: ServeConfig, service: _Service | None = None):
         service.metrics.requests.labels(str(status)).inc()
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
+    def version() -> str:
+        return config.model_version or service.classifier.artifact.sha256[:12]
+
     @app.post("/v1/classify")
-    async def classify(request: Request):
+    async def classify(request: Request, response: Response):
         service.received += 1
         try:
+            if service.classifier is not None:  # which artifact answered, behind a load balancer
+                response.headers["X-Model-Version"] = version()
             return await _classify(request)
         finally:
             service.answered += 1
@@ -273,6 +280,7 @@ def build_app(config: ServeConfig, service: _Service | None = None):
         if service.classifier is None:
             return refuse(503, "the model is still loading", {"Retry-After": RETRY_AFTER_S})
         info = service.classifier.info()
+        info["version"] = {"name": version(), "sha256": service.classifier.artifact.sha256}
         info["serving"] = {"max_batch": config.max_batch, "max_delay_ms": config.max_delay_ms,
                            "max_queue": config.max_queue, "max_body_bytes": config.max_body_bytes,
                            "workers": config.workers}
@@ -318,13 +326,15 @@ def serve(config: ServeConfig) -> dict | None:
 
     config.validate()
     with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+        # as uvicorn binds: a restart on the port of a crashed server must not wait out its TIME_WAITs
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:  # a clear error now rather than uvicorn's after the model has loaded
             probe.bind((config.host, config.port))
         except OSError as exc:
             raise DnxError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}; choose another --port "
                            "or --host") from None
-    common = dict(host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=30,
-                  lifespan="on")
+    common = dict(host=config.host, port=config.port, log_level="warning",
+                  timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="on")
     def ignore_reraise() -> None:
         # uvicorn re-raises a captured SIGINT/SIGTERM after its graceful shutdown (restoring the handlers
         # it found first), which would end this process with a signal status; a completed graceful stop

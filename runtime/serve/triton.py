@@ -104,6 +104,7 @@ def _free_port(host: str, port: int, option: str) -> int:
     """``port`` if it can be bound on ``host`` (a free one for 0); a one-line error when it is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAITs do not block
         try:
             probe.bind((host, port))
         except OSError as exc:

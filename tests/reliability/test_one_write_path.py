@@ -34,6 +34,9 @@ ALLOWED = {
                                                       "its files are written with atomic_path",
     ("runtime/serve/repository.py", "stage.rename("): "as above: the staged folder replaces the old one",
     ("benchmarks/triton_load.py", "log.open("): "a server's live log during a load test, not an artifact",
+    ("runtime/deploy/haproxy.py", "self.log_path.open("): "haproxy's live log in a replica test's folder",
+    ("runtime/deploy/replicas.py", "log.open("): "a replica's live log in a replica test's folder",
+    ("benchmarks/scale_demo.py", "Image.fromarray(image[0]).save(png"): "a PNG request body in memory (BytesIO)",
 }
 
 
