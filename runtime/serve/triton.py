@@ -88,14 +88,9 @@ class TritonServeConfig:
 
 def _free_port(host: str, port: int, option: str) -> int:
     """``port`` if it can be bound on ``host`` (a free one for 0); a one-line error when it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise DnxError(f"cannot listen on {host}:{port} ({option}): {exc.strerror}; choose another {option} "
-                           "or stop what uses it") from None
-        return probe.getsockname()[1]
+    from dnx.runtime.serve.process import check_port_free
+
+    return check_port_free(host, port, option)
 
 
 @contextlib.contextmanager
