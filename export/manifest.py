@@ -148,7 +148,8 @@ def preprocess_from_manifest(manifest: dict[str, Any], where: str = "the dnx man
     if input_shape is not None and len(input_shape) == 4:
         _, c, h, w = input_shape
         if (c is not None and c != pre.in_channels) or any(d is not None and d != pre.image_size for d in (h, w)):
-            raise bad(f"the graph's input {tuple('N' if d is None else d for d in input_shape)} does not match the "
+            shown = "(" + ", ".join("N" if d is None else str(d) for d in input_shape) + ")"
+            raise bad(f"the graph's input {shown} does not match the "
                       f"preprocess entry ({pre.in_channels} channels, {pre.image_size}x{pre.image_size})")
     return pre
 

@@ -58,10 +58,10 @@ def check_port_free(host: str, port: int, option: str = "--port") -> int:
 
 
 class ServeProcess:
-    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300) -> None:
+    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300, port: int | None = None) -> None:
         import httpx
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
