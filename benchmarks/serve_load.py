@@ -13,6 +13,13 @@ throughput as a ratio of the in-process one. One long run on the first artifact 
 server's RSS after the first 500 and after 5,000 requests.
 
     python -m dnx.benchmarks.serve_load [--quick]
+
+``--photos-2mp`` measures the whole request instead (issue 21): real photos re-encoded at 1600x1200
+JPEG quality 90, ``dnx serve`` at concurrency 8 (decode pool beside the batcher) against the same
+artifact's in-process inference-only throughput (preprocessed batches of 8) and in-process
+end-to-end ``Batcher.predict`` from the same JPEG bytes, interleaved in one run.
+
+    python -m dnx.benchmarks.serve_load --photos-2mp [--models densenet121-int8]
 """
 
 from __future__ import annotations
@@ -108,6 +115,91 @@ async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) 
     return _stats(latencies, errors, seconds)
 
 
+def photos_2mp(folder: Path, n: int = 16) -> list[bytes]:
+    """``n`` real photos (the offline ones at least 1000 px on both sides, JPEG camera photos first)
+    scaled to cover 1600x1200, center-cropped to it and re-encoded as JPEG quality 90 (~2 MP)."""
+    from PIL import Image
+
+    from dnx.data.photos import find_photos
+    from dnx.data.preprocess import load_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    found = sorted(find_photos(min_side=1000), key=lambda p: (p.suffix.lower() not in (".jpg", ".jpeg"), str(p)))
+    blobs = []
+    for path in found[:n]:
+        img = load_image(path).convert("RGB")
+        scale = max(1600 / img.width, 1200 / img.height)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+        left, top = (img.width - 1600) // 2, (img.height - 1200) // 2
+        buf = folder / f"{path.stem}_1600x1200.jpg"
+        img.crop((left, top, left + 1600, top + 1200)).save(buf, format="JPEG", quality=90)
+        blobs.append(buf.read_bytes())
+    return blobs
+
+
+def inference_only(artifact: Path, photos: list[bytes], seconds: float = 20.0, batch: int = 8) -> dict:
+    """Images/s of ``Classifier.logits`` on preprocessed batches of ``batch`` (no decode, no HTTP)."""
+    import dnx
+
+    with dnx.load(artifact) as clf:
+        clf.warm_up((batch,))
+        x = clf.preprocess(photos[:batch] * (batch // len(photos[:batch]) + 1))[:batch]
+        lat = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            clf.logits(x)
+            lat.append(time.perf_counter() - start)
+        backend = clf.choice.backend
+    lat_ms = np.asarray(lat) * 1e3
+    return {"backend": backend, "batch": batch, "calls": len(lat), "p50_batch_ms": round(float(np.median(lat_ms)), 2),
+            "throughput": round(batch * len(lat) / sum(lat), 2)}
+
+
+def e2e_2mp(workdir: Path, arts: dict[str, Path], concurrency: int = 8, requests: int = 400) -> list[dict]:
+    """``dnx serve`` with 2 MP photos at ``concurrency`` vs in-process inference only, interleaved."""
+    from dnx.runtime.serve.process import ServeProcess
+
+    photos = photos_2mp(workdir / "photos_2mp")
+    rows = []
+    for name, path in arts.items():
+        infer = inference_only(path, photos)
+        local = in_process(path, concurrency, requests, True, photos)
+        server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8")
+        try:
+            http = asyncio.run(_load(server.url, concurrency, requests, photos))
+            stages = _server_stages(server.url)
+        finally:
+            server.stop()
+        infer_again = inference_only(path, photos)  # the machine's drift over the run
+        best = max(infer["throughput"], infer_again["throughput"])
+        row = {"artifact": name, "photos": len(photos), "photo_size": "1600x1200 JPEG q90",
+               "mean_photo_kb": round(sum(map(len, photos)) / len(photos) / 1024, 1), "concurrency": concurrency,
+               "inference_only": [infer, infer_again], "in_process_e2e": local, "service": http,
+               "service_stage_mean_ms": stages,
+               "service_vs_inference_only": round(http["throughput"] / best, 3)}
+        rows.append(row)
+        print(f"{name}: 2 MP photos, c={concurrency}: service {http['throughput']:.1f}/s (p50 {http['p50_ms']:.1f} ms), "
+              f"in-process e2e {local['throughput']:.1f}/s, inference only {infer['throughput']:.1f} / "
+              f"{infer_again['throughput']:.1f}/s; service / inference-only {row['service_vs_inference_only']:.2f}; "
+              f"server stages (mean ms) {stages}", flush=True)
+    return rows
+
+
+def _server_stages(url: str) -> dict:
+    """Mean seconds per stage from the server's /metrics histograms, in ms."""
+    import httpx
+
+    sums, counts = {}, {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for kind, table in (("_sum", sums), ("_count", counts)):
+            prefix = f"dnx_stage_seconds{kind}{{stage=\""
+            if line.startswith(prefix):
+                stage = line[len(prefix):].split('"')[0]
+                table[stage] = float(line.split()[1])
+    return {k: round(sums[k] / counts[k] * 1e3, 2) for k in sums if counts.get(k)}
+
+
 def prepare(workdir: Path, quick: bool, only: list[str] | None = None) -> dict[str, Path]:
     """The artifacts: densenet121 FP32 and INT8 (best CPU placement), and the shipped Fashion-MNIST model."""
     from dnx.calibration.qdq import calibrate_qdq
@@ -140,10 +232,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=2000, help="Requests per row at concurrency 32.")
     parser.add_argument("--models", help="Comma-separated subset of fmnist-fp32, densenet121-fp32, densenet121-int8.")
     parser.add_argument("--batching", choices=("both", "on", "off"), default="both", help="Micro-batching runs.")
+    parser.add_argument("--photos-2mp", action="store_true",
+                        help="Whole requests with 2 MP JPEG photos at concurrency 8 vs inference only (issue 21).")
     args = parser.parse_args(argv)
     from dnx.benchmarks.machine import machine_info
     from dnx.benchmarks.scripts import save_result
     from dnx.runtime.serve.process import ServeProcess
+
+    if args.photos_2mp:
+        with tempfile.TemporaryDirectory(prefix="dnx-serve-2mp-") as tmp:
+            arts = prepare(Path(tmp), False, (args.models or "densenet121-int8").split(","))
+            rows = e2e_2mp(Path(tmp), arts)
+        return save_result("serve_load_2mp", {"machine": machine_info(), "rows": rows})
 
     rows, rss = [], {}
     with tempfile.TemporaryDirectory(prefix="dnx-serve-load-") as tmp:
