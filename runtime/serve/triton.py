@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sysconfig
 import tempfile
 import threading
