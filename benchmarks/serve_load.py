@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,13 +82,13 @@ def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, 
     return _stats(lat, 0, seconds)
 
 
-async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) -> dict:
+async def _load(url: str, concurrency: int, requests: int, photos: list[bytes], time_limit: float = TIME_LIMIT_S) -> dict:
     import httpx
 
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    deadline = time.perf_counter() + TIME_LIMIT_S
+    deadline = time.perf_counter() + time_limit
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         async def worker() -> None:
@@ -137,52 +138,59 @@ def photos_2mp(folder: Path, n: int = 16) -> list[bytes]:
     return blobs
 
 
-def inference_only(artifact: Path, photos: list[bytes], seconds: float = 20.0, batch: int = 8) -> dict:
-    """Images/s of ``Classifier.logits`` on preprocessed batches of ``batch`` (no decode, no HTTP)."""
+def _inference_window(clf, x: np.ndarray, seconds: float) -> dict:
+    """Images/s of ``clf.logits`` on the preprocessed batch ``x`` for ``seconds`` (no decode, no HTTP)."""
+    lat = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        clf.logits(x)
+        lat.append(time.perf_counter() - start)
+    return {"calls": len(lat), "p50_batch_ms": round(float(np.median(lat) * 1e3), 2),
+            "throughput": round(len(x) * len(lat) / sum(lat), 2)}
+
+
+def e2e_2mp(workdir: Path, arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
+            window_s: float = 15.0) -> list[dict]:
+    """``dnx serve`` with 2 MP photos at ``concurrency`` vs in-process inference only on batches of 8.
+
+    The machine may be shared, so the two are interleaved: ``rounds`` x (inference window, service
+    window, inference window), each service window compared with the mean of the two around it."""
     import dnx
-
-    with dnx.load(artifact) as clf:
-        clf.warm_up((batch,))
-        x = clf.preprocess(photos[:batch] * (batch // len(photos[:batch]) + 1))[:batch]
-        lat = []
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            clf.logits(x)
-            lat.append(time.perf_counter() - start)
-        backend = clf.choice.backend
-    lat_ms = np.asarray(lat) * 1e3
-    return {"backend": backend, "batch": batch, "calls": len(lat), "p50_batch_ms": round(float(np.median(lat_ms)), 2),
-            "throughput": round(batch * len(lat) / sum(lat), 2)}
-
-
-def e2e_2mp(workdir: Path, arts: dict[str, Path], concurrency: int = 8, requests: int = 400) -> list[dict]:
-    """``dnx serve`` with 2 MP photos at ``concurrency`` vs in-process inference only, interleaved."""
     from dnx.runtime.serve.process import ServeProcess
 
     photos = photos_2mp(workdir / "photos_2mp")
     rows = []
     for name, path in arts.items():
-        infer = inference_only(path, photos)
-        local = in_process(path, concurrency, requests, True, photos)
         server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8")
         try:
-            http = asyncio.run(_load(server.url, concurrency, requests, photos))
+            with dnx.load(path) as clf:
+                clf.warm_up((8,))
+                x = clf.preprocess((photos * 8)[:8])
+                asyncio.run(_load(server.url, concurrency, concurrency * 2, photos))  # warm-up
+                windows = []
+                for _ in range(rounds):
+                    before = _inference_window(clf, x, window_s)
+                    http = asyncio.run(_load(server.url, concurrency, 1_000_000, photos, time_limit=window_s))
+                    after = _inference_window(clf, x, window_s)
+                    ratio = http["throughput"] / ((before["throughput"] + after["throughput"]) / 2)
+                    windows.append({"inference_before": before, "service": http, "inference_after": after,
+                                    "service_vs_inference_only": round(ratio, 3)})
+                    print(f"{name}: 2 MP, c={concurrency}: service {http['throughput']:.1f}/s (p50 "
+                          f"{http['p50_ms']:.0f} ms, errors {http['errors']}), inference only "
+                          f"{before['throughput']:.1f} / {after['throughput']:.1f}/s: ratio {ratio:.2f}", flush=True)
+                backend = clf.choice.backend
             stages = _server_stages(server.url)
         finally:
             server.stop()
-        infer_again = inference_only(path, photos)  # the machine's drift over the run
-        best = max(infer["throughput"], infer_again["throughput"])
-        row = {"artifact": name, "photos": len(photos), "photo_size": "1600x1200 JPEG q90",
-               "mean_photo_kb": round(sum(map(len, photos)) / len(photos) / 1024, 1), "concurrency": concurrency,
-               "inference_only": [infer, infer_again], "in_process_e2e": local, "service": http,
-               "service_stage_mean_ms": stages,
-               "service_vs_inference_only": round(http["throughput"] / best, 3)}
-        rows.append(row)
-        print(f"{name}: 2 MP photos, c={concurrency}: service {http['throughput']:.1f}/s (p50 {http['p50_ms']:.1f} ms), "
-              f"in-process e2e {local['throughput']:.1f}/s, inference only {infer['throughput']:.1f} / "
-              f"{infer_again['throughput']:.1f}/s; service / inference-only {row['service_vs_inference_only']:.2f}; "
-              f"server stages (mean ms) {stages}", flush=True)
+        ratios = sorted(w["service_vs_inference_only"] for w in windows)
+        rows.append({"artifact": name, "backend": backend, "photos": len(photos),
+                     "photo_size": "1600x1200 JPEG q90",
+                     "mean_photo_kb": round(sum(map(len, photos)) / len(photos) / 1024, 1),
+                     "concurrency": concurrency, "window_s": window_s, "windows": windows,
+                     "service_stage_mean_ms": stages, "median_service_vs_inference_only": ratios[len(ratios) // 2]})
+        print(f"{name}: median service / inference-only {ratios[len(ratios) // 2]:.2f}; server stages (mean ms) "
+              f"{stages}", flush=True)
     return rows
 
 
@@ -242,8 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.photos_2mp:
         with tempfile.TemporaryDirectory(prefix="dnx-serve-2mp-") as tmp:
             arts = prepare(Path(tmp), False, (args.models or "densenet121-int8").split(","))
+            load_before = os.getloadavg()  # a shared machine's contention, next to the numbers it skews
             rows = e2e_2mp(Path(tmp), arts)
-        return save_result("serve_load_2mp", {"machine": machine_info(), "rows": rows})
+        return save_result("serve_load_2mp", {"machine": machine_info(), "load_average_1_5_15": {
+            "before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
+            "rows": rows})
 
     rows, rss = [], {}
     with tempfile.TemporaryDirectory(prefix="dnx-serve-load-") as tmp:
