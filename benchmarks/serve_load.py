@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import tempfile
 import time
@@ -116,7 +117,7 @@ async def _load(url: str, concurrency: int, requests: int, photos: list[bytes], 
     return _stats(latencies, errors, seconds)
 
 
-def photos_2mp(folder: Path, n: int = 16) -> list[bytes]:
+def photos_2mp(n: int = 16) -> list[bytes]:
     """``n`` real photos (the offline ones at least 1000 px on both sides, JPEG camera photos first)
     scaled to cover 1600x1200, center-cropped to it and re-encoded as JPEG quality 90 (~2 MP)."""
     from PIL import Image
@@ -124,7 +125,6 @@ def photos_2mp(folder: Path, n: int = 16) -> list[bytes]:
     from dnx.data.photos import find_photos
     from dnx.data.preprocess import load_image
 
-    folder.mkdir(parents=True, exist_ok=True)
     found = sorted(find_photos(min_side=1000), key=lambda p: (p.suffix.lower() not in (".jpg", ".jpeg"), str(p)))
     blobs = []
     for path in found[:n]:
@@ -132,9 +132,9 @@ def photos_2mp(folder: Path, n: int = 16) -> list[bytes]:
         scale = max(1600 / img.width, 1200 / img.height)
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
         left, top = (img.width - 1600) // 2, (img.height - 1200) // 2
-        buf = folder / f"{path.stem}_1600x1200.jpg"
+        buf = io.BytesIO()
         img.crop((left, top, left + 1600, top + 1200)).save(buf, format="JPEG", quality=90)
-        blobs.append(buf.read_bytes())
+        blobs.append(buf.getvalue())
     return blobs
 
 
@@ -150,7 +150,7 @@ def _inference_window(clf, x: np.ndarray, seconds: float) -> dict:
             "throughput": round(len(x) * len(lat) / sum(lat), 2)}
 
 
-def e2e_2mp(workdir: Path, arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
+def e2e_2mp(arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
             window_s: float = 15.0) -> list[dict]:
     """``dnx serve`` with 2 MP photos at ``concurrency`` vs in-process inference only on batches of 8.
 
@@ -159,7 +159,7 @@ def e2e_2mp(workdir: Path, arts: dict[str, Path], concurrency: int = 8, rounds: 
     import dnx
     from dnx.runtime.serve.process import ServeProcess
 
-    photos = photos_2mp(workdir / "photos_2mp")
+    photos = photos_2mp()
     rows = []
     for name, path in arts.items():
         server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8")
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
         with tempfile.TemporaryDirectory(prefix="dnx-serve-2mp-") as tmp:
             arts = prepare(Path(tmp), False, (args.models or "densenet121-int8").split(","))
             load_before = os.getloadavg()  # a shared machine's contention, next to the numbers it skews
-            rows = e2e_2mp(Path(tmp), arts)
+            rows = e2e_2mp(arts)
         return save_result("serve_load_2mp", {"machine": machine_info(), "load_average_1_5_15": {
             "before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
             "rows": rows})
