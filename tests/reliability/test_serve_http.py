@@ -6,6 +6,7 @@ stopped and checked for what it leaves (processes, files)."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import select
 import signal
@@ -317,3 +318,27 @@ def _load_then_sigterm(s: ServeProcess, workers: int, photo: bytes) -> None:
     assert lost == 0 and "timeout" not in outcomes, (counts, log)
     assert set(o for o in outcomes if o.startswith("answered")) == {"answered 200"}, outcomes
     print(f"workers={workers}: {counts}, server tally {server_answered} of {received}")
+
+
+def test_a_dead_worker_stops_the_service_in_one_line(fmnist_onnx):
+    """D9: a worker killed under the supervisor: the others stop gracefully, exit 1 with one line, nothing
+    left (restarts belong to the process manager above)."""
+    before = _metrics_dirs()
+    s = ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--workers", "2")
+    try:
+        children = _children(s.proc.pid)
+        workers = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        code = s.proc.wait(60)
+        log = s.proc.stderr.read()
+    finally:
+        s.stop(signal.SIGKILL)
+    assert code == 1 and "Traceback" not in log, log
+    assert re.search(r"^dnx: worker dnx-serve-worker-\d died \(exit code -9\); the service stopped$",
+                     log.strip().splitlines()[-1]), log
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{p}").exists() for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in children)
+    assert _metrics_dirs() == before
