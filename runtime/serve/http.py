@@ -27,9 +27,29 @@ from contextlib import asynccontextmanager
 from dnx.runtime.serve.body import ClientGone, check_pixel_budget, images_of, read_body, top_k_of
 from dnx.runtime.serve.service import RETRY_AFTER_S, Refused, ServeConfig, Service
 
-__all__ = ["ServeConfig", "Service", "build_app", "serve"]
+__all__ = ["ServeConfig", "Service", "build_app", "close_when_stopping", "serve"]
 
 log = logging.getLogger("dnx.serve")
+
+
+def close_when_stopping(app, stopping):
+    """``app`` whose responses carry ``Connection: close`` once ``stopping()`` is true. uvicorn marks the
+    connections it knows of at shutdown, but one accepted in the same instant (its protocol is made a
+    step later) stays keep-alive, and its client's next requests would keep it open past the graceful
+    window, to be cut when the model closes. With this every connection closes after its current
+    answer."""
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def send_closing(message):
+            if message["type"] == "http.response.start" and stopping():
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return await app(scope, receive, send_closing)
+
+    return wrapped
 
 
 def build_app(config: ServeConfig, service: Service | None = None):

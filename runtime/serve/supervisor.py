@@ -47,7 +47,7 @@ def _ignore_reraise() -> None:
 
 def _run_here(config: ServeConfig, sock: socket.socket, multiprocess: bool, ready=None) -> dict:
     """Load the model, then serve on ``sock`` until a stop signal; ``ready()`` is called once loaded."""
-    from dnx.runtime.serve.http import build_app
+    from dnx.runtime.serve.http import build_app, close_when_stopping
     from dnx.runtime.serve.service import Service
 
     service = Service(config, multiprocess=multiprocess)
@@ -55,7 +55,10 @@ def _run_here(config: ServeConfig, sock: socket.socket, multiprocess: bool, read
         service.open()  # load errors surface here as one line, before anything is served
         if ready is not None:
             ready()
-        server = _uvicorn_server(build_app(config, service), config)
+        holder = []
+        app = close_when_stopping(build_app(config, service), lambda: holder[0].should_exit)
+        server = _uvicorn_server(app, config)
+        holder.append(server)
         _ignore_reraise()  # only now: a signal during the model load still stops the process at once
         server.run(sockets=[sock])
     finally:
