@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnx.errors import DnxError
-from dnx.runtime.serve.http import GRACEFUL_SHUTDOWN_S
+from dnx.runtime.serve.supervisor import GRACEFUL_S as GRACEFUL_SHUTDOWN_S
 
 MODELS_DIR = "/models"
 PRE_STOP_S = 5  # endpoints controllers and load balancers stop routing to the pod before it drains

@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sysconfig
 import tempfile
 import threading
@@ -102,15 +101,9 @@ class TritonServeConfig:
 
 def _free_port(host: str, port: int, option: str) -> int:
     """``port`` if it can be bound on ``host`` (a free one for 0); a one-line error when it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAITs do not block
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise DnxError(f"cannot listen on {host}:{port} ({option}): {exc.strerror}; choose another {option} "
-                           "or stop what uses it") from None
-        return probe.getsockname()[1]
+    from dnx.runtime.serve.process import check_port_free
+
+    return check_port_free(host, port, option)
 
 
 @contextlib.contextmanager
