@@ -20,7 +20,7 @@ from dnx.runtime.deploy import images
 from dnx.runtime.deploy.k8s import plan_k8s, write_plan
 from dnx.runtime.deploy.manifests import DeployError, DeployOptions
 from dnx.runtime.deploy.validate import KUBERNETES_VERSIONS, ManifestInvalid, validate_object
-from dnx.runtime.serve.http import GRACEFUL_SHUTDOWN_S
+from dnx.runtime.serve.supervisor import GRACEFUL_S as GRACEFUL_SHUTDOWN_S
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 
