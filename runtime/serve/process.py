@@ -34,12 +34,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServeProcess:
-    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300) -> None:
+    def __init__(self, artifact: str | Path | None, *args: str, timeout: float = 300) -> None:
         import httpx
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
+        # artifact None: the args name it (``--config FILE`` with an ``artifact`` line)
+        where = [] if artifact is None else [str(artifact)]
+        cmd = [sys.executable, "-m", "dnx.cli", "serve", *where, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
