@@ -17,6 +17,7 @@ from dnx.benchmarks.tune.load import LoadSpec
 from dnx.errors import DnxError
 
 TARGETS = ("serve", "triton")
+BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,14 @@ class TuneOptions:
         self.load.validate()
         if self.target not in TARGETS:
             raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        from dnx.benchmarks.tune.variants import VARIANTS
+
+        unknown = [v for v in self.variants or () if v not in VARIANTS]
+        if unknown:
+            raise DnxError(f"unknown precision variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        unknown = [b for b in self.backends or () if b not in BACKENDS]
+        if unknown:
+            raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
         if self.budget_min is not None and not self.budget_min > 0:
             raise DnxError(f"--budget-min must be a positive number of minutes, got {self.budget_min}")
         for name in ("max_accuracy_drop", "max_agreement_loss"):
