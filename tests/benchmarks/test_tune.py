@@ -3,6 +3,7 @@ load through `dnx serve` child processes; the written config started again and q
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def _dnx(*args, timeout=600):
 @pytest.fixture(scope="module")
 def tiny(fmnist_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "run"
-    r = _dnx("tune", str(fmnist_onnx), *TINY, "--json", str(out.parent / "report.json"), "-o", str(out))
+    triton = ["--target", "triton"] if importlib.util.find_spec("tritonclient") else []
+    r = _dnx("tune", str(fmnist_onnx), *TINY, *triton, "--json", str(out.parent / "report.json"), "-o", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -66,8 +68,16 @@ def test_tiny_tune_end_to_end(tiny):
     assert model["sha256"] == winner["served"]["sha256"]  # the same file the search measured
     fresh = report["fresh"]  # the re-measurement started from that same file
     assert fresh["served"]["max_batch"] == d["max_batch"] and fresh["planned"] == 20 and "score" in fresh
+    if "triton" in report:  # --target triton: the winner's batching as Triton settings
+        pbtxt = (out / "triton" / fmnist_onnx_name(report) / "config.pbtxt").read_text()
+        assert f"max_batch_size: {d['max_batch']}" in pbtxt and "count: 1" in pbtxt
+        assert f"max_queue_delay_microseconds: {int(d['max_delay_ms'] * 1000)}" in pbtxt
     held = report["held_apart"]
     assert held["images"] == 500 and held["agreement"] == 1.0 and held["within_budget"]
+
+
+def fmnist_onnx_name(report) -> str:
+    return Path(report["source"]).stem
 
 
 def _jpeg() -> bytes:
