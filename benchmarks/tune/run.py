@@ -9,7 +9,7 @@ estimate for the quick search), ``{"kind": "step", "label", "message"}`` (inside
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -181,6 +181,8 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
                                    "agreement_loss_pt")}
     front = outputs.mark_pareto(rows)
     in_space = set(space.grid())
+    for r in rows:
+        r["in_space"] = Deployment(**r["deployment"]) in in_space  # False: a dnx serve default outside it
     ranked = [r for r in rows if Deployment(**r["deployment"]) in in_space]
     winner = next((r for r in ranked if r.get("feasible")), None)
     report = {"source": str(fp32), "target": opts.target, "load": opts.load.to_dict(),
@@ -203,11 +205,13 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
             report["triton"] = outputs.write_triton(winner, Path(winner["artifact"]), out / "triton")
         if opts.remeasure:
             ev.stage("re-measuring the winner in a fresh process (dnx serve --config)")
-            fresh = measure_deployment(None, ["--config", str(config)], opts.load, bodies,
+            # the sustainable mode's claim is a rate: the fresh process is held to the winner's rate
+            fresh_load = replace(opts.load, rate=winner["score"]) if opts.load.mode == "sustainable" else opts.load
+            fresh = measure_deployment(None, ["--config", str(config)], fresh_load, bodies,
                                        min(64, max(4, 2 * d.max_batch * d.workers)),
                                        lambda m: progress({"kind": "step", "label": "fresh", "message": m}))
             fresh.pop("steps", None)
-            report["fresh"] = fresh
+            report["fresh"] = {**fresh, "load": fresh_load.to_dict()}
         ev.stage("winner's accuracy on the held-apart half")
         held = acc.measure(Path(winner["artifact"]), d.backend, "held_apart")
         report["held_apart"] = {**held, "within_budget": within(held, budget)}

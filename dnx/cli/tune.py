@@ -149,7 +149,7 @@ def _ranking_table(report: dict):
                       left=("deployment",))
     for i, r in enumerate(report["rows"], 1):
         p50, p99 = r.get("p50_ms"), r.get("p99_ms")
-        table.add_row(str(i), r["label"], f"{r.get('score', 0):.1f}", "-" if p50 is None else f"{p50:.1f}",
+        table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)"), f"{r.get('score', 0):.1f}", "-" if p50 is None else f"{p50:.1f}",
                       "-" if p99 is None else f"{p99:.1f}", "held" if r.get("feasible") else "missed",
                       "*" if r.get("pareto") else "", f"{r.get('start_s', 0):.1f}", "yes" if r.get("cached") else "")
     return table
@@ -171,8 +171,10 @@ def _summary(report: dict) -> None:
     click.echo(f"winner: {w['label']}: {w['score']:.1f}/s, p99 {w['p99_ms']:.1f} ms; wrote {report['config']}")
     if "fresh" in report:
         f = report["fresh"]
-        click.echo(f"fresh process (dnx serve --config): {f.get('score', 0):.1f}/s, p99 {f.get('p99_ms') or 0:.1f} ms, "
-                   f"{'holds' if f.get('feasible') else 'MISSES'} the SLO (search: {w['score']:.1f}/s)")
+        at = f" at {f['load']['rate']:.1f}/s" if report["load"]["mode"] == "sustainable" else ""
+        click.echo(f"fresh process (dnx serve --config){at}: {f.get('score', 0):.1f}/s, p99 {f.get('p99_ms') or 0:.1f} ms, "
+                   f"{'holds' if f.get('feasible') else 'MISSES'} the SLO (search: {w['score']:.1f}/s, "
+                   f"p99 {w['p99_ms']:.1f} ms)")
     h = report.get("held_apart") or {}
     if h.get("agreement") is not None:
         acc = "" if h.get("accuracy") is None else f"accuracy {h['accuracy']:.2%} ({_pt(0.0 - h['accuracy_drop_pt'])} vs FP32), "

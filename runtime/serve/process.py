@@ -44,15 +44,19 @@ class ServeProcess:
         cmd = [sys.executable, "-m", "dnx.cli", "serve", *where, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DnxError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read().strip()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise DnxError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read().strip()}")
+                try:
+                    if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+        except BaseException:  # Ctrl-C while waiting: the caller has no handle to stop the child with
+            self.stop(signal.SIGKILL)
+            raise
         self.stop(signal.SIGKILL)
         raise DnxError(f"dnx serve did not become ready within {timeout:.0f} s")
 
