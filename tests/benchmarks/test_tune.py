@@ -206,3 +206,24 @@ def test_a_deployment_breaking_the_accuracy_budget_is_never_timed_or_chosen(fmni
     assert report["winner"]["deployment"]["variant"] == "fp32"
     held = report["held_apart"]  # the winner re-measured on the half the choice never saw
     assert held["images"] == len(pick) - len(pick) // 2 and held["within_budget"] and held["accuracy_drop_pt"] <= 0.3
+
+
+@pytest.mark.slow
+def test_load_modes_against_one_server(fmnist_onnx, tmp_path):
+    """The three ways a deployment is measured, on one real server: open loop at a rate, closed loop,
+    and the sustainable-rate search (capacity probe, then descending Poisson steps)."""
+    from dnx.benchmarks.tune.load import measure_url, request_bodies
+    from dnx.export.manifest import preprocess_from_manifest, read_manifest
+
+    bodies = request_bodies(preprocess_from_manifest(read_manifest(fmnist_onnx)), tmp_path)
+    with ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--threads", "1") as server:
+        rate = measure_url(server.url, LoadSpec(5000, rate=15, seconds=1), bodies, 4)
+        closed = measure_url(server.url, LoadSpec(5000, concurrency=2, seconds=1), bodies, 4)
+        sustained = measure_url(server.url, LoadSpec(5000, seconds=1, probe_seconds=1), bodies, 4)
+        tight = measure_url(server.url, LoadSpec(0.001, rate=15, seconds=1), bodies, 4)
+    assert rate["planned"] == 15 and rate["feasible"] and rate["score"] == 15 and rate["ok"] == 15
+    assert closed["feasible"] and closed["score"] == closed["throughput"] > 0 and closed["errors"] == 0
+    assert sustained["feasible"] and len(sustained["steps"]) >= 2 and sustained["capacity"] > 0
+    assert 0 < sustained["score"] <= 0.9 * sustained["capacity"] + 0.01  # both rounded to 0.01
+    # an SLO no request can keep: the step stops at the first late answer, nothing is feasible
+    assert not tight["feasible"] and tight["stopped_early"] and tight["requests"] < 15 and tight["score"] == 0
