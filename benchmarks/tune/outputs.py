@@ -68,7 +68,7 @@ def write_triton(row: dict, artifact: Path, repo: Path) -> dict:
             "kind": options.kind}
 
 
-def plot_front(rows: list[dict], path: Path, title: str) -> Path:
+def plot_front(rows: list[dict], path: Path, title: str, slo_ms: float | None = None) -> Path:
     """Score vs p99 of every measured deployment (colour: accuracy; ring: on the Pareto front)."""
     from dnx.errors import require
 
@@ -89,6 +89,8 @@ def plot_front(rows: list[dict], path: Path, title: str) -> Path:
     front = [r for r in pts if r.get("pareto")]
     ax.scatter([r["p99_ms"] for r in front], [r["score"] for r in front], facecolors="none", edgecolors="red",
                s=110, label="Pareto front")
+    if slo_ms is not None:
+        ax.axvline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"p99 SLO {slo_ms:g} ms")
     fig.colorbar(sc, ax=ax, label="top-1 accuracy (or agreement with FP32)")
     ax.set_xlabel("p99 latency (ms)")
     ax.set_ylabel("requests/s held within the SLO")

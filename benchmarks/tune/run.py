@@ -218,7 +218,7 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     if opts.plot and rows:
         report["plot"] = str(outputs.plot_front(rows, out / "pareto.png",
                                                 f"{Path(opts.source).name}: p99 SLO {opts.load.slo_p99_ms:g} ms, "
-                                                f"{opts.load.mode} load"))
+                                                f"{opts.load.mode} load", opts.load.slo_p99_ms))
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "load"}
     write_json_atomic(out / "tune.json", report, "the tune report")
