@@ -198,9 +198,14 @@ def served_settings(url: str) -> dict:
 
 
 def measure_deployment(artifact: Path | None, args: list[str], load: LoadSpec, bodies: list[bytes],
-                       probe_concurrency: int, progress: Callable[[str], None] = lambda _m: None) -> dict:
+                       probe_concurrency: int, progress: Callable[[str], None] = lambda _m: None,
+                       workers: int = 1) -> dict:
     """Start ``dnx serve ARTIFACT ARGS`` (``artifact`` None: ARGS hold ``--config FILE``), measure it,
-    stop it. A server that fails to start is a result (``error``), not an exception."""
+    stop it. A server that fails to start is a result (``error``), not an exception.
+
+    With ``workers`` > 1, /readyz answers as soon as the first worker is up, while the others may still
+    be loading (and taking CPU from it); they load side by side, so waiting as long again (at most 60 s)
+    lets the measurement start with all of them serving."""
     from dnx.runtime.serve.process import ServeProcess
 
     started = time.perf_counter()
@@ -212,6 +217,9 @@ def measure_deployment(artifact: Path | None, args: list[str], load: LoadSpec, b
                 "start_s": round(time.perf_counter() - started, 2)}
     try:
         start_s = time.perf_counter() - started
+        if workers > 1:
+            progress(f"waiting {min(60.0, start_s):.0f} s for the other workers to load")
+            time.sleep(min(60.0, start_s))
         served = served_settings(server.url)
         result = measure_url(server.url, load, bodies, probe_concurrency, progress)
     finally:

@@ -209,7 +209,7 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
             fresh_load = replace(opts.load, rate=winner["score"]) if opts.load.mode == "sustainable" else opts.load
             fresh = measure_deployment(None, ["--config", str(config)], fresh_load, bodies,
                                        min(64, max(4, 2 * d.max_batch * d.workers)),
-                                       lambda m: progress({"kind": "step", "label": "fresh", "message": m}))
+                                       lambda m: progress({"kind": "step", "label": "fresh", "message": m}), d.workers)
             fresh.pop("steps", None)
             report["fresh"] = {**fresh, "load": fresh_load.to_dict()}
         ev.stage("winner's accuracy on the held-apart half")

@@ -24,7 +24,7 @@ from typing import Callable
 from dnx.benchmarks.tune.load import LoadSpec, measure_deployment
 from dnx.benchmarks.tune.space import ORDERED_AXES, Deployment, Space
 
-CACHE_SCHEMA = "dnx.tune.measure/1"  # bump when what a measurement records or decides changes
+CACHE_SCHEMA = "dnx.tune.measure/2"  # bump when what a measurement records or decides changes
 
 
 def machine_key() -> dict:
@@ -86,7 +86,8 @@ class Measurer:
             started = time.perf_counter()
             result = measure_deployment(self.paths[d.variant], d.serve_args(), self.load, self.bodies,
                                         min(64, max(4, 2 * d.max_batch * d.workers)),
-                                        lambda m: self.progress({"kind": "step", "label": d.label(), "message": m}))
+                                        lambda m: self.progress({"kind": "step", "label": d.label(), "message": m}),
+                                        d.workers)
             result["measure_s"] = round(time.perf_counter() - started, 2)
             self.measured_s += result["measure_s"]
             cached = False

@@ -227,3 +227,15 @@ def test_load_modes_against_one_server(fmnist_onnx, tmp_path):
     assert 0 < sustained["score"] <= 0.9 * sustained["capacity"] + 0.01  # both rounded to 0.01
     # an SLO no request can keep: the step stops at the first late answer, nothing is feasible
     assert not tight["feasible"] and tight["stopped_early"] and tight["requests"] < 15 and tight["score"] == 0
+
+
+def test_budget_minutes_stop_the_search_before_measuring(fmnist_onnx, tmp_path):
+    import time
+
+    from dnx.benchmarks.tune import search
+
+    space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(1,), max_batch=(1, 4), max_delay_ms=(2.0,))
+    measurer = search.Measurer({"fp32": fmnist_onnx}, LoadSpec(100, rate=5, seconds=1), [b""], tmp_path)
+    for how in (search.quick, search.exhaustive):
+        result = how(space, measurer, deadline=time.perf_counter() - 1)
+        assert result.stopped == "budget" and result.evaluations == 0 and result.rows == []
