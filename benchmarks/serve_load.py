@@ -75,7 +75,7 @@ def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, 
 
 
 async def closed_loop(url: str, concurrency: int, requests: int, photos: list[bytes],
-                time_limit_s: float = TIME_LIMIT_S) -> dict:
+                      time_limit_s: float = TIME_LIMIT_S) -> dict:
     """Closed loop: ``concurrency`` requests in flight until ``requests`` are sent or ``time_limit_s`` ends."""
     import httpx
 
