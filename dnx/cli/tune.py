@@ -145,11 +145,13 @@ def _ranking_table(report: dict):
     load = report["load"]
     table = new_table(f"deployments, ranked (p99 SLO {load['slo_p99_ms']:g} ms, {load['mode']} load; "
                       f"{report['search']['method']})",
-                      ("#", "deployment", "req/s", "p50 ms", "p99 ms", "SLO", "Pareto", "start s", "cached"),
+                      ("#", "deployment", "float as", "req/s", "p50 ms", "p99 ms", "SLO", "Pareto", "start s", "cached"),
                       left=("deployment",))
     for i, r in enumerate(report["rows"], 1):
         p50, p99 = r.get("p50_ms"), r.get("p99_ms")
-        table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)"), f"{r.get('score', 0):.1f}", "-" if p50 is None else f"{p50:.1f}",
+        # what the backend really computes the float parts in (OpenVINO: bf16 where the CPU has it)
+        runs_as = (r.get("served") or {}).get("inference_precision", "-")
+        table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)"), runs_as, f"{r.get('score', 0):.1f}", "-" if p50 is None else f"{p50:.1f}",
                       "-" if p99 is None else f"{p99:.1f}", "held" if r.get("feasible") else "missed",
                       "*" if r.get("pareto") else "", f"{r.get('start_s', 0):.1f}", "yes" if r.get("cached") else "")
     return table
