@@ -35,6 +35,8 @@ ALLOWED = {
     ("runtime/serve/repository.py", "stage.rename("): "as above: the staged folder replaces the old one",
     ("benchmarks/triton_load.py", "log.open("): "a server's live log during a load test, not an artifact",
     ("benchmarks/tune/load.py", ".save(buf,"): "a JPEG request body encoded into memory (io.BytesIO), no file",
+    ("benchmarks/tune_compare.py", "shutil.copytree("): "copies finished variants between two scratch work "
+                                                         "folders of one benchmark run, not an artifact",
 }
 
 
