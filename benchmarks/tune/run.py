@@ -116,13 +116,13 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     started = time.perf_counter()
     ev = _Events(progress)
     out = Path(opts.outdir)
-    out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "cache"
     has_budget = opts.max_accuracy_drop is not None or opts.max_agreement_loss is not None
     budget = Budget(opts.max_accuracy_drop, opts.max_agreement_loss) if has_budget else None
 
     ev.stage("preparing the FP32 source")
-    fp32 = fp32_source(opts.source, out / "artifacts", ev.stage)
+    fp32 = fp32_source(opts.source, out / "artifacts", ev.stage)  # a bad source fails before any folder is made
+    out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(fp32)
     es = eval_set(fp32, opts.eval_data)
     if opts.max_accuracy_drop is not None and not es.labelled:
