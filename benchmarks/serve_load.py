@@ -39,7 +39,7 @@ CONCURRENCY = (1, 8, 32)
 TIME_LIMIT_S = 120.0  # per measurement: a bound on every loop, whatever the request count
 
 
-def _stats(latencies: list[float], errors: int, seconds: float) -> dict:
+def latency_stats(latencies: list[float], errors: int, seconds: float) -> dict:
     lat = np.asarray(latencies) * 1e3
     p50, p90, p99 = (np.percentile(lat, [50, 90, 99]) if len(lat) else (float("nan"),) * 3)
     return {"requests": len(latencies) + errors, "ok": len(latencies), "errors": errors,
@@ -80,16 +80,18 @@ def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, 
         seconds = time.perf_counter() - start
         if batcher:
             batcher.close()
-    return _stats(lat, 0, seconds)
+    return latency_stats(lat, 0, seconds)
 
 
-async def _load(url: str, concurrency: int, requests: int, photos: list[bytes], time_limit: float = TIME_LIMIT_S) -> dict:
+async def closed_loop(url: str, concurrency: int, requests: int, photos: list[bytes],
+                      time_limit_s: float = TIME_LIMIT_S) -> dict:
+    """Closed loop: ``concurrency`` requests in flight until ``requests`` are sent or ``time_limit_s`` ends."""
     import httpx
 
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    deadline = time.perf_counter() + time_limit
+    deadline = time.perf_counter() + time_limit_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         async def worker() -> None:
@@ -112,9 +114,10 @@ async def _load(url: str, concurrency: int, requests: int, photos: list[bytes], 
         for i in range(concurrency):  # warm-up round
             await client.post(f"{url}/v1/classify", content=photos[i % len(photos)], headers={"content-type": "image/jpeg"})
         start = time.perf_counter()
+        deadline = start + time_limit_s  # the warm-up round is not part of the measured time
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
-    return _stats(latencies, errors, seconds)
+    return latency_stats(latencies, errors, seconds)
 
 
 def photos_2mp(n: int = 16) -> list[bytes]:
@@ -167,11 +170,11 @@ def e2e_2mp(arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
             with dnx.load(path) as clf:
                 clf.warm_up((8,))
                 x = clf.preprocess((photos * 8)[:8])
-                asyncio.run(_load(server.url, concurrency, concurrency * 2, photos))  # warm-up
+                asyncio.run(closed_loop(server.url, concurrency, concurrency * 2, photos))  # warm-up
                 windows = []
                 for _ in range(rounds):
                     before = _inference_window(clf, x, window_s)
-                    http = asyncio.run(_load(server.url, concurrency, 1_000_000, photos, time_limit=window_s))
+                    http = asyncio.run(closed_loop(server.url, concurrency, 1_000_000, photos, time_limit_s=window_s))
                     after = _inference_window(clf, x, window_s)
                     ratio = http["throughput"] / ((before["throughput"] + after["throughput"]) / 2)
                     windows.append({"inference_before": before, "service": http, "inference_after": after,
@@ -266,15 +269,15 @@ def main(argv: list[str] | None = None) -> dict:
                 server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8" if batching else "1")
                 try:
                     if name == "fmnist-fp32" and batching:  # RSS drift: 500 then 5,000 requests
-                        asyncio.run(_load(server.url, 32, 500, photos))
+                        asyncio.run(closed_loop(server.url, 32, 500, photos))
                         rss["after_500"] = server.rss_mib()
-                        asyncio.run(_load(server.url, 32, 4500, photos))
+                        asyncio.run(closed_loop(server.url, 32, 4500, photos))
                         rss["after_5000"] = server.rss_mib()
                     for c in CONCURRENCY:
                         n = max(c * 8, args.requests * c // 32) if not args.quick else c * 20
                         if "densenet121" in name and c == 1:
                             n = min(n, 100)
-                        http = asyncio.run(_load(server.url, c, n, photos))
+                        http = asyncio.run(closed_loop(server.url, c, n, photos))
                         local = in_process(path, c, n, batching, photos)
                         ratio = http["throughput"] / local["throughput"] if local["throughput"] else None
                         rows.append({"artifact": name, "batching": batching, "concurrency": c, "service": http,

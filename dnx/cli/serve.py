@@ -7,8 +7,23 @@ import click
 from dnx.cli.group import cli
 
 
+def _load_config(ctx, param, value):
+    """--config FILE: a TOML file of serve flags (``max-batch = 16``) read into click's default map, so a
+    flag on the command line overrides the file; ``artifact`` may be given too (relative to the file)."""
+    if value is None:
+        return None
+    from dnx.runtime.serve.config_file import read_serve_config
+
+    keys = {opt.lstrip("-"): p.name for p in ctx.command.params if isinstance(p, click.Option)
+            for opt in p.opts if opt.startswith("--") and p.name != "config"}
+    ctx.default_map = {**(ctx.default_map or {}), **read_serve_config(value, keys)}
+    return value
+
+
 @cli.command("serve")
-@click.argument("artifact", type=click.Path())
+@click.option("--config", type=click.Path(), is_eager=True, expose_value=False, callback=_load_config,
+              help="TOML file of serve flags (e.g. written by `dnx tune`); flags given here override it.")
+@click.argument("artifact", type=click.Path(), required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default="auto",
@@ -50,10 +65,12 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
     --workers N, after every worker has stopped). A model that cannot be loaded: exit 1, one line.
     """
     from dnx.cli.common import manual_preprocess
-    from dnx.errors import require
+    from dnx.errors import DnxError, require
     from dnx.runtime.serve.service import ServeConfig
     from dnx.runtime.serve.supervisor import serve
 
+    if artifact is None:
+        raise DnxError("give the ARTIFACT to serve (or an `artifact = ...` line in --config); see 'dnx serve --help'")
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
         require(module, "serve", "dnx serve")
     pre = manual_preprocess(mean, std, image_size)

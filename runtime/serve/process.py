@@ -58,23 +58,29 @@ def check_port_free(host: str, port: int, option: str = "--port") -> int:
 
 
 class ServeProcess:
-    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300, port: int | None = None) -> None:
+    def __init__(self, artifact: str | Path | None, *args: str, timeout: float = 300, port: int | None = None) -> None:
         import httpx
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
+        # artifact None: the args name it (``--config FILE`` with an ``artifact`` line)
+        where = [] if artifact is None else [str(artifact)]
+        cmd = [sys.executable, "-m", "dnx.cli", "serve", *where, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DnxError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read().strip()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise DnxError(f"dnx serve exited with {self.proc.returncode}: {self.proc.stderr.read().strip()}")
+                try:
+                    if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+        except BaseException:  # Ctrl-C while waiting: the caller has no handle to stop the child with
+            self.stop(signal.SIGKILL)
+            raise
         self.stop(signal.SIGKILL)
         raise DnxError(f"dnx serve did not become ready within {timeout:.0f} s")
 

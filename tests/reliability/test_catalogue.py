@@ -184,6 +184,12 @@ CASES = [
          block=("matplotlib",)),
     Case("bench-workdir-is-a-file", ("bench", M, *FAST_BENCH, "--workdir", "{in}/a_file"), 1, r"--workdir"),
     Case("bench-nothing", ("bench",), 1, r"nothing to benchmark"),
+    # -- tune (its load and search: tests/benchmarks/test_tune.py) --
+    Case("tune-rate-and-concurrency", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--rate", "5",
+                                       "--concurrency", "2"), 1, r"--rate .* or --concurrency .*, not both"),
+    Case("tune-source-missing", ("tune", "nope.onnx", "--p99-ms", "100"), 1, r"nope.onnx is not a file"),
+    Case("tune-bad-space", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--workers", "1,two"), 1,
+         r"--workers takes comma-separated numbers"),
     # -- eval --
     Case("D10-eval-json-folder-missing", ("eval", "--json", "missing/dir/r.json"), 1,
          r"--json missing/dir/r.json: folder missing/dir does not exist; create it or choose another --json"),

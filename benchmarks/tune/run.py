@@ -1,0 +1,225 @@
+"""``dnx tune``'s library entry: :func:`tune` runs accuracy first, then the load search, then writes
+and re-measures the winner. Progress goes to a callback (``progress(event: dict)``); nothing prints.
+
+Events: ``{"kind": "stage", "message"}``, ``{"kind": "total", "total"}`` (measurements expected, an
+estimate for the quick search), ``{"kind": "step", "label", "message"}`` (inside one measurement),
+``{"kind": "measured", "label", "row"}``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from dnx.benchmarks.tune.load import LoadSpec
+from dnx.errors import DnxError
+
+TARGETS = ("serve", "triton")
+BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    source: str  # a model name (exported once) or an FP32 ONNX file from `dnx export`
+    outdir: Path
+    load: LoadSpec
+    max_accuracy_drop: float | None = None
+    max_agreement_loss: float | None = None
+    eval_data: str | None = None
+    target: str = "serve"
+    exhaustive: bool = False
+    budget_min: float | None = None
+    variants: tuple[str, ...] | None = None  # None: every variant this machine can run
+    backends: tuple[str, ...] | None = None  # None: every backend installed
+    workers: tuple[int, ...] = (1, 2)
+    threads: tuple[int, ...] = (0, 1)
+    max_batch: tuple[int, ...] = (1, 4, 8, 16)
+    max_delay_ms: tuple[float, ...] = (0.5, 2.0, 8.0)
+    remeasure: bool = True
+    plot: bool = True
+
+    def validate(self) -> "TuneOptions":
+        self.load.validate()
+        if self.target not in TARGETS:
+            raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        from dnx.benchmarks.tune.variants import VARIANTS
+
+        unknown = [v for v in self.variants or () if v not in VARIANTS]
+        if unknown:
+            raise DnxError(f"unknown precision variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        unknown = [b for b in self.backends or () if b not in BACKENDS]
+        if unknown:
+            raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        if self.budget_min is not None and not self.budget_min > 0:
+            raise DnxError(f"--budget-min must be a positive number of minutes, got {self.budget_min}")
+        for name in ("max_accuracy_drop", "max_agreement_loss"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 100:
+                raise DnxError(f"--{name.replace('_', '-')} must be from 0 to 100 points, got {value}")
+        return self
+
+
+@dataclass
+class _Events:
+    progress: Callable[[dict], None]
+    notes: list[str] = field(default_factory=list)
+
+    def stage(self, message: str) -> None:
+        self.progress({"kind": "stage", "message": message})
+
+
+def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], bool]:
+    """The backends to search (onnxruntime, openvino, onnxruntime-cuda), notes, and whether CUDA is here."""
+    from dnx.runtime.onnxruntime.runner import provider_available
+    from dnx.runtime.openvino.runner import openvino_available
+
+    cuda, why_cuda = provider_available("cuda")
+    ov, why_ov = openvino_available()
+    have = {"onnxruntime": (True, ""), "openvino": (ov, why_ov), "onnxruntime-cuda": (cuda, why_cuda)}
+    wanted = list(requested or have)
+    unknown = [b for b in wanted if b not in have]
+    if unknown:
+        raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(have)}")
+    notes = [f"backend {b} left out: {have[b][1]}" for b in wanted if not have[b][0]]
+    notes.append("TensorRT is not searched: dnx serve runs it from an engine (`dnx build`), on a CUDA device")
+    return [b for b in wanted if have[b][0]], notes, cuda
+
+
+def _default_backend(backends: list[str], cuda: bool) -> str:
+    """What `dnx serve` picks with --backend auto (dnx.runtime.backends' rule)."""
+    if cuda:
+        return "onnxruntime-cuda"
+    return "openvino" if "openvino" in backends or _openvino_here() else "onnxruntime"
+
+
+def _openvino_here() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("openvino") is not None
+
+
+def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) -> dict:
+    """Search ``opts``' space; returns the report (also written as ``OUTDIR/tune.json``)."""
+    from dnx.benchmarks.tune import outputs, search
+    from dnx.benchmarks.tune.accuracy import AccuracyCache, eval_set, within
+    from dnx.benchmarks.tune.load import measure_deployment, request_bodies
+    from dnx.benchmarks.tune.space import SERVE_DEFAULTS, Deployment, Space
+    from dnx.benchmarks.tune.variants import available, fp32_source, make_variants
+    from dnx.calibration.budget import Budget
+    from dnx.calibration.parity import default_calibration_data, labels_source
+    from dnx.export.manifest import preprocess_from_manifest, read_manifest
+    from dnx.fileio import write_json_atomic
+
+    opts.validate()
+    started = time.perf_counter()
+    ev = _Events(progress)
+    out = Path(opts.outdir)
+    cache_dir = out / "cache"
+    has_budget = opts.max_accuracy_drop is not None or opts.max_agreement_loss is not None
+    budget = Budget(opts.max_accuracy_drop, opts.max_agreement_loss) if has_budget else None
+
+    ev.stage("preparing the FP32 source")
+    fp32 = fp32_source(opts.source, out / "artifacts", ev.stage)  # a bad source fails before any folder is made
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(fp32)
+    es = eval_set(fp32, opts.eval_data)
+    if opts.max_accuracy_drop is not None and not es.labelled:
+        raise DnxError(f"--max-accuracy-drop needs labelled data and {es.what} has no labels: add --eval-data "
+                       "LABELLED, or use --max-agreement-loss")
+    backends, notes, cuda = _backends(opts.backends)
+    ev.notes += notes
+    names, notes = available(opts.variants, cuda=cuda, openvino="openvino" in backends or _openvino_here(),
+                             budget=has_budget and es.raw is not None)
+    ev.notes += notes
+    calib = default_calibration_data(labels_source(manifest), out / "artifacts")
+    variants, notes = make_variants(fp32, names, out / "artifacts", calib_data=calib, labelled=es.raw,
+                                    budget={"max_accuracy_drop": opts.max_accuracy_drop,
+                                            "max_agreement_loss": opts.max_agreement_loss}, progress=ev.stage)
+    ev.notes += notes
+
+    # 1. accuracy first: a pair outside the budget is never timed
+    acc = AccuracyCache(cache_dir, es, fp32)
+    accuracy_rows, engines = [], []
+    for v in variants:
+        for b in backends:
+            if v.precision == "fp16" and b != "onnxruntime-cuda":
+                continue
+            ev.stage(f"accuracy of {v.name} on {b}")
+            m = acc.measure(v.path, b)
+            ok = within(m, budget)
+            accuracy_rows.append({"variant": v.name, "backend": b, "artifact": str(v.path), **m, "within_budget": ok})
+            if ok:
+                engines.append((v.name, b))
+    if not engines:
+        raise DnxError(f"no precision variant keeps the accuracy budget ({budget.describe() if budget else '-'}) "
+                       "on any backend; loosen it")
+    default_backend = _default_backend(backends, cuda)
+    engines.sort(key=lambda e: (e[0] != "fp32", e[1] != default_backend))  # start where `dnx serve` starts
+    space = Space(tuple(engines), opts.workers, opts.threads, opts.max_batch, opts.max_delay_ms).validate()
+
+    # 2. load through the real service
+    ev.stage(f"searching {space.size()} deployments ({'exhaustive' if opts.exhaustive else 'quick'})")
+    bodies = request_bodies(preprocess_from_manifest(manifest), out)
+    paths = {v.name: v.path for v in variants}
+    measurer = search.Measurer(paths, opts.load, bodies, cache_dir, progress)
+    deadline = started + opts.budget_min * 60 if opts.budget_min else None
+    result = (search.exhaustive if opts.exhaustive else search.quick)(space, measurer, deadline)
+    by_engine = {(r["variant"], r["backend"]): r for r in accuracy_rows}
+    baselines = []
+    for variant, backend in engines:  # dnx serve's defaults for each variant, where the space has the pair
+        if backend == default_backend and variant in {"fp32", "int8-openvino", "int8-onnxruntime", "int8-tensorrt"}:
+            ev.stage(f"dnx serve's defaults on {variant}")
+            d = Deployment(variant, backend, SERVE_DEFAULTS["max_batch"], SERVE_DEFAULTS["max_delay_ms"],
+                           SERVE_DEFAULTS["workers"], SERVE_DEFAULTS["threads"])
+            baselines.append({**measurer(d), "in_search": d in set(space.grid())})
+    rows = search._ranked(measurer.rows.values(), opts.load.mode)
+    for r in rows:
+        r["accuracy"] = {k: by_engine[(r["deployment"]["variant"], r["deployment"]["backend"])].get(k)
+                         for k in ("accuracy", "reference_accuracy", "agreement", "accuracy_drop_pt",
+                                   "agreement_loss_pt")}
+    front = outputs.mark_pareto(rows)
+    in_space = set(space.grid())
+    for r in rows:
+        r["in_space"] = Deployment(**r["deployment"]) in in_space  # False: a dnx serve default outside it
+    ranked = [r for r in rows if Deployment(**r["deployment"]) in in_space]
+    winner = next((r for r in ranked if r.get("feasible")), None)
+    report = {"source": str(fp32), "target": opts.target, "load": opts.load.to_dict(),
+              "budget": None if budget is None else budget.describe(), "accuracy_data": es.what,
+              "machine": measurer.machine, "space": space.to_dict(), "search": {
+                  "method": "exhaustive" if opts.exhaustive else "quick (coordinate descent)",
+                  "evaluations": result.evaluations, "cache_hits": measurer.cache_hits,
+                  "seconds": round(result.seconds, 1), "measured_seconds": round(measurer.measured_s, 1),
+                  "stopped": result.stopped},
+              "accuracy": accuracy_rows, "rows": rows, "pareto": [r["label"] for r in front],
+              "baselines": baselines, "winner": winner, "notes": ev.notes}
+
+    # 3. the winner: written as config, re-measured in a fresh process from that config
+    if winner is not None:
+        d = Deployment(**winner["deployment"])
+        config = outputs.write_serve_config(winner, Path(winner["artifact"]), out / "serve.toml", report["load"])
+        report["config"] = str(config)
+        if opts.target == "triton":
+            ev.stage("writing the Triton repository")
+            report["triton"] = outputs.write_triton(winner, Path(winner["artifact"]), out / "triton")
+        if opts.remeasure:
+            ev.stage("re-measuring the winner in a fresh process (dnx serve --config)")
+            # the sustainable mode's claim is a rate: the fresh process is held to the winner's rate
+            fresh_load = replace(opts.load, rate=winner["score"]) if opts.load.mode == "sustainable" else opts.load
+            fresh = measure_deployment(None, ["--config", str(config)], fresh_load, bodies,
+                                       min(64, max(4, 2 * d.max_batch * d.workers)),
+                                       lambda m: progress({"kind": "step", "label": "fresh", "message": m}), d.workers)
+            fresh.pop("steps", None)
+            report["fresh"] = {**fresh, "load": fresh_load.to_dict()}
+        ev.stage("winner's accuracy on the held-apart half")
+        held = acc.measure(Path(winner["artifact"]), d.backend, "held_apart")
+        report["held_apart"] = {**held, "within_budget": within(held, budget)}
+    if opts.plot and rows:
+        report["plot"] = str(outputs.plot_front(rows, out / "pareto.png",
+                                                f"{Path(opts.source).name}: p99 SLO {opts.load.slo_p99_ms:g} ms, "
+                                                f"{opts.load.mode} load", opts.load.slo_p99_ms))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "load"}
+    write_json_atomic(out / "tune.json", report, "the tune report")
+    return report
