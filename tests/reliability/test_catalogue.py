@@ -190,6 +190,10 @@ CASES = [
     Case("tune-source-missing", ("tune", "nope.onnx", "--p99-ms", "100"), 1, r"nope.onnx is not a file"),
     Case("tune-bad-space", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--workers", "1,two"), 1,
          r"--workers takes comma-separated numbers"),
+    # -- deploy (the manifests and replicas themselves: tests/deploy/) --
+    Case("deploy-artifact-missing", ("deploy", "k8s", "nope.onnx", "--repo", "pvc://models", "-o", "{in}/k8s"), 1,
+         r"nope.onnx"),
+    Case("deploy-bad-repo", ("deploy", "k8s", "nope.onnx", "--repo", "ftp://x", "-o", "{in}/k8s"), 1, r"--repo"),
     # -- eval --
     Case("D10-eval-json-folder-missing", ("eval", "--json", "missing/dir/r.json"), 1,
          r"--json missing/dir/r.json: folder missing/dir does not exist; create it or choose another --json"),
