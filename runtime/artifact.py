@@ -140,7 +140,8 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
     if why is None and _sidecar_sha(path) not in (None, sha):
         why = "the file changed after its manifest was written (sha256 differs from the sidecar's)"
     art = Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
-                   preprocess or _manifest_preprocess(manifest, path), labels or _labels(manifest), name, shape,
+                   _matching(preprocess or _manifest_preprocess(manifest, path), shape, path),
+                   labels or _labels(manifest), name, shape,
                    classes, (manifest.get("calibration") or {}).get("target"), manifest, why)
     return _checked(art, allow_unverified)
 
@@ -184,7 +185,7 @@ def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) ->
     elif ((source.get("certificate") or {}).get("verdict")) != "passed":
         why = "its source ONNX carries no passed parity certificate"
     return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
-                    preprocess or _manifest_preprocess(source, path), labels or _labels(source), spec["name"],
+                    _matching(preprocess or _manifest_preprocess(source, path), shape, path), labels or _labels(source), spec["name"],
                     shape, classes, (source.get("calibration") or {}).get("target"), manifest, why)
 
 
@@ -193,6 +194,16 @@ def _manifest_preprocess(manifest: dict, path: Path) -> Preprocess:
         return Preprocess.from_dict(manifest["preprocess"])
     except (KeyError, TypeError, ValueError):
         raise DnxError(f"{path}'s dnx manifest has no valid preprocess section; re-export it with `dnx export`") from None
+
+
+def _matching(pre: Preprocess, shape: tuple[int | None, ...], path: Path) -> Preprocess:
+    """The preprocessing, refused when it cannot feed the graph's input (the C++ runtime's rule too)."""
+    want = (pre.in_channels, pre.image_size, pre.image_size)
+    if any(d is not None and d != w for d, w in zip(shape[1:], want)):
+        got = "x".join("?" if d is None else str(d) for d in shape[1:])
+        raise DnxError(f"{path}: the preprocessing makes {'x'.join(map(str, want))} inputs but the graph "
+                       f"takes {got}; re-export the model with `dnx export`")
+    return pre
 
 
 def _labels(manifest: dict) -> list[str] | None:

@@ -24,28 +24,74 @@ dnx::Preprocess spec_of(const nlohmann::json& j) {
 TEST(Preprocess, MatchesPillowOnEveryImageAndSpec) {
     DNX_REQUIRE_FIXTURES();
     const auto& idx = dnx_test::index();
-    std::size_t total = 0, identical = 0;
+    std::size_t total = 0, identical = 0, fast_pairs = 0, fast_identical_pairs = 0;
     double worst_levels = 0;  // in grey levels (x 255 / std undone)
     for (const auto& entry : idx["preprocessed"]) {
         const std::string path = idx["images"][entry["image"].get<std::size_t>()];
         const std::string spec_name = entry["spec"];
-        const dnx::Preprocess spec = spec_of(idx["specs"][spec_name]);
+        const std::string decode = entry.value("decode", std::string("exact"));
+        nlohmann::json block = idx["specs"][spec_name];
+        block["decode"] = decode;
+        const dnx::Preprocess spec = spec_of(block);
+        dnx::DecodeOptions options;
+        options.min_short_side = dnx::fast_decode_side(spec);
         const std::vector<float> want = dnx_test::read_raw<float>(entry["file"]);
-        const std::vector<float> got = dnx::preprocess(dnx::Image::from_file(path), spec);
-        ASSERT_EQ(got.size(), want.size()) << path << " " << spec_name;
+        const std::vector<float> got = dnx::preprocess(dnx::Image::from_file(path, options), spec);
+        ASSERT_EQ(got.size(), want.size()) << path << " " << spec_name << " " << decode;
         const std::size_t plane = got.size() / spec.std.size();
         double levels = 0;
+        std::size_t same = 0;
         for (std::size_t i = 0; i < got.size(); ++i) {
-            identical += got[i] == want[i];
+            same += got[i] == want[i];
             levels = std::max(levels, std::fabs(double(got[i]) - want[i]) * spec.std[i / plane] * 255.0);
         }
+        identical += same;
         total += got.size();
         worst_levels = std::max(worst_levels, levels);
-        EXPECT_LE(levels, 1.0 + 1e-3) << path << " with " << spec_name << ": off by " << levels << " grey levels";
+        if (decode == "fast") {
+            ++fast_pairs;
+            fast_identical_pairs += same == got.size();
+            // the fast decode is libjpeg-turbo's DCT scaling on both sides: the same pixels, bit for bit
+            EXPECT_EQ(same, got.size()) << path << " with " << spec_name << " (fast): off by " << levels << " grey levels";
+        }
+        EXPECT_LE(levels, 1.0 + 1e-3) << path << " with " << spec_name << " (" << decode << "): off by " << levels
+                                      << " grey levels";
     }
-    std::cout << "[parity] preprocess: " << idx["preprocessed"].size() << " image/spec pairs, " << identical << "/"
-              << total << " elements bit-identical, max diff " << worst_levels << " grey levels\n";
+    std::cout << "[parity] preprocess: " << idx["preprocessed"].size() << " image/spec/decode triples (" << fast_pairs
+              << " fast, " << fast_identical_pairs << " of them bit-identical), " << identical << "/" << total
+              << " elements bit-identical, max diff " << worst_levels << " grey levels\n";
     ::testing::Test::RecordProperty("identical_fraction", std::to_string(double(identical) / double(total)));
+}
+
+TEST(Preprocess, FastDecodeUsesPythonsMargin) {
+    DNX_REQUIRE_FIXTURES();
+    EXPECT_EQ(dnx_test::index()["fast_decode_margin"].get<int>(), dnx::kFastDecodeMargin);
+    dnx::Preprocess spec{224, 256, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 3, dnx::Interpolation::Bilinear};
+    EXPECT_EQ(dnx::fast_decode_side(spec), 0);
+    spec.decode = dnx::Decode::Fast;
+    EXPECT_EQ(dnx::fast_decode_side(spec), dnx::kFastDecodeMargin * 256);
+}
+
+// Truncated JPEG, bad-CRC PNG, a strip whose resized image is over the pixel limit: dnx.load refuses
+// each (tests/dnx/test_decode.py), and so does C++, in both decode modes, with Error(BadImage).
+TEST(Preprocess, RefusesWhatPythonRefuses) {
+    DNX_REQUIRE_FIXTURES();
+    const auto& idx = dnx_test::index();
+    ASSERT_GE(idx["refused"].size(), 3u);
+    for (const dnx::Decode decode : {dnx::Decode::Exact, dnx::Decode::Fast}) {
+        dnx::Preprocess spec{224, 256, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 3, dnx::Interpolation::Bilinear, decode};
+        dnx::DecodeOptions options;
+        options.min_short_side = dnx::fast_decode_side(spec);
+        for (const auto& path : idx["refused"]) {
+            try {
+                dnx::preprocess(dnx::Image::from_file(path.get<std::string>(), options), spec, 50000000);
+                ADD_FAILURE() << path << " was accepted";
+            } catch (const dnx::Error& e) {
+                EXPECT_EQ(e.code(), dnx::Error::Code::BadImage) << path << ": " << e.what();
+                EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+            }
+        }
+    }
 }
 
 TEST(Preprocess, ModelSizeImagesAreOnlyScaled) {
