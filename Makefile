@@ -33,9 +33,9 @@ test: $(STAMP) cpp-deps photo-deps
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
-# The C++ runtime's Debian build dependencies (image decoding, JSON, GoogleTest); cmake, ninja and
-# OpenVINO's C++ package come from the venv (the `cpp` extra).
-CPP_DEBS := g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgtest-dev
+# The C++ runtime's Debian build dependencies (image decoding, JSON, GoogleTest, OpenSSL's SHA-256 for
+# engine files); cmake, ninja and OpenVINO's C++ package come from the venv (the `cpp` extra).
+CPP_DEBS := g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgtest-dev libssl-dev
 cpp-deps:
 	@missing=$$(for p in $(CPP_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -65,8 +65,9 @@ cpp-asan: $(STAMP) cpp-deps
 bench: $(STAMP)
 	$(BIN)/python -m dnx.benchmarks.suite
 
-# Every CUDA/TensorRT path on densenet121 at batch 1/8/64 with parity (< 8 min on a GPU machine; each
-# skipped path says why): benchmarks/results/gpu_check.{json,md}.
+# Every CUDA/TensorRT path on densenet121 at batch 1/8/64 with parity, and the TensorRT checks
+# (version-compatible engine in Python and C++, dnx inspect on 10/11, two GPUs) (< 8 min on a GPU
+# machine; each skipped path says why): benchmarks/results/gpu_check.{json,md}.
 gpu-check: $(STAMP)
 	benchmarks/gpu_check.sh
 

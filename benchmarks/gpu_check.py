@@ -6,7 +6,9 @@
 Paths: torch-cuda (FP32, TF32 off), torch-cuda-fp16 (autocast, channels_last), torch-compile-cuda
 (FP32), ort-cuda and ort-trt (onnxruntime's CUDA and TensorRT providers on the FP32 ONNX file),
 trt-fp32 and trt-fp16 (engines from ``dnx build``'s library call) and trt-fp16-graph (the FP16
-engine replayed as a CUDA graph). Each path that can run here gets parity against PyTorch FP32 on
+engine replayed as a CUDA graph). Before them, the TensorRT checks of :mod:`dnx.benchmarks.gpu_check_trt`
+(a version-compatible engine in Python and C++, ``dnx inspect`` on TensorRT 10/11, two GPUs): the
+latency paths alone would spend the budget. Each path that can run here gets parity against PyTorch FP32 on
 the CPU (8 inputs: the bundled photos plus noise) and CUDA-event latency at each batch; each path
 that cannot is reported as skipped with the reason (no CUDA device, provider not loadable,
 TensorRT missing, time budget). Weights are random (no pretrained DenseNet exists offline), so
@@ -87,6 +89,7 @@ class Context:
     reference: np.ndarray
     budget: Budget
     engines: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # logits one check hands to another
 
 
 def _torch_runner(ctx: Context, **kwargs):
@@ -231,6 +234,7 @@ def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_
     """Run every path that can run here (see the module doc); returns the JSON-ready summary."""
     import tempfile
 
+    from dnx.benchmarks.gpu_check_trt import CHECKS, run_check
     from dnx.benchmarks.machine import cuda_available, machine_info
 
     start = time.monotonic()
@@ -238,7 +242,7 @@ def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_
     why_not = None if cuda_available() else "no CUDA device (torch.cuda.is_available() is False): nothing to run"
     with tempfile.TemporaryDirectory(prefix="dnx-gpu-check-", dir=workdir) as tmp:
         ctx = None if why_not else _context(model_name, Path(tmp), budget)
-        paths = [run_path(name, ctx, why_not) for name in PATHS]
+        paths = [run_check(name, ctx, why_not) for name in CHECKS] + [run_path(name, ctx, why_not) for name in PATHS]
         request = _request_path(ctx, model_name, why_not)
     return {"schema": "dnx.gpu-check/1", "model": model_name, "weights": "random weights (none pretrained offline)",
             "batches": list(BATCHES), "parity_batch": PARITY_BATCH,
@@ -311,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     ran = sum(p["status"] == "ran" for p in summary["paths"])
     print(f"{ran} of {len(summary['paths'])} paths ran; wrote {stem}.json and {stem}.md")
     for p in summary["paths"]:
-        print(f"  {p['name']:<18} {p['status']:<8} {p['reason']}")
+        print(f"  {p['name']:<22} {p['status']:<8} {p['reason']}")
 
 
 if __name__ == "__main__":

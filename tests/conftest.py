@@ -20,9 +20,10 @@ def pytest_collection_modifyitems(config, items):
     # find_spec only: importing tensorrt (or creating a Runtime) without a driver can crash.
     trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
-        if "gpu" in item.keywords and not cuda:
+        # markers, not item.keywords: keywords also hold folder names (a checkout in a folder named trt)
+        if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device; none on this machine"))
-        if "trt" in item.keywords and not (cuda and trt):
+        if item.get_closest_marker("trt") and not (cuda and trt):
             why = "TensorRT is not installed" if not trt else "no CUDA device"
             item.add_marker(pytest.mark.skip(reason=f"needs real TensorRT and a CUDA device: {why}"))
 

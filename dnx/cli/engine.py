@@ -28,7 +28,9 @@ from dnx.errors import DnxError
               help="Builder optimization level 0-5 (higher: longer build, possibly faster engine).")
 @click.option("--hardware-compat", default="none", show_default=True, metavar="[none|ampere+|same-cc]",
               help="Also run on other GPUs: ampere+ any Ampere or newer, same-cc those of this compute capability.")
-@click.option("--version-compat", is_flag=True, help="Also run with later TensorRT releases of the same major version.")
+@click.option("--version-compat", is_flag=True,
+              help="Also run with later TensorRT releases: of the same major version, and 11.x for an engine built "
+                   "with 10.x (Triton then needs --backend-config=tensorrt,version-compatible=true).")
 @click.option("-o", "--output", type=click.Path(), help="Engine file (default: MODEL.PRECISION.engine beside MODEL).")
 def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, max_batch, workspace, timing_cache,
               opt_level, hardware_compat, version_compat, output) -> None:

@@ -60,7 +60,8 @@ def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_bat
     result = export_repository(artifacts, repo, options, list(names) or None)
     for name in result.models:
         click.echo(f"{result.repo / name}/config.pbtxt")
-    click.echo(f"serve it with: tritonserver --model-repository {result.repo}", err=True)
+    needs = "".join(f" {arg}" for arg in result.server_args)  # e.g. what a version-compatible engine needs
+    click.echo(f"serve it with: tritonserver --model-repository {result.repo}{needs}", err=True)
 
 
 @triton_group.command("serve")

@@ -37,6 +37,7 @@ TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TY
 IMAGE_INPUT = "IMAGE"  # the ensemble's input: one encoded image (JPEG/PNG/...) per batch row
 DEFAULT_MAX_BATCH = 8  # for a dynamic-batch ONNX file when --max-batch is not given
 KINDS = ("gpu", "cpu")
+VERSION_COMPAT_ARG = "--backend-config=tensorrt,version-compatible=true"
 
 
 class RepositoryError(DnxError):
@@ -84,6 +85,13 @@ class NetworkSpec:
     output_dtype: str
     output_dims: tuple[int, ...]  # without the batch dimension
     max_batch: int  # 0: the graph's batch is fixed, Triton must not batch
+
+    @property
+    def server_args(self) -> tuple[str, ...]:
+        """tritonserver options this model needs: a version-compatible plan runs host code, which Triton's
+        TensorRT backend allows only under this option (tensorrt_backend: setEngineHostCodeAllowed)."""
+        version_compat = self.platform == "tensorrt_plan" and bool(self.artifact.manifest.get("version_compat"))
+        return (VERSION_COMPAT_ARG,) if version_compat else ()
 
     @property
     def model_file(self) -> str:
@@ -139,7 +147,7 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
         out_dims = tuple(None if int(d) < 0 else int(d) for d in outputs[0]["shape"])
         in_dtype = art.manifest["inputs"][0].get("dtype", "float32")
         profile = art.manifest["batch_profile"]
-        if int(profile["min_batch"]) > 1:
+        if int(profile["min_batch"]) > 1 and art.input_shape[0] is None:  # a fixed batch is served unbatched
             raise RepositoryError(f"{path}'s profile starts at batch {profile['min_batch']}; Triton sends any batch "
                                   f"from 1: rebuild with `dnx build ... --min-batch 1`")
         if options.kind == "cpu":
@@ -150,10 +158,11 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
         in_dtype, platform = "float32", "onnxruntime_onnx"
     fixed = art.input_shape[0]
     limit = art.max_batch  # engine: the profile's max; ONNX: the fixed batch, or None
-    if fixed is not None and art.kind == "onnx":
+    if fixed is not None:  # Triton's non-batching form: max_batch_size 0, the batch axis kept in dims
         if options.max_batch is not None and options.max_batch != fixed:
+            rebuild = " and rebuild the engine from it" if art.kind == "engine" else ""
             raise RepositoryError(f"{path} has a fixed batch of {fixed}; Triton cannot batch it (--max-batch "
-                                  f"{options.max_batch}): re-export with `dnx export ... --batch dynamic`")
+                                  f"{options.max_batch}): re-export with `dnx export ... --batch dynamic`{rebuild}")
         max_batch = 0
     else:
         max_batch = options.max_batch or limit or DEFAULT_MAX_BATCH
@@ -196,7 +205,8 @@ class ModelConfigBuilder:
         self._set_instance_group(config, self.options.kind)
         self._set_model_warmup(config)
         self._set_accelerator(config)
-        self._set_parameters(config, {"dnx_sha256": s.artifact.sha256, "dnx_precision": s.artifact.precision})
+        self._set_parameters(config, {"dnx_sha256": s.artifact.sha256, "dnx_precision": s.artifact.precision,
+                                      **({"dnx_tritonserver_needs": " ".join(s.server_args)} if s.server_args else {})})
         return config
 
     def preprocess(self) -> dict[str, Any]:
@@ -300,6 +310,7 @@ class RepositoryResult:
     repo: Path
     models: tuple[str, ...]  # every model folder written
     configs: dict[str, dict]  # model name -> the config dict written as its config.pbtxt
+    server_args: tuple[str, ...] = ()  # tritonserver options the models need (version-compatible engines)
 
 
 def _check_repo(repo: Path, force: bool) -> None:
@@ -364,6 +375,9 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
         manifest = {"dnx_manifest.json": json.dumps(s.artifact.manifest, indent=2).encode()}
         configs[s.name] = b.network()
         files[s.name] = {f"1/{s.model_file}": s.artifact.path, **labels, **manifest}
+        if s.server_args:  # said where whoever starts the server will look, and in config.pbtxt's parameters
+            files[s.name]["README.md"] = (f"{s.artifact.path.name} is a version-compatible TensorRT engine: start "
+                                          f"tritonserver with `{' '.join(s.server_args)}` or it will not load.\n").encode()
         if options.ensemble:
             configs[b.preprocess_name] = b.preprocess()
             files[b.preprocess_name] = {"1/model.py": model_py}
@@ -382,4 +396,5 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
         for stage in staged.values():
             if stage.exists():
                 shutil.rmtree(stage, ignore_errors=True)
-    return RepositoryResult(repo, tuple(configs), configs)
+    server_args = tuple(dict.fromkeys(a for s in specs for a in s.server_args))
+    return RepositoryResult(repo, tuple(configs), configs, server_args)

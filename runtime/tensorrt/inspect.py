@@ -96,11 +96,27 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
 
 def _precision_of(format_text: str) -> str:
     text = format_text.lower()
-    for key, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"),
+    for key, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("bfloat16", "bf16"), ("fp16", "fp16"),
+                      ("half", "fp16"),
                       ("fp32", "fp32"), ("float", "fp32"), ("int32", "int32"), ("int64", "int64")):
         if key in text:
             return name
     return "other"
+
+
+def tensor_precision(tensor: Any) -> str:
+    """Precision of one tensor record of the engine inspector's layer JSON.
+
+    TensorRT 10 writes one ``"Format/Datatype"`` text ("Row major linear FP16 format"); TensorRT 11
+    split it into ``"DataType"`` ("Half") and ``"Format"`` (migration guide, IEngineInspector JSON
+    output), so the data type is read first and the format text only when it is all there is.
+    """
+    if not isinstance(tensor, dict):
+        return "other"
+    if "Format/Datatype" in tensor:
+        return _precision_of(str(tensor["Format/Datatype"]))
+    dtype = next((tensor[k] for k in ("DataType", "Datatype") if k in tensor), None)
+    return _precision_of(str(dtype if dtype is not None else tensor.get("Format", "")))
 
 
 def summarize_layers(layers: list) -> dict[str, Any]:
@@ -111,8 +127,7 @@ def summarize_layers(layers: list) -> dict[str, Any]:
     """
     detailed = [layer for layer in layers if isinstance(layer, dict)]
     types = Counter(str(layer.get("LayerType", "?")) for layer in detailed)
-    precisions = Counter(_precision_of(str(out.get("Format/Datatype", "")))
-                         for layer in detailed for out in layer.get("Outputs", [])[:1])
+    precisions = Counter(tensor_precision(out) for layer in detailed for out in layer.get("Outputs", [])[:1])
     return {"count": len(layers), "detailed": len(detailed) == len(layers) and bool(layers),
             "types": dict(types.most_common()), "output_precision": dict(precisions.most_common())}
 

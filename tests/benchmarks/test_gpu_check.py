@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dnx.benchmarks import gpu_check
+from dnx.benchmarks.gpu_check_trt import CHECKS
 from dnx.errors import DnxError
 from dnx.runtime.base import UnavailableBackend
 
@@ -20,13 +21,14 @@ needs_no_gpu = pytest.mark.skipif("__import__('torch').cuda.is_available()", rea
 def test_nothing_to_run_mode_reports_every_path_skipped_with_a_reason(tmp_path):
     gpu_check.main(["--out", str(tmp_path / "check")])
     summary = json.loads((tmp_path / "check.json").read_text())
-    assert [p["name"] for p in summary["paths"]] == list(gpu_check.PATHS)
+    names = [*CHECKS, *gpu_check.PATHS]
+    assert [p["name"] for p in summary["paths"]] == names
     for path in summary["paths"]:
         assert path["status"] == "skipped" and path["reason"].startswith("no CUDA device")
         assert path["parity"] is None and path["latency"] == {}
     assert summary["machine"]["cpu"] and summary["machine"]["gpu"] is None
     table = (tmp_path / "check.md").read_text()
-    assert all(f"| {name} | skipped |" in table for name in gpu_check.PATHS)
+    assert all(f"| {name} | skipped |" in table for name in names)
 
 
 def conv_onnx(path):
@@ -82,3 +84,45 @@ def test_a_path_that_cannot_finish_in_the_budget_is_skipped(cpu_context):
     cpu_context.budget = gpu_check.Budget(10)
     result = gpu_check.run_path("torch-compile-cuda", cpu_context, None)
     assert result.status == "skipped" and result.reason.startswith("time budget: ")
+
+
+# -- the TensorRT checks (benchmarks/gpu_check_trt.py): their control flow here, NOT TensorRT --------
+
+def test_trt_checks_skip_with_their_reason_without_a_gpu(cpu_context, monkeypatch, tmp_path):
+    from dnx.benchmarks import gpu_check_trt
+
+    monkeypatch.setenv(gpu_check_trt.PROBE_ENV, str(tmp_path / "no-probe"))
+    reasons = {name: gpu_check_trt.run_check(name, cpu_context, None) for name in CHECKS}
+    assert all(r.status == "skipped" for r in reasons.values()), reasons
+    assert "needs two" in reasons["two-gpus-python"].reason and "needs two" in reasons["two-gpus-cpp"].reason
+    assert "libdnx_runtime was not built with TensorRT" in reasons["version-compat-cpp"].reason
+    assert reasons["version-compat-python"].reason.startswith("no CUDA device")
+    assert reasons["inspect-trt11"].reason.startswith("no CUDA device")
+
+
+def _fake_probe(tmp_path, logits, restored=True):
+    """A stand-in for tests/dnx-tensorrt-probe that prints what the real one prints."""
+    report = {"backend": "tensorrt-cuda:0", "device": 0, "caller_device": 1, "device_restored": restored,
+              "logits": [float(v) for v in np.ravel(logits)]}
+    probe = tmp_path / "probe.sh"
+    probe.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(report)}\nEOF\n")
+    probe.chmod(0o755)
+    return probe
+
+
+@pytest.mark.parametrize("restored, shift, status, reason", [
+    (True, 0.0, "ran", ""),
+    (False, 0.0, "failed", "left the calling thread on another device"),
+    (True, 0.5, "failed", "parity failed"),
+])
+def test_cpp_check_compares_the_probe_with_python(cpu_context, monkeypatch, tmp_path, restored, shift, status, reason):
+    from dnx.benchmarks import gpu_check_trt
+
+    python = cpu_context.reference
+    cpu_context.engines["version-compat"] = tmp_path / "m.engine"  # not built: the probe is a stand-in too
+    cpu_context.outputs["python-0"] = python
+    monkeypatch.setenv(gpu_check_trt.PROBE_ENV, str(_fake_probe(tmp_path, python + shift, restored)))
+    result = gpu_check_trt.run_check("version-compat-cpp", cpu_context, None)
+    assert (result.status, reason in result.reason) == (status, True), result
+    if status == "ran":
+        assert result.parity["passed"] and result.notes == ["tensorrt-cuda:0, caller on device 1, restored"]

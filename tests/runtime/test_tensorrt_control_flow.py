@@ -375,6 +375,19 @@ def test_summarize_layers():
     assert summarize_layers(["a", "b"])["detailed"] is False
 
 
+def test_summarize_layers_reads_tensorrt_11s_split_format_and_data_type():
+    # TensorRT 11 split "Format/Datatype" into "DataType" and "Format" (10.x -> 11.x migration guide)
+    layers = [{"Name": "conv1", "LayerType": "CaskConvolution",
+               "Outputs": [{"Name": "a", "DataType": "Int8", "Format": "Channel major format where channel % 32 == 0"}]},
+              {"Name": "pool", "LayerType": "CaskPooling",
+               "Outputs": [{"Name": "b", "DataType": "Half", "Format": "Row major linear format (kLINEAR)"}]},
+              {"Name": "fc", "LayerType": "CaskGemm",
+               "Outputs": [{"Name": "c", "DataType": "Float", "Format": "Row major linear FP32 format (kLINEAR)"}]},
+              {"Name": "cast", "LayerType": "Reformat", "Outputs": [{"Name": "d", "DataType": "BFloat16"}]},
+              {"Name": "only", "LayerType": "Reformat", "Outputs": [{"Name": "e", "Format": "Int8 NC/32HW32"}]}]
+    assert summarize_layers(layers)["output_precision"] == {"int8": 2, "fp16": 1, "fp32": 1, "bf16": 1}
+
+
 # -- the CLI ---------------------------------------------------------------------------------------
 
 def run_cli(capsys, *args):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,42 @@ def test_mismatches_are_refused_with_the_rebuild_command(changes, facts, match, 
 ])
 def test_compatibility_options_widen_what_runs(changes, facts, engine_manifest):
     assert check_engine_compatible(engine_manifest(**changes), {**FACTS, **facts}) == []
+
+
+# The rule as one table that the C++ test (runtime/cpp/tests/test_manifest.cpp) reads too.
+COMPAT_TABLE = json.loads((Path(__file__).with_name("engine_compat_cases.json")).read_text())
+
+
+def test_across_majors_is_the_shared_table():
+    assert [list(p) for p in em.VERSION_COMPAT_ACROSS_MAJORS] == COMPAT_TABLE["across_majors"]
+
+
+def test_version_compat_help_states_the_rule():
+    from dnx.cli.engine import build_cmd
+    from dnx.runtime.tensorrt.compat import SUPPORTED_MAJORS
+
+    help_text = next(p.help for p in build_cmd.params if p.name == "version_compat")
+    assert "same major version" in help_text
+    for built, runtime in COMPAT_TABLE["across_majors"]:
+        if built in SUPPORTED_MAJORS:  # dnx builds with 10.x and 11.x only
+            assert f"{runtime}.x for an engine built with {built}.x" in help_text
+    assert "version-compatible=true" in help_text  # what Triton needs for such an engine
+
+
+@pytest.mark.parametrize("case", COMPAT_TABLE["cases"], ids=lambda c: (f"{c['built']}@{c['cc']}"
+                         f"{'+vc' if c.get('version_compat') else ''}{'+' + c['hardware_compat'] if 'hardware_compat' in c else ''}"
+                         f"->{c['here']}@{c['here_cc']}"))
+def test_compatibility_rule_table(case, engine_manifest):
+    manifest = engine_manifest(tensorrt_version=case["built"], gpu={"name": "GPU A", "compute_capability": case["cc"]},
+                               version_compat=case.get("version_compat", False),
+                               hardware_compat=case.get("hardware_compat", "none"))
+    facts = {"tensorrt_version": case["here"], "compute_capability": case["here_cc"], "gpu_name": "GPU A"}
+    if case.get("runs"):
+        assert check_engine_compatible(manifest, facts) == []
+    else:
+        with pytest.raises(EngineMismatchError) as info:
+            check_engine_compatible(manifest, facts)
+        assert case["refused"] in str(info.value)
 
 
 def test_another_gpu_of_the_same_architecture_runs_with_a_warning(engine_manifest):

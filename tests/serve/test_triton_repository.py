@@ -46,15 +46,16 @@ def fake_engine(tmp_path, fmnist_onnx):
     engine = tmp_path / "fmnist_int8.engine"
     engine.write_bytes(b"not a real TensorRT plan")
 
-    def write(min_batch=1, max_batch=16, certified=True):
+    def write(min_batch=1, max_batch=16, certified=True, fixed_batch=None, version_compat=False):
         source = read_manifest(fmnist_onnx)
         if not certified:
             source.pop("certificate", None)
         manifest = {"schema": ENGINE_SCHEMA, "artifact": "tensorrt-engine", "tensorrt_version": "10.16.1.11",
                     "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "precision": "int8",
                     "batch_profile": {"min_batch": min_batch, "opt_batch": 8, "max_batch": max_batch},
-                    "inputs": [{"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32"}],
-                    "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
+                    "inputs": [{"name": "input", "shape": [fixed_batch or -1, 1, 28, 28], "dtype": "float32"}],
+                    "outputs": [{"name": "logits", "shape": [fixed_batch or -1, 10], "dtype": "float32"}],
+                    "version_compat": version_compat,
                     "source_onnx": {"path": str(fmnist_onnx), "manifest": source}}
         (tmp_path / "fmnist_int8.engine.json").write_text(json.dumps(manifest))
         return engine
@@ -170,6 +171,43 @@ def test_engine_repository_takes_batch_from_the_profile(tmp_path, fake_engine):
     with pytest.raises(DnxError, match="min-batch 1"):
         export_repository([fake_engine(min_batch=2)], tmp_path / "r4", RepositoryOptions())
     assert not any((tmp_path / r).exists() for r in ("r2", "r3", "r4"))  # refused before anything was written
+
+
+def test_fixed_batch_engine_is_served_unbatched_with_full_dims(tmp_path, fake_engine):
+    # `dnx build` of a fixed-batch ONNX makes a profile of min = max = that batch; Triton serves such an
+    # engine as max_batch_size 0 with the batch axis in dims (tensorrt_backend's non-batching branch).
+    engine = fake_engine(min_batch=4, max_batch=4, fixed_batch=4)
+    repo = tmp_path / "repo"
+    export_repository([engine], repo, RepositoryOptions())
+    net = parse(repo / "fmnist_int8")
+    assert net.max_batch_size == 0 and not net.HasField("dynamic_batching")
+    assert [(t.name, dims(t)) for t in net.input] == [("input", [4, 1, 28, 28])]
+    assert [(t.name, dims(t)) for t in net.output] == [("logits", [4, 10])]
+    assert dims(parse(repo / "fmnist_int8_image").input[0]) == [4, 1]
+    with pytest.raises(DnxError, match=r"fixed batch of 4; Triton cannot batch it \(--max-batch 8\): re-export "
+                                       r"with `dnx export \.\.\. --batch dynamic` and rebuild the engine"):
+        export_repository([engine], tmp_path / "r2", RepositoryOptions(max_batch=8))
+
+
+def test_version_compatible_engine_says_what_tritonserver_needs(tmp_path, fake_engine):
+    from click.testing import CliRunner
+
+    from dnx.cli import cli
+
+    needed = "--backend-config=tensorrt,version-compatible=true"
+    result = export_repository([fake_engine()], tmp_path / "plain", RepositoryOptions(ensemble=False))
+    assert result.server_args == () and not (tmp_path / "plain" / "fmnist_int8" / "README.md").exists()
+    assert "dnx_tritonserver_needs" not in parse(tmp_path / "plain" / "fmnist_int8").parameters
+
+    engine = fake_engine(version_compat=True)
+    result = export_repository([engine], tmp_path / "repo", RepositoryOptions(ensemble=False))
+    assert result.server_args == (needed,)
+    net = parse(tmp_path / "repo" / "fmnist_int8")
+    assert net.parameters["dnx_tritonserver_needs"].string_value == needed
+    assert needed in (tmp_path / "repo" / "fmnist_int8" / "README.md").read_text()
+    out = CliRunner().invoke(cli, ["triton", "export", str(engine), "--repo", str(tmp_path / "cli")])
+    assert out.exit_code == 0, out.output
+    assert f"tritonserver --model-repository {tmp_path / 'cli'} {needed}" in out.output
 
 
 def test_refuses_unverified_artifacts_unless_allowed(tmp_path, fake_engine):

@@ -1,12 +1,15 @@
 // Engine sidecars (X.engine.json, runtime/tensorrt/manifest.py) and the compatibility check Python
 // runs before deserializing: same TensorRT version (or a version-compatible engine on a later
-// release of the same major), same GPU architecture (or an Ampere+ hardware-compatible engine).
+// release of the same major, or of the next major where NVIDIA supports it: 10 -> 11), same GPU
+// architecture (or an Ampere+ hardware-compatible engine).
 // Pure functions, so they are tested on machines without TensorRT.
 #include "engine.hpp"
 
 #include <cctype>
+#include <memory>
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 namespace dnx {
 namespace detail {
@@ -88,16 +91,56 @@ EngineManifest parse_engine_manifest(const std::string& json_text, const std::st
     return e;
 }
 
+const std::vector<std::pair<int, int>>& version_compat_across_majors() {
+    static const std::vector<std::pair<int, int>> pairs{{8, 10}, {10, 11}};
+    return pairs;
+}
+
+std::string sha256_hex(const std::string& bytes) {
+    // OpenSSL's EVP digest: a maintained SHA-256 rather than a hand-rolled one.
+    const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) != 1 ||
+        EVP_DigestFinal_ex(ctx.get(), digest, &size) != 1)
+        throw Error(Error::Code::Backend, "OpenSSL could not compute a SHA-256 digest");
+    static const char digits[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned int i = 0; i < size; ++i) {
+        hex += digits[digest[i] >> 4];
+        hex += digits[digest[i] & 0xf];
+    }
+    return hex;
+}
+
+void check_engine_digest(const EngineManifest& e, const std::string& sha256, const std::string& engine_name) {
+    const std::string& expected = e.manifest.sha256;
+    if (expected.empty() || expected == sha256) return;
+    refuse(engine_name + " does not match its manifest (sha256 " + sha256.substr(0, 12) + " vs " +
+           expected.substr(0, 12) + "): the engine was replaced without its sidecar; rebuild it on this machine "
+           "with `" + e.build_command + "`");
+}
+
 void check_engine_compatible(const EngineManifest& e, const EngineFacts& here, const std::string& engine_name) {
     std::vector<std::string> reasons;
     // Python compares every number of the version string; the C++ runtime knows
     // major.minor.patch of the loaded library, so three parts are compared here.
     const auto built = version_tuple(e.tensorrt_version, 3), now = version_tuple(here.tensorrt_version, 3);
     if (e.version_compat) {
-        if (built.empty() || now.empty() || built[0] != now[0] || now < built)
+        // NVIDIA's engine-compatibility page: later releases of the same major and, across majors, only
+        // the pairs of version_compat_across_majors(); never an older runtime.
+        bool across = false, other_major = built.empty() || now.empty() || built[0] != now[0];
+        std::string later;
+        for (const auto& pair : version_compat_across_majors()) {
+            if (built.empty() || pair.first != built[0]) continue;
+            later += (later.empty() ? "" : " or ") + std::to_string(pair.second) + ".x";
+            across = across || (!now.empty() && pair.second == now[0]);
+        }
+        if (now < built || (other_major && !across))
             reasons.push_back("it is version-compatible only with TensorRT " +
                               (built.empty() ? std::string("?") : std::to_string(built[0])) + ".x from " +
-                              e.tensorrt_version + " on");
+                              e.tensorrt_version + " on" + (later.empty() ? "" : " and TensorRT " + later));
     } else if (built != now) {
         reasons.push_back("TensorRT versions differ (engines are tied to the exact version unless built with "
                           "--version-compat)");

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <mutex>
 
 #include <NvInfer.h>
@@ -38,6 +39,22 @@ public:
 private:
     mutable std::mutex mutex_;
     std::string last_;
+};
+
+// Makes `device` current for one scope and restores the caller's device after it: cudaSetDevice is
+// per host thread, and a service that embeds the runtime keeps its own device on its own threads.
+class DeviceGuard {
+public:
+    explicit DeviceGuard(int device) {
+        cuda_check(cudaGetDevice(&previous_), "cudaGetDevice");
+        if (previous_ != device) cuda_check(cudaSetDevice(device), "cudaSetDevice");
+    }
+    DeviceGuard(const DeviceGuard&) = delete;
+    DeviceGuard& operator=(const DeviceGuard&) = delete;
+    ~DeviceGuard() { cudaSetDevice(previous_); }
+
+private:
+    int previous_ = 0;
 };
 
 struct CudaFree {
@@ -81,27 +98,28 @@ public:
         if (cudaGetDeviceCount(&count) != cudaSuccess || count <= device_)
             throw Error(Error::Code::Unsupported, "no CUDA device " + std::to_string(device_) +
                                                       ": TensorRT engines run on an NVIDIA GPU with a working driver");
-        cuda_check(cudaSetDevice(device_), "cudaSetDevice");
-        cudaDeviceProp prop{};
-        cuda_check(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
-        const EngineFacts here{facts_version(), std::to_string(prop.major) + "." + std::to_string(prop.minor), prop.name};
-        check_engine_compatible(em, here, path);  // before deserializing, as Python does
-        manifest = em.manifest;
-        classes_ = manifest.labels.size();
-
-        const std::string blob = read_file(path);
-        runtime_.reset(nvinfer1::createInferRuntime(logger_));
-        if (!runtime_) fail("TensorRT cannot create a runtime: " + logger_.last());
-        engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
-        if (!engine_) throw Error(Error::Code::BadArtifact, "TensorRT cannot deserialize " + path + ": " + logger_.last() +
-                                                                "; rebuild it with `" + em.build_command + "`");
-        check_io(path, manifest, em);
-        const int lanes = options.num_requests > 0 ? options.num_requests : 2;
-        for (int i = 0; i < lanes; ++i) lanes_.push_back(make_lane());
-        for (std::size_t i = 0; i < lanes_.size(); ++i) free_.push_back(i);
+        const DeviceGuard on_device(device_);  // everything below (and the destructor) runs on device_
+        try {
+            load(path, options, manifest, em);
+        } catch (...) {
+            release_all();  // on device_, while the guard holds it
+            throw;
+        }
     }
 
+    ~TensorRtBackend() override {
+        // TensorRT objects and CUDA buffers are released on the device they were made on.
+        int previous = 0;
+        const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device_ &&
+                              cudaSetDevice(device_) == cudaSuccess;
+        release_all();
+        if (switched) cudaSetDevice(previous);
+    }
+    TensorRtBackend(const TensorRtBackend&) = delete;
+    TensorRtBackend& operator=(const TensorRtBackend&) = delete;
+
     void infer(const float* input, std::size_t batch, float* out) const override {
+        const DeviceGuard on_device(device_);  // the device is per calling thread; the caller's is restored
         std::size_t index;
         {
             std::unique_lock<std::mutex> lock(mutex_);
@@ -112,7 +130,11 @@ public:
         struct Release {  // hands the lane back even when a call below throws
             const TensorRtBackend& b;
             std::size_t i;
+            int exceptions = std::uncaught_exceptions();
             ~Release() {
+                // After an error, copies or kernels may still be in flight on the lane's stream, reading
+                // its pinned input or writing its output: the next caller must not get it before they end.
+                if (std::uncaught_exceptions() > exceptions) cudaStreamSynchronize(b.lanes_[i]->stream);
                 {
                     std::lock_guard<std::mutex> lock(b.mutex_);
                     b.free_.push_back(i);
@@ -121,7 +143,6 @@ public:
             }
         } release{*this, index};
         Lane& lane = *lanes_[index];
-        cuda_check(cudaSetDevice(device_), "cudaSetDevice");  // the device is per calling thread
         const std::size_t in_bytes = batch * per_image_ * sizeof(float), out_bytes = batch * classes_ * sizeof(float);
         std::memcpy(lane.host_in.get(), input, in_bytes);
         cuda_check(cudaMemcpyAsync(lane.device_in.get(), lane.host_in.get(), in_bytes, cudaMemcpyHostToDevice, lane.stream),
@@ -141,6 +162,31 @@ public:
     std::string name() const override { return "tensorrt-cuda:" + std::to_string(device_); }
 
 private:
+    // The rest of the constructor, on device_.
+    void load(const std::string& path, const Options& options, Manifest& manifest, const EngineManifest& em) {
+        cudaDeviceProp prop{};
+        cuda_check(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
+        const EngineFacts here{facts_version(), std::to_string(prop.major) + "." + std::to_string(prop.minor), prop.name};
+        check_engine_compatible(em, here, path);  // before deserializing, as Python does
+        manifest = em.manifest;
+        classes_ = manifest.labels.size();
+
+        const std::string blob = read_file(path);
+        check_engine_digest(em, sha256_hex(blob), path);  // the bytes the manifest describes, as Python checks
+        runtime_.reset(nvinfer1::createInferRuntime(logger_));
+        if (!runtime_) fail("TensorRT cannot create a runtime: " + logger_.last());
+        // A version-compatible plan carries its own lean runtime, host code TensorRT refuses to run
+        // unless allowed (the default is false; trtexec and Triton opt in the same way).
+        if (em.version_compat) runtime_->setEngineHostCodeAllowed(true);
+        engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
+        if (!engine_) throw Error(Error::Code::BadArtifact, "TensorRT cannot deserialize " + path + ": " + logger_.last() +
+                                                                "; rebuild it with `" + em.build_command + "`");
+        check_io(path, manifest, em);
+        const int lanes = options.num_requests > 0 ? options.num_requests : 2;
+        for (int i = 0; i < lanes; ++i) lanes_.push_back(make_lane());
+        for (std::size_t i = 0; i < lanes_.size(); ++i) free_.push_back(i);
+    }
+
     void check_io(const std::string& path, const Manifest& m, const EngineManifest& em) {
         const auto mismatch = [&](const std::string& what) {
             throw Error(Error::Code::ManifestMismatch, path + ": engine does not match its manifest (" + what +
@@ -171,6 +217,12 @@ private:
             if (em.max_batch > 0 && static_cast<std::size_t>(em.max_batch) != max_batch_) mismatch("profile max batch");
         }
         per_image_ = static_cast<std::size_t>(input_dims_.d[1] * input_dims_.d[2] * input_dims_.d[3]);
+    }
+
+    void release_all() noexcept {  // contexts before the engine before the runtime
+        lanes_.clear();
+        engine_.reset();
+        runtime_.reset();
     }
 
     std::unique_ptr<Lane> make_lane() {

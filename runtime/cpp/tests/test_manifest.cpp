@@ -2,6 +2,9 @@
 // (pure functions, so they run here without TensorRT).
 #include "fixtures.hpp"
 
+#include <fstream>
+#include <stdexcept>
+
 #include <dnx/runtime.hpp>
 
 #include "engine.hpp"
@@ -125,22 +128,59 @@ TEST(EngineManifest, ReadsProfileAndSourceManifest) {
     EXPECT_THROW(dnx::detail::parse_engine_manifest(good_manifest().dump(), "x"), Error);  // an ONNX manifest
 }
 
-TEST(EngineManifest, CompatibilityRulesMatchPython) {
+TEST(EngineManifest, RefusalsNameBothSidesAndTheRebuildCommand) {
     const json e = engine_manifest();
-    EXPECT_EQ(refusal(e, {"10.8.0", "8.9", "NVIDIA L4"}), "");
     EXPECT_EQ(refusal(e, {"10.8.0", "8.9", "NVIDIA RTX 4090"}), "");  // same sm_89: runs (Python warns)
     const std::string other_version = refusal(e, {"10.9.0", "8.9", "NVIDIA L4"});
-    EXPECT_NE(other_version.find("TensorRT versions differ"), std::string::npos) << other_version;
+    EXPECT_NE(other_version.find("m.engine was built with TensorRT 10.8.0.43 on sm_89 (NVIDIA L4); this machine "
+                                 "has TensorRT 10.9.0 on sm_89"), std::string::npos) << other_version;
     EXPECT_NE(other_version.find("dnx build m.onnx --precision int8"), std::string::npos) << other_version;
-    EXPECT_NE(refusal(e, {"10.8.0", "9.0", "H100"}).find("GPU architectures differ"), std::string::npos);
+}
 
-    json compat = engine_manifest();
-    compat["version_compat"] = true;
-    compat["hardware_compat"] = "ampere+";
-    EXPECT_EQ(refusal(compat, {"10.16.1", "9.0", "H100"}), "");
-    EXPECT_NE(refusal(compat, {"10.7.0", "9.0", "H100"}).find("version-compatible only"), std::string::npos);
-    EXPECT_NE(refusal(compat, {"11.0.0", "9.0", "H100"}).find("version-compatible only"), std::string::npos);
-    EXPECT_NE(refusal(compat, {"10.8.0", "7.5", "T4"}).find("Ampere or newer"), std::string::npos);
+TEST(EngineManifest, DigestIsSha256AndAMismatchIsRefused) {
+    EXPECT_EQ(dnx::detail::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(dnx::detail::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    auto e = dnx::detail::parse_engine_manifest(engine_manifest().dump(), "m.engine.json");
+    e.manifest.sha256 = dnx::detail::sha256_hex("abc");
+    EXPECT_NO_THROW(dnx::detail::check_engine_digest(e, dnx::detail::sha256_hex("abc"), "m.engine"));
+    try {
+        dnx::detail::check_engine_digest(e, dnx::detail::sha256_hex("abd"), "m.engine");
+        ADD_FAILURE() << "a replaced engine passed";
+    } catch (const Error& ex) {
+        EXPECT_EQ(ex.code(), Error::Code::ManifestMismatch);
+        EXPECT_EQ(std::string(ex.what()), "m.engine does not match its manifest (sha256 a52d159f262b vs ba7816bf8f01): "
+                                          "the engine was replaced without its sidecar; rebuild it on this machine "
+                                          "with `dnx build m.onnx --precision int8`");
+    }
+    e.manifest.sha256.clear();  // an older sidecar without engine_sha256: nothing to compare, as Python
+    EXPECT_NO_THROW(dnx::detail::check_engine_digest(e, "00", "m.engine"));
+}
+
+// The rule as one table that the Python test (tests/runtime/test_tensorrt_manifest.py) reads too.
+json compat_table() {
+    std::ifstream in(DNX_SOURCE_ROOT "/tests/runtime/engine_compat_cases.json");
+    if (!in) throw std::runtime_error("cannot read tests/runtime/engine_compat_cases.json");
+    return json::parse(in);
+}
+
+TEST(EngineManifest, CompatibilityRulesAreTheSharedTable) {
+    const json table = compat_table();
+    std::vector<std::pair<int, int>> across;
+    for (const auto& pair : table["across_majors"]) across.emplace_back(pair[0].get<int>(), pair[1].get<int>());
+    EXPECT_EQ(dnx::detail::version_compat_across_majors(), across);
+    ASSERT_GE(table["cases"].size(), 10u);
+    for (const json& c : table["cases"]) {
+        json e = engine_manifest();
+        e["tensorrt_version"] = c["built"];
+        e["gpu"] = {{"name", "GPU A"}, {"compute_capability", c["cc"]}};
+        e["version_compat"] = c.value("version_compat", false);
+        e["hardware_compat"] = c.value("hardware_compat", std::string("none"));
+        const std::string got = refusal(e, {c["here"].get<std::string>(), c["here_cc"].get<std::string>(), "GPU A"});
+        if (c.value("runs", false))
+            EXPECT_EQ(got, "") << c.dump();
+        else
+            EXPECT_NE(got.find(c["refused"].get<std::string>()), std::string::npos) << c.dump() << "\n" << got;
+    }
 }
 
 }  // namespace
