@@ -16,6 +16,7 @@ libjpeg-turbo's, so the inputs differ by a few grey levels). Without a CUDA devi
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,56 +24,61 @@ BATCHES = (1, 8)
 ROUNDS = 20
 
 
-def _gpu_inputs(jpegs: list[bytes], pre, torch, F, decode_jpeg, ImageReadMode):
-    """Bytes -> normalised (N, C, H, W) CUDA tensor; the stage times (synchronised)."""
+def _gpu_inputs(jpegs: list[bytes], pre, torch, F, decode_jpeg, ImageReadMode, device: str = "cuda"):
+    """Bytes -> normalised (N, C, H, W) tensor on ``device``; the stage times (synchronised)."""
     t0 = time.perf_counter()
     cpu = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
-    images = decode_jpeg(cpu, mode=ImageReadMode.RGB, device="cuda")
-    torch.cuda.synchronize()
+    mode = ImageReadMode.GRAY if pre.in_channels == 1 else ImageReadMode.RGB
+    images = decode_jpeg(cpu, mode=mode, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     t1 = time.perf_counter()
-    mean = torch.tensor(pre.mean, device="cuda").view(-1, 1, 1)
-    std = torch.tensor(pre.std, device="cuda").view(-1, 1, 1)
+    mean = torch.tensor(pre.mean, device=device).view(-1, 1, 1)
+    std = torch.tensor(pre.std, device=device).view(-1, 1, 1)
     batch = torch.stack([F.center_crop(F.resize(img, [pre.resize_size], antialias=True), [pre.image_size])
                          for img in images]).float().div_(255.0).sub_(mean).div_(std).contiguous()
-    torch.cuda.synchronize()
+    sync()
     return batch, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
 
 
-def _ort_cuda_on_device(onnx_path):
-    """infer(cuda_tensor) -> numpy logits, the input bound by device pointer (onnxruntime IO binding)."""
+def _ort_on_device(onnx_path, device: str = "cuda"):
+    """infer(tensor) -> numpy logits, the input bound by its device pointer (onnxruntime IO binding)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CUDAExecutionProvider"])
-    if "CUDAExecutionProvider" not in sess.get_providers():
-        raise RuntimeError("onnxruntime's CUDA provider did not load")
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    sess = ort.InferenceSession(str(onnx_path), providers=[provider])
+    if provider not in sess.get_providers():
+        raise RuntimeError(f"onnxruntime's {provider} did not load")
     name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
 
     def infer(x) -> np.ndarray:
         binding = sess.io_binding()
-        binding.bind_input(name, "cuda", 0, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output(out_name, "cuda", 0)
+        binding.bind_input(name, device, 0, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(out_name, device, 0)
         sess.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
     return infer
 
 
-def request_path(onnx_path, pre, sets: dict[str, list[bytes]], budget) -> dict:
-    """Time and check the GPU request path on each image set (see the module doc)."""
+def request_path(onnx_path, pre, sets: dict[str, list[bytes]], budget, device: str = "cuda") -> dict:
+    """Time and check the GPU request path on each image set (see the module doc). ``device="cpu"`` runs
+    the same code on the CPU (tests/benchmarks/test_gpu_request.py: the plumbing, not the GPU)."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
     from torchvision.transforms.v2 import functional as F
 
     from dnx.data.preprocess import image_to_input
 
-    infer = _ort_cuda_on_device(onnx_path)
-    out: dict = {"status": "ran", "decoder": "torchvision.io.decode_jpeg (nvJPEG), batched",
+    infer = _ort_on_device(onnx_path, device)
+    out: dict = {"status": "ran", "device": device, "decoder": "torchvision.io.decode_jpeg (nvJPEG), batched",
                  "runner": "onnxruntime CUDAExecutionProvider, input bound on the device", "sizes": {}}
     for size, jpegs in sets.items():
         budget.check()
-        x, _ = _gpu_inputs(jpegs, pre, torch, F, decode_jpeg, ImageReadMode)
+        x, _ = _gpu_inputs(jpegs, pre, torch, F, decode_jpeg, ImageReadMode, device)
         gpu_logits = infer(x)
-        cpu_logits = infer(torch.from_numpy(np.stack([image_to_input(b, pre) for b in jpegs])).cuda())
+        exact = replace(pre, decode="exact")
+        cpu_logits = infer(torch.from_numpy(np.stack([image_to_input(b, exact) for b in jpegs])).to(device))
         cos = (gpu_logits * cpu_logits).sum(1) / np.linalg.norm(gpu_logits, axis=1) / np.linalg.norm(cpu_logits, axis=1)
         row = {"images": len(jpegs), "parity_vs_cpu_exact": {
             "top1_agreement": float((gpu_logits.argmax(1) == cpu_logits.argmax(1)).mean()),
@@ -81,7 +87,7 @@ def request_path(onnx_path, pre, sets: dict[str, list[bytes]], budget) -> dict:
             chunk = (jpegs * batch)[:batch]
             samples: dict[str, list[float]] = {}
             for i in range(ROUNDS + 2):
-                x, stages = _gpu_inputs(chunk, pre, torch, F, decode_jpeg, ImageReadMode)
+                x, stages = _gpu_inputs(chunk, pre, torch, F, decode_jpeg, ImageReadMode, device)
                 start = time.perf_counter()
                 infer(x)
                 stages["inference"] = time.perf_counter() - start
