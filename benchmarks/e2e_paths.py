@@ -39,14 +39,14 @@ def pil_path(pre) -> Path_:
     def run(data: bytes):
         t0 = time.perf_counter()
         with Image.open(io.BytesIO(data)) as img:
-            rgb = img.convert("RGB")
+            rgb = img.convert("L" if pre.in_channels == 1 else "RGB")
         t1 = time.perf_counter()
         w, h = rgb.size
         s = pre.resize_size / min(w, h)
         rgb = rgb.resize((max(pre.resize_size, round(w * s)), max(pre.resize_size, round(h * s))), Image.BILINEAR)
         left, top = (rgb.width - pre.image_size) // 2, (rgb.height - pre.image_size) // 2
         arr = np.asarray(rgb.crop((left, top, left + pre.image_size, top + pre.image_size)), np.float32) / 255.0
-        x = (arr.transpose(2, 0, 1) - mean) / std
+        x = ((arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)) - mean) / std
         return x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
 
     return run
@@ -59,10 +59,11 @@ def torchvision_path(pre, threads: int) -> Path_:
 
     if threads:
         torch.set_num_threads(threads)
+    mode = ImageReadMode.GRAY if pre.in_channels == 1 else ImageReadMode.RGB
 
     def run(data: bytes):
         t0 = time.perf_counter()
-        img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        img = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
         t1 = time.perf_counter()
         img = F.center_crop(F.resize(img, [pre.resize_size], antialias=True), [pre.image_size])
         x = F.normalize(img.float() / 255.0, list(pre.mean), list(pre.std)).numpy()
@@ -81,7 +82,7 @@ def dali_path(pre, threads: int) -> tuple[Path_ | None, str]:
     @pipeline_def(batch_size=1, num_threads=max(1, threads), device_id=None, prefetch_queue_depth=1)
     def pipe():
         jpegs = fn.external_source(name="jpegs", dtype=types.UINT8)
-        images = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+        images = fn.decoders.image(jpegs, device="cpu", output_type=types.GRAY if pre.in_channels == 1 else types.RGB)
         images = fn.resize(images, resize_shorter=pre.resize_size, antialias=True)
         return fn.crop_mirror_normalize(images, crop=(pre.image_size, pre.image_size), dtype=types.FLOAT,
                                         output_layout="CHW", mean=[m * 255 for m in pre.mean],

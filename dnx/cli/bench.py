@@ -126,7 +126,7 @@ def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
             check_writable(path, option)
     sets = user_images(images)
     with make_console().status("timing the request end to end..."):
-        result = run_e2e(target, sets, threads=threads, rounds=5, serve_size=None)
+        result = run_e2e(target, sets, threads=threads, rounds=5, cpp_seconds=2.0, serve_size=None)
     text = markdown(result)
     click.echo(text)
     if json_path:
