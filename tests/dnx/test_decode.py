@@ -168,3 +168,15 @@ def test_load_takes_the_decode_mode_and_refuses_a_manifest_that_does_not_fit_the
     onnx.save(proto, str(bad))
     with pytest.raises(DnxError, match="makes 1x32x32 inputs but the graph takes"):
         dnx.load(bad, allow_unverified=True)
+
+
+def test_model_size_images_are_the_same_in_both_modes():
+    """Fashion-MNIST-size images (28x28, and anything under 2x a model's resize) are never scaled: the shipped
+    model's accuracy cannot depend on the decode mode."""
+    from dnx.data.datasets import shipped_fashion_mnist_test
+
+    pre = get_config("densenet_bc22_fmnist").preprocess
+    exact = Preprocess.from_dict({**pre.to_dict(), "decode": "exact"})
+    for img in shipped_fashion_mnist_test().images[:20]:
+        data = _encode(Image.fromarray(img), quality=90)
+        np.testing.assert_array_equal(image_to_input(data, pre), image_to_input(data, exact))
