@@ -34,7 +34,7 @@ def load_image(path: str | Path, pre: Preprocess | None = None, exif_orientation
 DEFAULT_MAX_PIXELS = 50_000_000
 
 # decode "fast": the JPEG is decoded at the smallest DCT scale (libjpeg-turbo's 1/2, 1/4, 1/8) that keeps its
-# short side >= this many times the resize target. Chosen from benchmarks/results/decode_fidelity.json
+# short side >= this many times the resize target. Chosen from benchmarks/results/decode_fidelity_margins.json
 # (margins 1, 2 and 4 measured); the C++ runtime (runtime/cpp/src/image.cpp) uses the same number.
 FAST_DECODE_MARGIN = 2
 

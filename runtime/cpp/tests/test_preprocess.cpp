@@ -134,3 +134,31 @@ TEST(Preprocess, OnePixelAndLargeImages) {
 }
 
 }  // namespace
+
+// The EXIF reader on every prefix of a valid block, on both byte orders, and on noise: the tag or 1,
+// never a read outside the block (the ASan build checks that), 6 only when the whole entry is there.
+TEST(Preprocess, ExifReaderIsBoundedOnTruncatedAndMalformedBlocks) {
+    const std::vector<std::uint8_t> little = {'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0,  // header, IFD0 at 8, 1 entry
+                                              0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
+    const std::vector<std::uint8_t> big = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1,
+                                           0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0};
+    for (const auto* block : {&little, &big}) {
+        EXPECT_EQ(dnx::detail::exif_orientation(block->data(), block->size()), 6);
+        for (std::size_t n = 0; n < 22; ++n) {
+            const std::vector<std::uint8_t> prefix(block->begin(), block->begin() + static_cast<std::ptrdiff_t>(n));
+            EXPECT_EQ(dnx::detail::exif_orientation(prefix.data(), prefix.size()), 1) << n;
+        }
+    }
+    std::vector<std::uint8_t> noise(64);
+    std::uint32_t state = 1;
+    for (int round = 0; round < 2000; ++round) {
+        for (auto& b : noise) b = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+        noise[0] = noise[1] = round % 2 ? 'I' : 'M';
+        const int o = dnx::detail::exif_orientation(noise.data(), static_cast<std::size_t>(round % 65));
+        EXPECT_TRUE(o >= 1 && o <= 65535) << o;
+    }
+    dnx::Image img = dnx::Image::from_pixels(3, 2, 1, std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6}.data());
+    EXPECT_EQ(dnx::detail::apply_orientation(img, 6).pixels, (std::vector<std::uint8_t>{4, 1, 5, 2, 6, 3}));
+    EXPECT_EQ(dnx::detail::apply_orientation(img, 8).pixels, (std::vector<std::uint8_t>{3, 6, 2, 5, 1, 4}));
+    EXPECT_EQ(dnx::detail::apply_orientation(img, 9).pixels, img.pixels);  // out of range: unchanged
+}
