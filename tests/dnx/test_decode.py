@@ -180,3 +180,18 @@ def test_model_size_images_are_the_same_in_both_modes():
     for img in shipped_fashion_mnist_test().images[:20]:
         data = _encode(Image.fromarray(img), quality=90)
         np.testing.assert_array_equal(image_to_input(data, pre), image_to_input(data, exact))
+
+
+def test_serve_takes_the_decode_options(fmnist_onnx):
+    import httpx
+
+    from dnx.runtime.serve.process import ServeProcess
+
+    for args, want in (((), ("fast", True)), (("--decode", "exact", "--no-exif-orientation"), ("exact", False))):
+        server = ServeProcess(fmnist_onnx, "--backend", "onnxruntime", *args)
+        try:
+            model = httpx.get(f"{server.url}/v1/model", timeout=30).json()
+        finally:
+            server.stop()
+        assert (model["decode"], model["exif_orientation"]) == want
+        assert model["preprocess"]["decode"] == want[0]
