@@ -195,3 +195,16 @@ def test_serve_takes_the_decode_options(fmnist_onnx):
             server.stop()
         assert (model["decode"], model["exif_orientation"]) == want
         assert model["preprocess"]["decode"] == want[0]
+
+
+def test_calibrate_records_the_decode_it_used(fmnist_onnx, tmp_path):
+    from dnx.calibration.qdq import calibrate_qdq
+    from dnx.data.photos import make_photo_folder
+
+    make_photo_folder(tmp_path / "calib", 8, size=600, seed=0)
+    result = calibrate_qdq(fmnist_onnx, tmp_path / "fm.int8.onnx", tmp_path / "calib", target="onnxruntime",
+                           samples=8, decode="exact")
+    assert result.manifest["preprocess"]["decode"] == "exact"
+    assert result.manifest["certificate"]["data"]["decode"] == "exact"
+    with dnx.load(tmp_path / "fm.int8.onnx", backend="onnxruntime", allow_unverified=True) as clf:
+        assert clf.info()["decode"] == "exact"
