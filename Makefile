@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= build/demo
 
-.PHONY: venv demo test bench gpu-check cpp cpp-asan cpp-deps photo-deps clean
+.PHONY: venv demo test bench gpu-check cpp cpp-asan cpp-deps photo-deps haproxy-deps scale-demo clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,plot,simplify,openvino,serve,triton,cpp]'
+	$(BIN)/pip install --quiet -e '.[test,plot,simplify,openvino,serve,triton,cpp,deploy]'
 	touch $(STAMP)
 
 # The main job on the embedded default (no GPU: onnxruntime CPU): export densenet121 and prove it
@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 # Python tests, then the C++ runtime: configure, build (warnings as errors), Python-written parity
 # fixtures, ctest.
-test: $(STAMP) cpp-deps photo-deps
+test: $(STAMP) cpp-deps photo-deps haproxy-deps
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
@@ -54,6 +54,20 @@ photo-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "the photo tests need: sudo apt-get install $$missing" >&2; exit 1; fi; \
 	fi
+
+# haproxy, the load balancer in front of the replica tests and `make scale-demo` (Debian's package).
+haproxy-deps:
+	@if ! dpkg -s haproxy >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; \
+	  else echo "the replica tests need: sudo apt-get install haproxy" >&2; exit 1; fi; \
+	fi
+
+# Three dnx serve and three dnx triton serve replicas behind haproxy on loopback, under load (32 in
+# flight, <= 60 s), while one is SIGKILLed and while all are replaced by a new version (about 5 min):
+# benchmarks/results/scale_demo.json.
+scale-demo: $(STAMP) haproxy-deps
+	$(BIN)/python -m dnx.benchmarks.scale_demo
 
 cpp: $(STAMP) cpp-deps
 	runtime/cpp/build_and_test.sh

@@ -28,6 +28,7 @@ import numpy as np
 from dnx.benchmarks.gpu_check import PARITY_BATCH, TOLERANCES, Context, PathResult, Skip
 from dnx.compare import Tolerance, compare_logits
 from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.fileio import atomic_path
 
 CHECKS = ("version-compat-python", "version-compat-cpp", "inspect-trt10", "inspect-trt11", "two-gpus-python",
           "two-gpus-cpp")
@@ -83,7 +84,8 @@ def _probe(ctx: Context, device: int) -> dict:
         raise Skip(f"no {probe}: libdnx_runtime was not built with TensorRT here (runtime/cpp/build_and_test.sh "
                    f"builds it where CMake finds TensorRT and CUDA; or set {PROBE_ENV})")
     inputs = ctx.workdir / "parity_inputs.f32"
-    np.ascontiguousarray(ctx.x, dtype=np.float32).tofile(inputs)
+    with atomic_path(inputs) as tmp:
+        np.ascontiguousarray(ctx.x, dtype=np.float32).tofile(tmp)
     done = subprocess.run([str(probe), str(_version_compat_engine(ctx)), str(device), str(inputs), str(len(ctx.x))],
                           capture_output=True, text=True, timeout=max(10.0, ctx.budget.left()))
     if done.returncode != 0:

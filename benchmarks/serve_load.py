@@ -13,12 +13,21 @@ throughput as a ratio of the in-process one. One long run on the first artifact 
 server's RSS after the first 500 and after 5,000 requests.
 
     python -m dnx.benchmarks.serve_load [--quick]
+
+``--photos-2mp`` measures the whole request instead (issue 21): real photos re-encoded at 1600x1200
+JPEG quality 90, ``dnx serve`` at concurrency 8 (decode pool beside the batcher) against the same
+artifact's in-process inference-only throughput (preprocessed batches of 8) and in-process
+end-to-end ``Batcher.predict`` from the same JPEG bytes, interleaved in one run.
+
+    python -m dnx.benchmarks.serve_load --photos-2mp [--models densenet121-int8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,13 +83,13 @@ def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, 
     return _stats(lat, 0, seconds)
 
 
-async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) -> dict:
+async def _load(url: str, concurrency: int, requests: int, photos: list[bytes], time_limit: float = TIME_LIMIT_S) -> dict:
     import httpx
 
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    deadline = time.perf_counter() + TIME_LIMIT_S
+    deadline = time.perf_counter() + time_limit
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         async def worker() -> None:
@@ -106,6 +115,97 @@ async def _load(url: str, concurrency: int, requests: int, photos: list[bytes]) 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
     return _stats(latencies, errors, seconds)
+
+
+def photos_2mp(n: int = 16) -> list[bytes]:
+    """``n`` real photos (the offline ones at least 1000 px on both sides, JPEG camera photos first)
+    scaled to cover 1600x1200, center-cropped to it and re-encoded as JPEG quality 90 (~2 MP)."""
+    from PIL import Image
+
+    from dnx.data.photos import find_photos
+    from dnx.data.preprocess import load_image
+
+    found = sorted(find_photos(min_side=1000), key=lambda p: (p.suffix.lower() not in (".jpg", ".jpeg"), str(p)))
+    blobs = []
+    for path in found[:n]:
+        img = load_image(path).convert("RGB")
+        scale = max(1600 / img.width, 1200 / img.height)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+        left, top = (img.width - 1600) // 2, (img.height - 1200) // 2
+        buf = io.BytesIO()
+        img.crop((left, top, left + 1600, top + 1200)).save(buf, format="JPEG", quality=90)
+        blobs.append(buf.getvalue())
+    return blobs
+
+
+def _inference_window(clf, x: np.ndarray, seconds: float) -> dict:
+    """Images/s of ``clf.logits`` on the preprocessed batch ``x`` for ``seconds`` (no decode, no HTTP)."""
+    lat = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        clf.logits(x)
+        lat.append(time.perf_counter() - start)
+    return {"calls": len(lat), "p50_batch_ms": round(float(np.median(lat) * 1e3), 2),
+            "throughput": round(len(x) * len(lat) / sum(lat), 2)}
+
+
+def e2e_2mp(arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
+            window_s: float = 15.0) -> list[dict]:
+    """``dnx serve`` with 2 MP photos at ``concurrency`` vs in-process inference only on batches of 8.
+
+    The machine may be shared, so the two are interleaved: ``rounds`` x (inference window, service
+    window, inference window), each service window compared with the mean of the two around it."""
+    import dnx
+    from dnx.runtime.serve.process import ServeProcess
+
+    photos = photos_2mp()
+    rows = []
+    for name, path in arts.items():
+        server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8")
+        try:
+            with dnx.load(path) as clf:
+                clf.warm_up((8,))
+                x = clf.preprocess((photos * 8)[:8])
+                asyncio.run(_load(server.url, concurrency, concurrency * 2, photos))  # warm-up
+                windows = []
+                for _ in range(rounds):
+                    before = _inference_window(clf, x, window_s)
+                    http = asyncio.run(_load(server.url, concurrency, 1_000_000, photos, time_limit=window_s))
+                    after = _inference_window(clf, x, window_s)
+                    ratio = http["throughput"] / ((before["throughput"] + after["throughput"]) / 2)
+                    windows.append({"inference_before": before, "service": http, "inference_after": after,
+                                    "service_vs_inference_only": round(ratio, 3)})
+                    print(f"{name}: 2 MP, c={concurrency}: service {http['throughput']:.1f}/s (p50 "
+                          f"{http['p50_ms']:.0f} ms, errors {http['errors']}), inference only "
+                          f"{before['throughput']:.1f} / {after['throughput']:.1f}/s: ratio {ratio:.2f}", flush=True)
+                backend = clf.choice.backend
+            stages = _server_stages(server.url)
+        finally:
+            server.stop()
+        ratios = sorted(w["service_vs_inference_only"] for w in windows)
+        rows.append({"artifact": name, "backend": backend, "photos": len(photos),
+                     "photo_size": "1600x1200 JPEG q90",
+                     "mean_photo_kb": round(sum(map(len, photos)) / len(photos) / 1024, 1),
+                     "concurrency": concurrency, "window_s": window_s, "windows": windows,
+                     "service_stage_mean_ms": stages, "median_service_vs_inference_only": ratios[len(ratios) // 2]})
+        print(f"{name}: median service / inference-only {ratios[len(ratios) // 2]:.2f}; server stages (mean ms) "
+              f"{stages}", flush=True)
+    return rows
+
+
+def _server_stages(url: str) -> dict:
+    """Mean seconds per stage from the server's /metrics histograms, in ms."""
+    import httpx
+
+    sums, counts = {}, {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for kind, table in (("_sum", sums), ("_count", counts)):
+            prefix = f"dnx_stage_seconds{kind}{{stage=\""
+            if line.startswith(prefix):
+                stage = line[len(prefix):].split('"')[0]
+                table[stage] = float(line.split()[1])
+    return {k: round(sums[k] / counts[k] * 1e3, 2) for k in sums if counts.get(k)}
 
 
 def prepare(workdir: Path, quick: bool, only: list[str] | None = None) -> dict[str, Path]:
@@ -140,10 +240,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=2000, help="Requests per row at concurrency 32.")
     parser.add_argument("--models", help="Comma-separated subset of fmnist-fp32, densenet121-fp32, densenet121-int8.")
     parser.add_argument("--batching", choices=("both", "on", "off"), default="both", help="Micro-batching runs.")
+    parser.add_argument("--photos-2mp", action="store_true",
+                        help="Whole requests with 2 MP JPEG photos at concurrency 8 vs inference only (issue 21).")
     args = parser.parse_args(argv)
     from dnx.benchmarks.machine import machine_info
     from dnx.benchmarks.scripts import save_result
     from dnx.runtime.serve.process import ServeProcess
+
+    if args.photos_2mp:
+        with tempfile.TemporaryDirectory(prefix="dnx-serve-2mp-") as tmp:
+            arts = prepare(Path(tmp), False, (args.models or "densenet121-int8").split(","))
+            load_before = os.getloadavg()  # a shared machine's contention, next to the numbers it skews
+            rows = e2e_2mp(arts)
+        return save_result("serve_load_2mp", {"machine": machine_info(), "load_average_1_5_15": {
+            "before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
+            "rows": rows})
 
     rows, rss = [], {}
     with tempfile.TemporaryDirectory(prefix="dnx-serve-load-") as tmp:

@@ -71,7 +71,9 @@ class LiveServer:
 
 
 def _stats(client, model: str) -> dict:
-    return client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    # MODEL is an ensemble (a per-request check, then the network): the batches, queue and compute
+    # times are those of its network step, MODEL_network
+    return client.get_inference_statistics(f"{model}_network", as_json=True)["model_stats"][0]
 
 
 def _per_request_us(before: dict, after: dict, key: str, requests: int) -> float | None:

@@ -114,7 +114,7 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
     comparison, data = check_derived(reference, candidate, precision, manifest, pre)
     tolerance = tolerance_for(precision, manifest)
     cert = make_certificate(
-        proto=proto, reference={"what": "the FP32 ONNX it was derived from", "path": str(reference),
+        proto=proto, preprocess=pre, reference={"what": "the FP32 ONNX it was derived from", "path": str(reference),
                                 "sha256": sha256_file(reference)},
         data={"what": data.source, "images": len(data.images), "labelled": data.labels is not None,
               "fingerprint": data_fingerprint(data.images, data.labels), "decode": pre.decode},

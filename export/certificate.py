@@ -4,7 +4,8 @@ Every ONNX file dnx writes records, under ``manifest["certificate"]``, the check
 the reference (PyTorch weights, or the FP32 ONNX it was derived from, by sha256), the data (what, how
 many images, fingerprint), the metrics and thresholds, the verdict, the backend and machine, and the
 sha256 of the graph's content (the ONNX without its dnx manifest, so the manifest can live inside the
-file it describes). :func:`check_certificate` is what ``dnx.load``, ``dnx serve`` and the Triton
+file it describes), and the preprocessing the check fed the graph (so an edited ``preprocess`` entry,
+e.g. ``std`` set to 0, voids the certificate as an edited graph does). :func:`check_certificate` is what ``dnx.load``, ``dnx serve`` and the Triton
 export run before using an artifact: a failed verdict, changed content, or no certificate at all is
 refused unless the caller opts in (``allow_unverified``).
 """
@@ -12,6 +13,7 @@ refused unless the caller opts in (``allow_unverified``).
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from datetime import datetime, timezone
 from typing import Any
@@ -53,12 +55,23 @@ def machine_summary() -> dict[str, Any]:
     return {"cpu": cpu_model(), "isa": isa_flags(), "python": platform.python_version()}
 
 
-def make_certificate(*, proto, reference: dict, data: dict, cases: dict[str, dict], thresholds: dict,
+def make_certificate(*, proto, preprocess, reference: dict, data: dict, cases: dict[str, dict], thresholds: dict,
                      passed: bool, backend: str) -> dict[str, Any]:
-    """A certificate for ``proto`` (call after the graph is final; the manifest may change afterwards)."""
+    """A certificate for ``proto`` checked with ``preprocess`` (a ``Preprocess``; call after the graph is
+    final; the rest of the manifest may change afterwards)."""
     return {"schema": SCHEMA, "verdict": "passed" if passed else "failed", "content_sha256": content_sha256(proto),
+            "preprocess": json.loads(json.dumps(preprocess.to_dict())),
             "reference": reference, "data": data, "cases": cases, "thresholds": thresholds, "backend": backend,
             "machine": machine_summary(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _same_preprocess(certified, declared) -> bool:
+    from dnx.models.registry import Preprocess
+
+    try:
+        return Preprocess.from_dict(certified) == Preprocess.from_dict(declared)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def check_certificate(manifest: dict | None, proto) -> str | None:
@@ -72,4 +85,15 @@ def check_certificate(manifest: dict | None, proto) -> str | None:
         return f"its recorded verification failed ({cert.get('summary') or 'see dnx inspect'})"
     if cert.get("content_sha256") != content_sha256(proto):
         return "its graph changed after it was verified (content sha256 differs from the certificate)"
+    return check_preprocess_certified(manifest)
+
+
+def check_preprocess_certified(manifest: dict) -> str | None:
+    """Why the manifest's preprocessing is not the one its certificate was checked with, or None."""
+    cert = manifest.get("certificate") or {}
+    if "preprocess" not in cert:
+        return "its certificate does not cover the preprocessing (made by an older dnx)"
+    if not _same_preprocess(cert["preprocess"], manifest.get("preprocess")):
+        return ("its preprocessing changed after it was verified (the manifest's preprocess entry differs from "
+                "the certificate's)")
     return None

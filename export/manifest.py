@@ -111,17 +111,46 @@ def manifest_of(proto, path: str | Path, required: bool = True, hint: str = "") 
     return None
 
 
-def preprocess_from_manifest(manifest: dict[str, Any]) -> Preprocess:
+def preprocess_from_manifest(manifest: dict[str, Any], where: str = "the dnx manifest",
+                             input_shape=None) -> Preprocess:
+    """The one validating reader of a manifest's ``preprocess`` entry, with the rules of the C++ runtime's
+    manifest parser (``runtime/cpp/src/manifest.cpp``): in_channels 1 or 3; image_size and resize_size
+    positive; one mean and one std per channel; std finite and > 0; interpolation bilinear, bicubic or
+    nearest; and, given the graph's NCHW ``input_shape``, channels and image_size that match it. Also:
+    mean finite and within [0, 1] (pixels are scaled to [0, 1] before normalising, so a mean outside is a
+    manifest written for 0-255 pixels). Anything else is one DnxError line naming the field."""
+    def bad(what: str) -> DnxError:
+        return DnxError(f"{where}: {what}; re-export the model with `dnx export`")
+
+    entry = manifest.get("preprocess") if isinstance(manifest, dict) else None
+    if not isinstance(entry, dict):
+        raise bad("the preprocess entry is missing or not an object")
     try:
-        pre = Preprocess.from_dict(manifest["preprocess"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DnxError(f"the dnx manifest's preprocess entry is missing or malformed ({type(exc).__name__}: "
-                       f"{exc}); re-export the model with `dnx export`") from None
-    if (pre.image_size < 1 or pre.resize_size < 1 or pre.in_channels not in (1, 3)
-            or len(pre.mean) != len(pre.std) or len(pre.mean) not in (1, pre.in_channels)
-            or not all(math.isfinite(v) for v in pre.mean) or not all(0 < v < math.inf for v in pre.std)
-            or pre.interpolation not in ("bilinear", "bicubic", "nearest")):
-        raise DnxError(f"the dnx manifest's preprocess entry is not usable ({pre}); re-export the model")
+        pre = Preprocess.from_dict(entry)
+    except KeyError as exc:
+        raise bad(f"the preprocess entry has no {exc.args[0]!r} field") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise bad(f"a preprocess field has the wrong type ({str(exc).splitlines()[0][:100]})") from None
+    if pre.in_channels not in (1, 3):
+        raise bad(f"preprocess in_channels must be 1 or 3, got {pre.in_channels}")
+    if pre.image_size < 1 or pre.resize_size < 1:
+        raise bad(f"preprocess image_size and resize_size must be positive, got {pre.image_size} and {pre.resize_size}")
+    if len(pre.mean) != pre.in_channels or len(pre.std) != pre.in_channels:
+        raise bad(f"preprocess mean and std need one value per input channel ({pre.in_channels}), got "
+                  f"{len(pre.mean)} and {len(pre.std)}")
+    if not all(0 < v < math.inf for v in pre.std):
+        raise bad(f"preprocess std values must be positive and finite, got {list(pre.std)}")
+    if not all(0 <= v <= 1 for v in pre.mean):
+        raise bad(f"preprocess mean values must be within [0, 1] (pixels are scaled to [0, 1] first), "
+                  f"got {list(pre.mean)}")
+    if pre.interpolation not in ("bilinear", "bicubic", "nearest"):
+        raise bad(f"unknown preprocess interpolation {pre.interpolation!r} (expected bilinear, bicubic or nearest)")
+    if input_shape is not None and len(input_shape) == 4:
+        _, c, h, w = input_shape
+        if (c is not None and c != pre.in_channels) or any(d is not None and d != pre.image_size for d in (h, w)):
+            shown = "(" + ", ".join("N" if d is None else str(d) for d in input_shape) + ")"
+            raise bad(f"the graph's input {shown} does not match the "
+                      f"preprocess entry ({pre.in_channels} channels, {pre.image_size}x{pre.image_size})")
     return pre
 
 

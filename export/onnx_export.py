@@ -67,7 +67,8 @@ def export_certificate(proto, report: VerificationReport, loaded: LoadedModel) -
     from dnx.export.certificate import make_certificate
 
     cert = make_certificate(
-        proto=proto, reference={"what": f"PyTorch {loaded.config.name} (torchvision form)", "weights": loaded.weights},
+        proto=proto, preprocess=loaded.config.preprocess,
+        reference={"what": f"PyTorch {loaded.config.name} (torchvision form)", "weights": loaded.weights},
         data={"what": "seeded N(0,1) tensors and the photos bundled with dnx", "images": report.images,
               "labelled": False, "fingerprint": report.fingerprint, "decode": loaded.config.preprocess.decode},
         cases={name: c.to_dict() for name, c in report.cases}, thresholds=asdict(DEFAULT_TOLERANCES["fp32"]),

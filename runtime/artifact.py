@@ -90,9 +90,24 @@ def _onnx_io(proto) -> tuple[str, tuple[int | None, ...], int | None]:
                  for d in inputs[0].type.tensor_type.shape.dim)
     if len(dims) != 4:
         raise DnxError(f"input {inputs[0].name} has {len(dims)} dimensions; dnx runs NCHW image classifiers")
-    out = graph.output[0].type.tensor_type.shape.dim
-    classes = out[-1].dim_value if out and out[-1].HasField("dim_value") else None
-    return inputs[0].name, dims, classes
+    return inputs[0].name, dims, _logits_classes(graph)
+
+
+def _logits_classes(graph) -> int | None:
+    """The class count of the one logits output, (N, classes) or (N, classes, 1, 1) (squeezed at run
+    time, as a 1x1 conv head gives); any other output is refused here with the reason."""
+    if len(graph.output) != 1:
+        raise DnxError(f"the model has {len(graph.output)} outputs ({', '.join(o.name for o in graph.output)}); "
+                       "dnx runs classifiers with one logits output of shape (N, classes)")
+    out = graph.output[0]
+    if not out.type.tensor_type.HasField("shape"):
+        return None  # rank unknown: checked on the warm-up inference
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+    shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
+    if not (len(dims) == 2 or (len(dims) == 4 and dims[2:] == [1, 1])):
+        raise DnxError(f"output {out.name} has shape {shown}; dnx runs classifiers whose output is logits "
+                       "(N, classes), or (N, classes, 1, 1)")
+    return dims[1]
 
 
 class UnverifiedArtifact(DnxError):
@@ -130,8 +145,7 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
         if preprocess is None:
             raise DnxError(f"{path} has no dnx manifest (not exported by dnx); pass its preprocessing "
                            "(mean, std, image_size; `--mean/--std/--image-size` on the command line)")
-        if shape[1] is not None and shape[1] != preprocess.in_channels:
-            raise DnxError(f"{path} takes {shape[1]} channels but the given mean/std have {preprocess.in_channels}")
+        _check_input(path, shape, preprocess)
         return Artifact(path, "onnx", sha, "fp32" if not _has_qdq(proto) else "int8", preprocess, labels,
                         name, shape, classes, None, None, "not a dnx artifact (foreign ONNX, caller's preprocessing)")
     from dnx.export.certificate import check_certificate
@@ -139,9 +153,10 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
     why = check_certificate(manifest, proto)
     if why is None and _sidecar_sha(path) not in (None, sha):
         why = "the file changed after its manifest was written (sha256 differs from the sidecar's)"
+    pre = preprocess or _manifest_preprocess(manifest, path, shape)
+    _check_input(path, shape, pre)
     art = Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
-                   _matching(preprocess or _manifest_preprocess(manifest, path), shape, path),
-                   labels or _labels(manifest), name, shape,
+                   pre, labels or _labels(manifest), name, shape,
                    classes, (manifest.get("calibration") or {}).get("target"), manifest, why)
     return _checked(art, allow_unverified)
 
@@ -184,26 +199,29 @@ def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) ->
         why = "the engine changed after it was built (sha256 differs from its manifest's)"
     elif ((source.get("certificate") or {}).get("verdict")) != "passed":
         why = "its source ONNX carries no passed parity certificate"
+    else:
+        from dnx.export.certificate import check_preprocess_certified
+
+        why = check_preprocess_certified(source)
     return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
-                    _matching(preprocess or _manifest_preprocess(source, path), shape, path), labels or _labels(source), spec["name"],
+                    preprocess or _manifest_preprocess(source, path, shape), labels or _labels(source), spec["name"],
                     shape, classes, (source.get("calibration") or {}).get("target"), manifest, why)
 
 
-def _manifest_preprocess(manifest: dict, path: Path) -> Preprocess:
-    try:
-        return Preprocess.from_dict(manifest["preprocess"])
-    except (KeyError, TypeError, ValueError):
-        raise DnxError(f"{path}'s dnx manifest has no valid preprocess section; re-export it with `dnx export`") from None
+def _manifest_preprocess(manifest: dict, path: Path, shape=None) -> Preprocess:
+    from dnx.export.manifest import preprocess_from_manifest
+
+    return preprocess_from_manifest(manifest, f"{path}'s dnx manifest", shape)
 
 
-def _matching(pre: Preprocess, shape: tuple[int | None, ...], path: Path) -> Preprocess:
-    """The preprocessing, refused when it cannot feed the graph's input (the C++ runtime's rule too)."""
-    want = (pre.in_channels, pre.image_size, pre.image_size)
-    if any(d is not None and d != w for d, w in zip(shape[1:], want)):
-        got = "x".join("?" if d is None else str(d) for d in shape[1:])
-        raise DnxError(f"{path}: the preprocessing makes {'x'.join(map(str, want))} inputs but the graph "
-                       f"takes {got}; re-export the model with `dnx export`")
-    return pre
+def _check_input(path: Path, shape: tuple, pre: Preprocess) -> None:
+    """The graph's input against the preprocessing (the manifest's or the caller's): a mismatch is one
+    line at load, not a multi-line backend error at the first request."""
+    if shape[1] is not None and shape[1] != pre.in_channels:
+        raise DnxError(f"{path} takes {shape[1]} channels but its preprocessing gives {pre.in_channels}")
+    if any(d is not None and d != pre.image_size for d in shape[2:]):
+        raise DnxError(f"{path} takes {shape[2]}x{shape[3]} images but its preprocessing gives "
+                       f"{pre.image_size}x{pre.image_size}")
 
 
 def _labels(manifest: dict) -> list[str] | None:

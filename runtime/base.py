@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.errors import DnxError, MissingDependencyError
 
 
 @dataclass(frozen=True)
@@ -118,5 +118,5 @@ def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16, pad: boo
     return np.concatenate(outputs)
 
 
-class UnavailableBackend(DnxError):
-    """A backend that cannot run on this machine (no GPU, no provider, no TensorRT)."""
+class UnavailableBackend(MissingDependencyError):
+    """A backend that cannot run on this machine (no GPU, no provider, no TensorRT): CLI exit code 2."""

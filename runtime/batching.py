@@ -4,7 +4,9 @@ A ``Batcher`` runs one worker thread in front of a :class:`~dnx.runtime.classifi
 ``submit`` a preprocessed (C, H, W) input and get a ``concurrent.futures.Future`` of its logits row. The
 worker takes the first waiting input, then keeps collecting until ``max_batch`` inputs are in hand or
 ``max_delay_ms`` has passed since that first one, runs one inference, and hands each caller its own
-row. If the inference fails, every caller of that batch gets the exception. The queue is bounded:
+row. Inputs are checked at ``submit`` (shape, dtype, NaN), so a bad input fails alone; should a batch
+still fail, its inputs are retried one by one and only the failing one gets the exception. An error of
+the ``on_batch`` callback reaches that batch's callers; the worker keeps serving. The queue is bounded:
 a full queue raises :class:`Overloaded` at once instead of blocking (a service answers 503).
 
 ``close()`` stops accepting, finishes everything already queued, and joins the worker.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dnx.errors import DnxError
+from dnx.runtime.classifier import InvalidInput
 
 
 class Overloaded(DnxError):
@@ -63,9 +66,22 @@ class Batcher:
 
     def submit(self, x: np.ndarray) -> Future:
         """Queue one preprocessed (C, H, W) float32 input; the future resolves to its logits row and,
-        once resolved, has ``future.timing`` = {queue, inference (seconds), batch_size}."""
-        if x.shape != self.classifier.input_chw:
-            raise DnxError(f"input has shape {x.shape}; the batcher takes one ({', '.join(map(str, self.classifier.input_chw))}) image")
+        once resolved, has ``future.timing`` = {queue, inference (seconds), batch_size}.
+
+        The input is checked here, before it can join a batch (a bad input fails alone, never its
+        batch-mates): anything but a finite float32 array of the model's (C, H, W) shape raises
+        :class:`~dnx.runtime.classifier.InvalidInput`."""
+        want = self.classifier.input_chw
+        if not isinstance(x, np.ndarray):
+            raise InvalidInput(f"the batcher takes one preprocessed image, a float32 numpy array of shape "
+                               f"({', '.join(map(str, want))}), got a {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise InvalidInput(f"the batcher takes float32 input, got {x.dtype}; preprocess with "
+                               "classifier.preprocess (or cast) first")
+        if x.shape != want:
+            raise InvalidInput(f"input has shape {x.shape}; the batcher takes one ({', '.join(map(str, want))}) image")
+        if not np.isfinite(x).all():
+            raise InvalidInput("input holds NaN or infinite values")
         future: Future = Future()
         with self._lock:  # no submit may slip in after close() has queued its stop marker
             if self._closed:
@@ -120,24 +136,48 @@ class Batcher:
                 break
             batch, stop = self._collect(first)
             live = [item for item in batch if item.future.set_running_or_notify_cancel()]
-            if not live:
-                continue
-            started = time.perf_counter()
-            waits = [started - item.enqueued for item in live]
-            for w in waits:
-                self.classifier.timings.record("queue", w)
-            try:
-                logits = self.classifier.logits(np.stack([item.x for item in live]))
-                if len(logits) != len(live):
-                    raise DnxError(f"the backend returned {len(logits)} rows for a batch of {len(live)}")
-            except BaseException as exc:  # every waiter hears about it; the worker keeps serving
-                for item in live:
+            if live:
+                try:
+                    self._serve(live)
+                except BaseException as exc:  # noqa: BLE001  every waiter hears of it; the worker keeps serving
+                    for item in live:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+
+    def _serve(self, live: list[_Item]) -> None:
+        started = time.perf_counter()
+        waits = [started - item.enqueued for item in live]
+        for w in waits:
+            self.classifier.timings.record("queue", w)
+        x = np.stack([item.x for item in live])
+        try:
+            logits = self._logits(x, len(live))
+        except Exception:
+            if len(live) == 1:
+                raise
+            # the inputs were checked at submit, so this is rare (a backend fault): one at a time, so
+            # only the input that fails gets the error
+            logits = None
+        infer_s = time.perf_counter() - started
+        if self._on_batch is not None:
+            self._on_batch(len(live), waits)  # before the results: its error reaches the waiters
+        if logits is None:
+            for item, wait in zip(live, waits):
+                try:
+                    row = self._logits(item.x[None], 1)[0]
+                except Exception as exc:  # noqa: BLE001
                     item.future.set_exception(exc)
-            else:
-                infer_s = time.perf_counter() - started
-                for item, row, wait in zip(live, logits, waits):
-                    # where this caller's time went, read by services that report per-request stages
-                    item.future.timing = {"queue": wait, "inference": infer_s, "batch_size": len(live)}
+                else:
+                    item.future.timing = {"queue": wait, "inference": time.perf_counter() - started, "batch_size": 1}
                     item.future.set_result(row)
-            if self._on_batch is not None:
-                self._on_batch(len(live), waits)
+            return
+        for item, row, wait in zip(live, logits, waits):
+            # where this caller's time went, read by services that report per-request stages
+            item.future.timing = {"queue": wait, "inference": infer_s, "batch_size": len(live)}
+            item.future.set_result(row)
+
+    def _logits(self, x: np.ndarray, n: int) -> np.ndarray:
+        logits = self.classifier.logits(x)
+        if len(logits) != n:
+            raise DnxError(f"the backend returned {len(logits)} rows for a batch of {n}")
+        return logits

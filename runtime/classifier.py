@@ -33,6 +33,15 @@ from dnx.runtime.timings import StageTimings
 
 # Chunk size for a large float batch on a backend without a fixed batch: bounds activation memory.
 _CHUNK = 64
+# What Pillow raises on an image it cannot convert or load: a closed or lazily opened truncated file
+# (OSError, ValueError), a 0x0 image (ZeroDivisionError in the resize), a mode without a conversion
+# (LAB, CMYK to grey: ValueError).
+_IMAGE_ERRORS = (OSError, ValueError, ZeroDivisionError, SyntaxError, EOFError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class InvalidInput(DnxError):
@@ -128,6 +137,8 @@ class Classifier:
             x = preprocess_image(img, self.artifact.preprocess, self.max_pixels)
         except DnxError as exc:
             raise InvalidInput(str(exc)) from None
+        except _IMAGE_ERRORS as exc:  # Pillow on a PIL image given as is: closed, truncated, empty, odd mode
+            raise InvalidInput(f"cannot preprocess the image: {_one_line(exc)}") from None
         done = time.perf_counter()
         encoded = isinstance(item, (bytes, bytearray, memoryview, str, Path))
         if encoded:  # arrays and PIL images arrive decoded
@@ -183,6 +194,11 @@ class Classifier:
             out = result[self._output_name] if self._output_name in result else next(iter(result.values()))
         else:
             out = run_in_batches(self._runner, batch, limit, pad=fixed is not None)
+        if out.ndim == 4 and out.shape[2:] == (1, 1):
+            out = out[:, :, 0, 0]  # a 1x1 conv head's (N, classes, 1, 1) logits, squeezed on purpose
+        if out.ndim != 2 or len(out) != len(batch):
+            raise DnxError(f"the model's output has shape {out.shape} for a batch of {len(batch)}; dnx runs "
+                           "classifiers whose output is logits (N, classes), or (N, classes, 1, 1)")
         self.timings.record("inference", time.perf_counter() - start)
         return out
 

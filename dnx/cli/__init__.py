@@ -27,6 +27,7 @@ from dnx.cli import bench, engine, export, models, precision  # noqa: F401  (reg
 from dnx.cli import serve  # noqa: F401
 from dnx.cli import paper  # noqa: F401
 from dnx.cli import triton  # noqa: F401
+from dnx.cli import deploy  # noqa: F401
 from dnx.cli.common import err
 from dnx.cli.group import cli, options
 from dnx.errors import DnxError

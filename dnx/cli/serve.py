@@ -23,12 +23,21 @@ from dnx.cli.group import cli
               help="Requests admitted at once; more are answered 503 with Retry-After.")
 @click.option("--max-body-mb", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest request body; larger ones get 413.")
+@click.option("--body-timeout-s", default=30.0, show_default=True, type=click.FloatRange(0, 3600, min_open=True),
+              help="A request body must arrive within this; slower clients get 408.")
+@click.option("--max-request-pixels", default=100_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Pixels of all images of one request together (read from their headers); more get 413.")
+@click.option("--decode-threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Threads that decode and preprocess images beside inference (0: one per CPU core, at most 8).")
 @click.option("--top-k", "default_top_k", default=5, show_default=True, type=click.IntRange(min=1),
               help="Predictions per image when the request has no ?top_k=.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Server processes, each with its own model copy.")
+@click.option("--docs", is_flag=True, help="Serve /docs, /redoc and /openapi.json (Swagger UI loads from a CDN).")
 @click.option("--allow-unverified", is_flag=True,
               help="Serve a dnx artifact whose parity certificate failed, is missing or no longer matches it.")
+@click.option("--model-version", help="Version name /v1/model and the X-Model-Version header report "
+                                      "(default: the artifact's sha256, first 12 hex digits).")
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
@@ -37,27 +46,31 @@ from dnx.cli.group import cli
 @click.option("--exif-orientation/--no-exif-orientation", default=True, show_default=True,
               help="Turn photos upright by their EXIF orientation tag.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
-              default_top_k, workers, allow_unverified, mean, std, image_size, decode, exif_orientation) -> None:
+              body_timeout_s, max_request_pixels, decode_threads, default_top_k, workers, docs, allow_unverified,
+              model_version, mean, std, image_size, decode, exif_orientation) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
-    Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0.
+    Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0 (with
+    --workers N, after every worker has stopped). A model that cannot be loaded: exit 1, one line.
     """
     from dnx.cli.common import manual_preprocess
     from dnx.errors import require
-    from dnx.runtime.serve.http import ServeConfig, serve
+    from dnx.runtime.serve.service import ServeConfig
+    from dnx.runtime.serve.supervisor import serve
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
         require(module, "serve", "dnx serve")
     pre = manual_preprocess(mean, std, image_size)
     config = ServeConfig(artifact=artifact, host=host, port=port, backend=backend, device=device, threads=threads,
                          max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                         max_body_bytes=int(max_body_mb * 1024 * 1024), default_top_k=default_top_k,
-                         workers=workers, allow_unverified=allow_unverified, decode=decode,
-                         exif_orientation=exif_orientation,
+                         max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout_s=body_timeout_s,
+                         max_request_pixels=max_request_pixels, decode_threads=decode_threads,
+                         default_top_k=default_top_k, workers=workers, docs=docs, allow_unverified=allow_unverified,
+                         model_version=model_version, decode=decode, exif_orientation=exif_orientation,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     config.validate()  # option errors before the "loading" line
     click.echo(f"dnx serve: loading {artifact} ...", err=True)
     counts = serve(config)
-    tally = f"; answered {counts['answered']} of {counts['received']} classify requests received" if counts else ""
+    tally = f"; answered {counts['answered']} of {counts['received']} classify requests received"
     click.echo(f"dnx serve: stopped{tally}", err=True)

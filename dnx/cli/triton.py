@@ -103,7 +103,10 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
                                queue_delay_us=queue_delay_us, preferred_batch=_sizes(preferred_batch),
                                instances=instances, allow_unverified=allow_unverified)
 
+    served = []
+
     def ready(server) -> None:
+        served.append(server)
         image = f", {server.image_model_name} (image bytes)" if server.image_model_name else ""
         click.echo(f"dnx triton serve: ready: model {server.model_name}{image} on http {server.url('http')}, "
                    f"grpc {server.url('grpc')}, metrics {server.url('metrics')} "
@@ -111,4 +114,8 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
 
     click.echo(f"dnx triton serve: loading {artifact} ...", err=True)
     serve(config, on_ready=ready)
+    left = served[0].left_behind if served else {}
+    if any(left.values()):
+        click.echo("dnx: note: tritonserver did not stop cleanly; removed what it left: "
+                   + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in left.items() if n), err=True)
     click.echo("dnx triton serve: stopped", err=True)

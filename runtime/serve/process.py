@@ -33,11 +33,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+def bind_listener(host: str, port: int, option: str = "--port", backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: any free port), or a one-line DnxError when the port is
+    taken. ``SO_REUSEADDR``, as uvicorn and tritonserver set it: a port whose last server was killed
+    (its connections in TIME_WAIT) can be listened on again at once, and only a live listener refuses."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise DnxError(f"cannot listen on {host}:{port} ({option}): {exc.strerror}; choose another {option} "
+                       "or stop what uses it") from None
+    return sock
+
+
+def check_port_free(host: str, port: int, option: str = "--port") -> int:
+    """``port`` if a server could listen on it now (a free one for 0), checked the way the server will
+    bind it (``SO_REUSEADDR``); a one-line DnxError when it is taken. For servers that bind it themselves."""
+    with bind_listener(host, port, option, backlog=1) as probe:
+        return probe.getsockname()[1]
+
+
 class ServeProcess:
-    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300) -> None:
+    def __init__(self, artifact: str | Path, *args: str, timeout: float = 300, port: int | None = None) -> None:
         import httpx
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "dnx.cli", "serve", str(artifact), "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

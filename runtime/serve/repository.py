@@ -13,7 +13,8 @@ For each artifact (an ONNX file dnx wrote, or a ``dnx build`` engine) the reposi
 Every config is built as a dict, parsed into Triton's own ``ModelConfig`` protobuf (shipped with
 tritonclient) and written in protobuf text format, so a field Triton does not know fails here, not
 at server start. Each model folder is built in a temporary folder beside its final name and renamed
-into place: an interrupted export never leaves a half-written model folder.
+into place: an interrupted export never leaves a half-written model folder. Each also holds a marker
+file (``.dnx-model``): ``--force`` replaces only folders that carry it, never the user's own models.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.runtime.serve.repository_folders import (  # noqa: F401 (MARKER: re-exported)
+    MARKER, RepositoryError, check_replaceable, check_repo, commit, stage_model)
 
 # Triton serves a model under its folder name in URLs (/v2/models/NAME) and in ensemble steps; this
 # is the set every Triton tool accepts (PyTriton's own check), and a leading dot would hide the folder.
@@ -38,10 +39,6 @@ IMAGE_INPUT = "IMAGE"  # the ensemble's input: one encoded image (JPEG/PNG/...) 
 DEFAULT_MAX_BATCH = 8  # for a dynamic-batch ONNX file when --max-batch is not given
 KINDS = ("gpu", "cpu")
 VERSION_COMPAT_ARG = "--backend-config=tensorrt,version-compatible=true"
-
-
-class RepositoryError(DnxError):
-    """An artifact or option a Triton repository cannot be made from."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,49 +310,6 @@ class RepositoryResult:
     server_args: tuple[str, ...] = ()  # tritonserver options the models need (version-compatible engines)
 
 
-def _check_repo(repo: Path, force: bool) -> None:
-    if repo.exists() and not repo.is_dir():
-        raise RepositoryError(f"--repo {repo} exists and is not a folder; choose another --repo")
-    if repo.is_dir() and any(repo.iterdir()) and not force:
-        raise RepositoryError(f"--repo {repo} exists and is not empty; pass --force to replace dnx's model folders "
-                              "in it (other models are left alone) or choose an empty folder")
-    repo.mkdir(parents=True, exist_ok=True)
-
-
-def _stage_model(repo: Path, name: str, config: dict, files: dict[str, Path | bytes]) -> Path:
-    """Write one model folder under a temporary name beside its final one; returns that folder."""
-    from dnx.fileio import atomic_path, write_bytes_atomic
-
-    stage = Path(tempfile.mkdtemp(prefix=f".{name}~", dir=repo))
-    try:
-        for rel, content in {"config.pbtxt": to_pbtxt(config).encode(), **files}.items():
-            target = stage / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, Path):
-                with atomic_path(target) as tmp:
-                    shutil.copyfile(content, tmp)
-            else:
-                write_bytes_atomic(target, content)
-        stage.chmod(0o755)  # mkdtemp's 0700 would hide the model from a server running as another user
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return stage
-
-
-def _commit(repo: Path, staged: dict[str, Path]) -> None:
-    """Rename each staged folder to its model name, replacing an old one (--force) only at the last step."""
-    for name, stage in staged.items():
-        final = repo / name
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}~old", dir=repo))
-            final.rename(old / name)
-        stage.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options: RepositoryOptions,
                       names: Sequence[str] | None = None) -> RepositoryResult:
     """Write a Triton model repository for ``artifacts`` into ``repo`` (see the module docstring)."""
@@ -386,12 +340,13 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
     if len(configs) != len(builders) * (3 if options.ensemble else 1):  # a name was written twice
         raise RepositoryError("two artifacts would share a model name; pass --name for each")
     repo = Path(repo)
-    _check_repo(repo, options.force)
+    check_repo(repo, options.force)
+    check_replaceable(repo, list(configs))
     staged: dict[str, Path] = {}
     try:
         for name, config in configs.items():
-            staged[name] = _stage_model(repo, name, config, files[name])
-        _commit(repo, staged)
+            staged[name] = stage_model(repo, name, {"config.pbtxt": to_pbtxt(config).encode(), **files[name]})
+        commit(repo, staged)
     finally:
         for stage in staged.values():
             if stage.exists():

@@ -11,9 +11,21 @@ Models served (NAME: the artifact's file stem unless given):
   ``dnx triton export`` writes them for the same artifact;
 - ``NAME_image``: one encoded image (BYTES) per row -> logits and the top-1 label, with dnx's
   preprocessing from the manifest.
+Both are ensembles that check each request alone before Triton batches ``NAME_network``, the
+Classifier bound through PyTriton (:mod:`dnx.runtime.serve.triton_front`): a bad request is answered
+INVALID_ARGUMENT in one line and never fails the requests batched with it.
 
 Only loopback by default. The process tree is tritonserver (a child) and its Python-backend stubs
 (grandchildren); :meth:`TritonServer.stop` stops them all and is safe to call twice.
+
+Stopping drains. Asked to stop, tritonserver (2.51) first waits for every HTTP connection to close,
+serving what keeps arriving on them, and when its exit timeout ends with inferences still in flight it
+exits hard (``Signal (11)``, stubs left running, requests answered by a closed connection). So
+:meth:`TritonServer.stop` first unloads the models through Triton's repository API: requests already
+in flight are answered, new ones get Triton's one-line 404 ("unknown model"), and only then is the
+server stopped, with nothing in flight. Whatever a crash would still leave (stub processes, their
+shared memory, the folders Triton localized models into) is recorded while the server runs and
+removed after it has stopped (:mod:`dnx.runtime.serve.triton_process`).
 """
 
 from __future__ import annotations
@@ -23,10 +35,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sysconfig
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from dnx.errors import DnxError, require
+from dnx.runtime.serve.triton_front import LABEL_OUTPUT, NETWORK_SUFFIX, front_models, load_front_models
+from dnx.runtime.serve.triton_process import ServerTree, become_subreaper
 
 IMAGE_SUFFIX = "_image"
-LABEL_OUTPUT = "label"
 
 
 class TritonServeError(DnxError):
@@ -88,14 +101,9 @@ class TritonServeConfig:
 
 def _free_port(host: str, port: int, option: str) -> int:
     """``port`` if it can be bound on ``host`` (a free one for 0); a one-line error when it is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise DnxError(f"cannot listen on {host}:{port} ({option}): {exc.strerror}; choose another {option} "
-                           "or stop what uses it") from None
-        return probe.getsockname()[1]
+    from dnx.runtime.serve.process import check_port_free
+
+    return check_port_free(host, port, option)
 
 
 @contextlib.contextmanager
@@ -107,10 +115,15 @@ def server_library_path() -> Iterator[None]:
     load ("'_thread.RLock' object has no attribute '_recursion_count'"). PyTriton copies os.environ
     into the server's environment at start, so the change is made there and undone afterwards.
     """
+    import pytriton
+
     libdir = sysconfig.get_config_var("LIBDIR")
+    # PyTriton takes its wheel's libraries folder for an editable install's when its site-packages is not
+    # this interpreter's own (a venv layered on another's packages by a .pth file): name the real one.
+    wheel_libs = Path(pytriton.__file__).resolve().parents[1] / "nvidia_pytriton.libs"
     before = os.environ.get("LD_LIBRARY_PATH")
-    if libdir:
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, before) if p)
+    parts = (libdir, str(wheel_libs) if wheel_libs.is_dir() else None, before)
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in parts if p)
     try:
         yield
     finally:
@@ -150,12 +163,20 @@ class TritonServer:
         self.ports: dict[str, int] = {}
         self._triton = None
         self._logdir: Path | None = None
+        self._tree = ServerTree()
+        self._front: dict[str, tuple[dict, dict]] = {}
+        self.left_behind: dict[str, int] = {}  # what the last stop had to clean up after tritonserver
         self._lock = threading.Lock()
 
     # -- facts ---------------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
         return self.spec.name
+
+    @property
+    def network_model_name(self) -> str:
+        """The PyTriton-bound Classifier the ensembles call (not meant for clients)."""
+        return self.spec.name + NETWORK_SUFFIX
 
     @property
     def image_model_name(self) -> str | None:
@@ -209,16 +230,49 @@ class TritonServer:
             triton, self._triton = self._triton, None
             classifier, self.classifier = self.classifier, None
         if triton is not None:
+            self._tree.record(os.getpid())
+            self._drain(triton)
             triton.stop()
+            self.left_behind = self._tree.sweep()
         if classifier is not None:
             classifier.close()
         if self._logdir is not None:
             shutil.rmtree(self._logdir, ignore_errors=True)
             self._logdir = None
 
+    def _drain(self, triton) -> None:
+        """Unload the models (the image model first: it may use the network's instance) so that requests
+        in flight are answered and new ones refused, bounded by the exit timeout."""
+        import tritonclient.http as http
+
+        if not triton.is_alive():
+            return
+        headers = self._admin_headers(triton)
+        # the ensembles first (requests stop entering), then their steps
+        names = [n for n in (self.image_model_name, self.model_name) if n] + [
+            n for n in self._front if n not in (self.image_model_name, self.model_name)] + [self.network_model_name]
+        timeout = float(self.config.exit_timeout_s)
+        try:
+            with contextlib.closing(http.InferenceServerClient(self.url("http"), network_timeout=timeout)) as admin:
+                for name in names:
+                    admin.unload_model(name, headers=headers)
+                deadline = time.monotonic() + timeout
+                while any(admin.is_model_ready(n) for n in names) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        except Exception:  # noqa: BLE001  (the server is going away; its own stop below still runs)
+            return
+
+    def _admin_headers(self, triton=None) -> dict[str, str]:
+        """The header that opens Triton's restricted endpoints (model repository) to this process."""
+        from pytriton.triton import TRITON_ACCESS_HEADER
+
+        return {TRITON_ACCESS_HEADER: (triton or self._triton).get_access_token()}
+
     def _start_triton(self) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        from dnx.runtime.serve.repository import RepositoryOptions
 
         c, spec = self.config, self.spec
         triton_config = TritonConfig(
@@ -236,45 +290,37 @@ class TritonServer:
         model_config = ModelConfig(batching=batching, max_batch_size=spec.max_batch, batcher=batcher)
         out_dtype = np.float16 if spec.output_dtype == "TYPE_FP16" else np.float32
         inputs = [Tensor(name=spec.artifact.input_name, dtype=np.float32, shape=spec.input_dims)]
-        outputs = [Tensor(name=spec.output_name, dtype=out_dtype, shape=spec.output_dims)]
+        label_shape = (1,) if batching else (spec.artifact.input_shape[0], 1)
+        outputs = [Tensor(name=spec.output_name, dtype=out_dtype, shape=spec.output_dims),
+                   Tensor(name=LABEL_OUTPUT, dtype=bytes, shape=label_shape)]
+        self._front = front_models(spec, RepositoryOptions(instances=c.instances, kind="cpu"),
+                                   image_model=self.image_model_name is not None)
         with server_library_path():
             self._triton = Triton(config=triton_config, security_config=security)
             # One callable per instance: Triton runs them in parallel; the Classifier is thread-safe.
-            self._triton.bind(spec.name, [_logits_fn(self.classifier, spec)] * c.instances, inputs, outputs,
-                              config=model_config, strict=True)
-            if self.image_model_name:
-                self._triton.bind(self.image_model_name, [_image_fn(self.classifier, spec)] * c.instances,
-                                  [Tensor(name="IMAGE", dtype=bytes, shape=(1,))],
-                                  [*outputs, Tensor(name=LABEL_OUTPUT, dtype=bytes, shape=(1,))],
-                                  config=model_config)
+            self._triton.bind(self.network_model_name, [_network_fn(self.classifier, spec)] * c.instances, inputs,
+                              outputs, config=model_config, strict=True)
             try:
                 self._triton.run()
+                load_front_models(self.url("http"), self._admin_headers(), self._front, timeout_s=120)
             except Exception as exc:  # PyTriton's TimeoutError / validation errors, the server's reasons in the log
                 raise TritonServeError(f"tritonserver did not start ({type(exc).__name__}: {_summary(str(exc))}); "
                                        f"server log: {log_tail(self.log_path)}") from None
         if not self._triton.is_alive():
             raise TritonServeError(f"tritonserver exited during start; server log: {log_tail(self.log_path)}")
+        self._tree.record(os.getpid())
 
 
-def _logits_fn(classifier, spec) -> Callable:
-    from pytriton.decorators import batch
-
-    @batch
-    def infer(**inputs):
-        return {spec.output_name: classifier.logits(inputs[spec.artifact.input_name])}
-
-    return infer
-
-
-def _image_fn(classifier, spec) -> Callable:
+def _network_fn(classifier, spec) -> Callable:
+    """Logits and the top-1 label of each row; the ensembles in front have checked every request."""
     from pytriton.decorators import batch
 
     labels = classifier.labels
 
     @batch
-    def infer(IMAGE):  # noqa: N803  (the tensor's name)
-        logits = classifier.logits(classifier.preprocess([bytes(b) for b in IMAGE.reshape(-1)]))
-        top = logits.argmax(axis=1)
+    def infer(**inputs):
+        logits = classifier.logits(inputs[spec.artifact.input_name])
+        top = logits.argmax(axis=-1).reshape(-1)
         names = [(labels[i] if labels and i < len(labels) else str(i)).encode() for i in top]
         return {spec.output_name: logits, LABEL_OUTPUT: np.array(names, dtype=object).reshape(-1, 1)}
 
@@ -287,6 +333,7 @@ def serve(config: TritonServeConfig, on_ready: Callable[[TritonServer], None] | 
     ``on_ready(server)`` is called once the models are loaded. Raises TritonServeError when the server
     fails to start or stops on its own.
     """
+    become_subreaper()  # stubs orphaned by a tritonserver crash stay ours to stop
     stop = threading.Event()
     handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -30,10 +30,14 @@ ALLOWED = {
     ("calibration/qdq.py", "ort_cache.write_text("): "onnxruntime's range input, in a TemporaryDirectory",
     ("calibration/qdq.py", "onnx.save(qproto, str(written))"): "certify() rewrites the temporary file its "
                                                                 "callers hold from atomic_path",
-    ("runtime/serve/repository.py", "final.rename("): "a Triton model folder is staged and swapped whole; "
+    ("runtime/serve/repository_folders.py", "final.rename("): "a Triton model folder is staged and swapped whole; "
                                                       "its files are written with atomic_path",
-    ("runtime/serve/repository.py", "stage.rename("): "as above: the staged folder replaces the old one",
+    ("runtime/serve/repository_folders.py", "stage.rename("): "as above: the staged folder replaces the old one",
     ("benchmarks/triton_load.py", "log.open("): "a server's live log during a load test, not an artifact",
+    ("runtime/deploy/haproxy.py", "self.log_path.open("): "haproxy's live log in a replica test's folder",
+    ("runtime/deploy/replicas.py", "log.open("): "a replica's live log in a replica test's folder",
+    ("benchmarks/scale_demo.py", "Image.fromarray(image[0]).save(png"): "a PNG request body in memory (BytesIO)",
+    ("benchmarks/serve_load.py", ".save(buf,"): "encodes request photos into memory (io.BytesIO), no file",
 }
 
 

@@ -136,6 +136,7 @@ def test_metadata_and_config_as_exported(server, fmnist_onnx, tmp_path):
     with http.InferenceServerClient(server.http_url) as client:
         meta = client.get_model_metadata("fmnist")
         config = client.get_model_config("fmnist")
+        network = client.get_model_config("fmnist_network")
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [("input", "FP32", [-1, 1, 28, 28])]
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]] == [("logits", "FP32", [-1, 10])]
     # the live model has the names, dims and batch size `dnx triton export` writes for the same artifact
@@ -144,7 +145,9 @@ def test_metadata_and_config_as_exported(server, fmnist_onnx, tmp_path):
         [(t.name, list(t.dims)) for t in exported.input]
     assert [(t["name"], [int(d) for d in t["dims"]]) for t in config["output"]] == \
         [(t.name, list(t.dims)) for t in exported.output]
-    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    # fmnist is the ensemble that checks each request; Triton batches its network step
+    assert config["platform"] == "ensemble"
+    assert network["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
 
 
 def test_image_model_answers_labels_like_predict(server, reference):
@@ -183,7 +186,7 @@ def test_wrong_shape_or_dtype_gets_tritons_error_and_serving_goes_on(server, ref
 def test_concurrent_requests_are_batched_by_triton(server, reference):
     x = np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)
     with grpc.InferenceServerClient(server.grpc_url) as client:
-        before = client.get_inference_statistics("fmnist", as_json=True)["model_stats"][0]
+        before = client.get_inference_statistics("fmnist_network", as_json=True)["model_stats"][0]
         inp = grpc.InferInput("input", [1, 1, 28, 28], "FP32")
         inp.set_data_from_numpy(x)
         done, results = threading.Semaphore(0), []
@@ -201,7 +204,7 @@ def test_concurrent_requests_are_batched_by_triton(server, reference):
         # JSON (protobuf leaves out default values).
         deadline = time.monotonic() + 10
         while True:
-            after = client.get_inference_statistics("fmnist", as_json=True)["model_stats"][0]
+            after = client.get_inference_statistics("fmnist_network", as_json=True)["model_stats"][0]
             inferences = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
             if inferences >= 16 or time.monotonic() > deadline:
                 break

@@ -5,11 +5,15 @@
 #include <dnx/runtime.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -18,6 +22,66 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Larger files are refused before they are read: no photo is this big, and a FIFO or /dev/zero
+// named as an image would otherwise be read without end.
+constexpr std::uintmax_t kMaxImageBytes = 256u << 20;
+
+[[noreturn]] void usage_error(const std::string& message) {
+    throw dnx::Error(dnx::Error::Code::InvalidArgument, message + "; see dnx-classify --help");
+}
+
+// The value of a numeric option, checked whole and against its range, so that the std::stoi/stod
+// that read it cannot fail or wrap; other options' values pass through. --top is checked against
+// the model's classes once it is loaded (Classifier::classify).
+std::string checked_value(const std::string& name, const std::string& text) {
+    struct Range { const char* name; double lo, hi; bool integer; };
+    static const Range ranges[] = {{"--top", 1, 100000, true}, {"--threads", 0, 1024, true},
+                                   {"--batch", 1, 4096, true}, {"--warmup", 0, 3600, false},
+                                   {"--duration", 0.001, 3600, false}};
+    for (const Range& r : ranges) {
+        if (name != r.name) continue;
+        double v = 0;
+        bool whole = false;
+        if (r.integer) {
+            long long n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            whole = ec == std::errc() && end == text.data() + text.size() && !text.empty();
+            v = static_cast<double>(n);
+        } else {
+            try {
+                std::size_t used = 0;
+                v = std::stod(text, &used);
+                whole = used == text.size() && std::isfinite(v);
+            } catch (const std::exception&) {
+                whole = false;
+            }
+        }
+        if (!whole || v < r.lo || v > r.hi) {
+            std::ostringstream range;
+            range << r.lo << " to " << r.hi;
+            usage_error(name + (r.integer ? " takes an integer from " : " takes seconds from ") + range.str() +
+                        ", got '" + text + "'");
+        }
+    }
+    return text;
+}
+
+// A path the tool will read: a regular file (not a folder, FIFO or device) of at most max_bytes.
+void check_regular_file(const std::string& path, const char* what, std::uintmax_t max_bytes) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status))
+        throw dnx::Error(dnx::Error::Code::NotFound, std::string(what) + " " + path + " does not exist");
+    if (!std::filesystem::is_regular_file(status))
+        throw dnx::Error(dnx::Error::Code::InvalidArgument,
+                         std::string(what) + " " + path + " is not a regular file (a folder, device or pipe)");
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec && size > max_bytes)
+        throw dnx::Error(dnx::Error::Code::InvalidArgument, std::string(what) + " " + path + " is " +
+                                                                std::to_string(size >> 20) + " MiB; the limit is " +
+                                                                std::to_string(max_bytes >> 20) + " MiB");
+}
 
 const char* kUsage =
     "usage: dnx-classify [--top K] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
@@ -40,8 +104,8 @@ Args parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         auto value = [&](const char* name) -> std::string {
-            if (i + 1 >= argc) throw dnx::Error(dnx::Error::Code::InvalidArgument, std::string(name) + " needs a value");
-            return argv[++i];
+            if (i + 1 >= argc) usage_error(std::string(name) + " needs a value");
+            return checked_value(name, argv[++i]);
         };
         if (arg == "--bench") a.bench = true;
         else if (arg == "--allow-unverified") a.allow_unverified = true;
@@ -53,12 +117,15 @@ Args parse(int argc, char** argv) {
         else if (arg == "--warmup") a.warmup_s = std::stod(value("--warmup"));
         else if (arg == "--duration") a.duration_s = std::stod(value("--duration"));
         else if (arg == "-h" || arg == "--help") { std::cout << kUsage; std::exit(0); }
-        else if (!arg.empty() && arg[0] == '-') throw dnx::Error(dnx::Error::Code::InvalidArgument, "unknown option " + arg);
+        else if (!arg.empty() && arg[0] == '-') usage_error("unknown option " + arg);
         else rest.push_back(arg);
     }
-    if (rest.size() < 2) throw dnx::Error(dnx::Error::Code::InvalidArgument, "need a MODEL and at least one IMAGE");
+    if (rest.size() < 2) usage_error("need a MODEL and at least one IMAGE");
     a.model = rest[0];
     a.images.assign(rest.begin() + 1, rest.end());
+    // every path is checked before the model loads: a bad one fails fast, and nothing unbounded is read
+    check_regular_file(a.model, "MODEL", std::numeric_limits<std::uintmax_t>::max());
+    for (const auto& image : a.images) check_regular_file(image, "IMAGE", kMaxImageBytes);
     return a;
 }
 
@@ -206,8 +273,8 @@ int main(int argc, char** argv) {
     } catch (const dnx::Error& e) {
         std::fprintf(stderr, "dnx-classify: %s\n", e.what());
         return 1;
-    } catch (const std::exception& e) {  // e.g. std::stoi on a malformed number
-        std::fprintf(stderr, "dnx-classify: %s\n%s", e.what(), kUsage);
+    } catch (const std::exception& e) {  // a bug or an exhausted resource: still one line
+        std::fprintf(stderr, "dnx-classify: %s\n", e.what());
         return 1;
     }
 }

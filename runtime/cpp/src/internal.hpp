@@ -26,6 +26,9 @@ Image apply_orientation(Image image, int orientation);
 // The whole file as bytes/text; Error(NotFound) when it cannot be opened.
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
+// The same for a file of at most max_bytes; read_file allows any manifest or engine dnx writes (4 GiB).
+// Both refuse a non-regular file (folder, device, FIFO) in one line instead of reading it without end.
+std::string read_file(const std::string& path, std::uint64_t max_bytes);
 std::string sidecar_path(const std::string& path);  // PATH.json
 
 // One loaded model. infer() is thread-safe and blocks while every pool slot is busy.

@@ -3,6 +3,7 @@
 // fails here with its field named, not later with a shape error.
 #include "internal.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <sys/stat.h>
@@ -32,12 +33,44 @@ Interpolation interpolation_of(const std::string& name, const std::string& where
     bad(where, "unknown interpolation \"" + name + "\" (expected bilinear, bicubic or nearest)");
 }
 
+// JSON equality with numbers compared by value (1 == 1.0), as Python compares the parsed entries.
+bool same_value(const json& a, const json& b) {
+    if (a.is_number() && b.is_number()) return a.get<double>() == b.get<double>();
+    if (a.is_array() && b.is_array()) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (!same_value(a[i], b[i])) return false;
+        return true;
+    }
+    if (a.is_object() && b.is_object()) {
+        if (a.size() != b.size()) return false;
+        for (auto it = a.begin(); it != a.end(); ++it)
+            if (!b.contains(it.key()) || !same_value(it.value(), b[it.key()])) return false;
+        return true;
+    }
+    return a == b;
+}
+
 }  // namespace
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& path) { return read_file(path, std::uint64_t{1} << 32); }
+
+std::string read_file(const std::string& path, std::uint64_t max_bytes) {
+    // A regular file of known size only: a FIFO, a device (/dev/zero) or a folder named as a manifest
+    // or an engine would otherwise be read without end, or fail later with a misleading message.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw Error(Error::Code::NotFound, "cannot open " + path + ": no such file");
+    if (!S_ISREG(st.st_mode))
+        throw Error(Error::Code::BadArtifact, path + " is not a regular file (a folder, device or pipe)");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+        throw Error(Error::Code::BadArtifact, path + " is " + std::to_string(st.st_size) + " bytes, more than the " +
+                                                  std::to_string(max_bytes) + " a dnx file of its kind can be");
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(Error::Code::NotFound, "cannot open " + path + ": no such readable file");
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in) throw Error(Error::Code::NotFound, "cannot open " + path + ": not readable");
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return text;
 }
 
 bool file_exists(const std::string& path) {
@@ -105,6 +138,12 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         if (cert.is_object() && cert.value("schema", std::string()) == "dnx.certificate/1") {
             m.certificate_verdict = cert.value("verdict", std::string("unknown"));
             if (cert.contains("summary") && cert["summary"].is_string()) m.certificate_summary = cert["summary"];
+            // The certificate records the preprocessing it was checked with (export/certificate.py): an
+            // edited preprocess entry voids it, as an edited graph does.
+            if (cert.contains("preprocess") && !same_value(cert["preprocess"], pre)) {
+                m.certificate_verdict = "no longer holds";
+                m.certificate_summary = "the manifest's preprocess entry differs from the one it was verified with";
+            }
         }
     } catch (const json::exception& e) {
         bad(where, std::string("manifest field has the wrong type (") + e.what() + ")");
@@ -115,7 +154,10 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
     if (p.mean.size() != static_cast<std::size_t>(p.in_channels) || p.std.size() != p.mean.size())
         bad(where, "mean and std need one value per input channel");
     for (float s : p.std)
-        if (!(s > 0.0f)) bad(where, "std values must be positive");
+        if (!(s > 0.0f) || !std::isfinite(s)) bad(where, "std values must be positive and finite");
+    // pixels are scaled to [0, 1] before normalising: a mean outside was written for 0-255 pixels
+    for (float v : p.mean)
+        if (!(v >= 0.0f && v <= 1.0f)) bad(where, "mean values must be within [0, 1] (pixels are scaled to [0, 1] first)");
     if (m.input_shape[1] != p.in_channels || m.input_shape[2] != p.image_size || m.input_shape[3] != p.image_size)
         bad(where, "input shape does not match the preprocess block (channels / image_size)");
     if (m.labels.empty()) bad(where, "manifest has neither label names nor an output shape to count classes");

@@ -1,0 +1,18 @@
+# One dnx-classify run that must fail as a user error: exit CODE, one stderr line matching REGEX,
+# nothing on stdout. ARGS is a ';'-separated list passed as '|'-separated (ctest keeps it whole).
+string(REPLACE "|" ";" args "${ARGS}")
+execute_process(COMMAND ${EXE} ${args} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
+if(NOT code STREQUAL "${CODE}")
+  message(FATAL_ERROR "exit ${code}, expected ${CODE}; stderr: ${err}")
+endif()
+string(REGEX MATCHALL "\n" newlines "${err}")
+list(LENGTH newlines lines)
+if(NOT lines EQUAL 1 OR NOT err MATCHES "^dnx-classify: [^\n]*\n$")
+  message(FATAL_ERROR "stderr is not one 'dnx-classify: ...' line: [${err}]")
+endif()
+if(NOT err MATCHES "${REGEX}")
+  message(FATAL_ERROR "stderr [${err}] does not match [${REGEX}]")
+endif()
+if(NOT out STREQUAL "")
+  message(FATAL_ERROR "stdout should be empty: [${out}]")
+endif()
