@@ -14,6 +14,9 @@ that cannot is reported as skipped with the reason (no CUDA device, provider not
 TensorRT missing, time budget). Weights are random (no pretrained DenseNet exists offline), so
 reduced precisions are judged by cosine, not by top-1 agreement on tiny logit margins.
 
+Then the whole request on the GPU (benchmarks/gpu_request.py): real photos re-encoded at 2 and 12 MP,
+decoded by nvJPEG in one batched call, preprocessed on the GPU and inferred from device memory.
+
 Writes ``STEM.json`` (machine facts, every path, every number) and ``STEM.md`` (one table); STEM
 defaults to ``benchmarks/results/gpu_check`` on a GPU machine and ``..._cpu`` without one, where
 nothing runs. The budget (default 420 s of the 8-minute limit) is checked before each path, and
@@ -240,11 +243,29 @@ def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_
     with tempfile.TemporaryDirectory(prefix="dnx-gpu-check-", dir=workdir) as tmp:
         ctx = None if why_not else _context(model_name, Path(tmp), budget)
         paths = [run_check(name, ctx, why_not) for name in CHECKS] + [run_path(name, ctx, why_not) for name in PATHS]
+        request = _request_path(ctx, model_name, why_not)
     return {"schema": "dnx.gpu-check/1", "model": model_name, "weights": "random weights (none pretrained offline)",
             "batches": list(BATCHES), "parity_batch": PARITY_BATCH,
             "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()}, "latency_settings": LATENCY,
             "budget_s": budget_s, "seconds": round(time.monotonic() - start, 1), "machine": machine_info(),
-            "paths": [asdict(p) for p in paths]}
+            "paths": [asdict(p) for p in paths], "request_path": request}
+
+
+def _request_path(ctx: Context | None, model_name: str, why_not: str | None) -> dict:
+    """The GPU request path (benchmarks/gpu_request.py), or why it did not run."""
+    if why_not:
+        return {"status": "skipped", "reason": why_not}
+    from dnx.benchmarks.e2e import reencoded_photos
+    from dnx.benchmarks.gpu_request import request_path
+    from dnx.models.registry import get_config
+
+    try:
+        sets = {k: v for k, v in reencoded_photos(8).items() if k in ("2MP", "12MP")}
+        return request_path(ctx.onnx, get_config(model_name).preprocess, sets, ctx.budget)
+    except Skip as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - reported, like a broken path
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
 
 
 def markdown(summary: dict) -> str:
@@ -271,7 +292,9 @@ def markdown(summary: dict) -> str:
             cells.append(f"{lat['median_ms']:.2f}{compute}" if lat else "-")
         text = "; ".join(([p["reason"]] if p["reason"] else []) + p["notes"]).replace("|", "/")
         lines.append(f"| {p['name']} | {p['status']} | {p['precision']} | {parity} | {' | '.join(cells)} | {text} |")
-    return "\n".join(lines) + "\n"
+    from dnx.benchmarks.gpu_request import markdown as request_markdown
+
+    return "\n".join(lines) + "\n" + request_markdown(summary.get("request_path") or {"reason": "not measured"})
 
 
 def main(argv: list[str] | None = None) -> None:

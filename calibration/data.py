@@ -39,7 +39,7 @@ class CalibrationData:
         chunk = self.items[index * batch_size:(index + 1) * batch_size]
         if self.array is not None:
             return _array_rows_to_input(self.array[np.asarray(chunk)], self.pre)
-        return np.stack([preprocess_image(load_image(p), self.pre) for p in chunk])
+        return np.stack([preprocess_image(load_image(p, self.pre), self.pre) for p in chunk])
 
     def batches(self, batch_size: int):
         for i in range(self.num_batches(batch_size)):

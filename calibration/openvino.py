@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -111,7 +112,8 @@ def _load_cache(path: Path, key: dict) -> dict | None:
 def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path | CalibrationData, *,
                        method: str | None = None, samples: int | None = 512, seed: int = 0,
                        exclude: Sequence[str] = (), high_precision: str | None = None,
-                       cache_path: str | Path | None = None, batch_size: int = 8, preprocess=None):
+                       cache_path: str | Path | None = None, batch_size: int = 8, preprocess=None,
+                       decode: str | None = None):
     """Write an OpenVINO-placed INT8 Q/DQ copy of ``source`` calibrated on ``data`` to ``output``
     (arguments as :func:`dnx.calibration.qdq.calibrate_qdq`'s); returns a CalibrationResult."""
     import onnx
@@ -132,6 +134,8 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
         source, output, action="calibrate", required=preprocess is None,
         qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export")
     pre = preprocess or preprocess_from_manifest(source_manifest)
+    if decode is not None:  # how calibration images are decoded, and how the output's users decode
+        pre = replace(pre, decode=decode)
     ignored = _ignored_scope(nncf, proto, exclude)
     calib = data if isinstance(data, CalibrationData) else open_calibration_data(data, pre, samples, seed)
     input_name = proto.graph.input[0].name
@@ -161,7 +165,7 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
                         "library": f"nncf.quantize (nncf {nncf.__version__}, onnx backend)"},
         "source": {"path": str(source), "sha256": source_sha},
     }
-    if not source_manifest:
+    if not source_manifest or decode is not None:
         manifest["preprocess"] = pre.to_dict()
     manifest.pop("verification", None)
     embed(qproto, manifest)

@@ -117,7 +117,7 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
         proto=proto, preprocess=pre, reference={"what": "the FP32 ONNX it was derived from", "path": str(reference),
                                 "sha256": sha256_file(reference)},
         data={"what": data.source, "images": len(data.images), "labelled": data.labels is not None,
-              "fingerprint": data_fingerprint(data.images, data.labels)},
+              "fingerprint": data_fingerprint(data.images, data.labels), "decode": pre.decode},
         cases={data.name: comparison.to_dict()}, thresholds=asdict(tolerance), passed=bool(comparison),
         backend=f"onnxruntime {onnxruntime.__version__} CPU")
     cert["summary"] = summary(comparison)

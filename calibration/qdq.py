@@ -25,7 +25,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -166,7 +166,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                   target: str = "tensorrt", method: str | None = None, samples: int | None = 512,
                   seed: int = 0, exclude: Sequence[str] = (), high_precision: str | None = None,
                   cache_path: str | Path | None = None, batch_size: int = 8,
-                  preprocess=None, depthwise: bool = True) -> CalibrationResult:
+                  preprocess=None, depthwise: bool = True, decode: str | None = None) -> CalibrationResult:
     """Write a QDQ copy of ``source`` calibrated on ``data`` to ``output``.
 
     The ranges are cached beside the output, keyed by the source's sha256, the data fingerprint,
@@ -188,7 +188,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
         return calibrate_openvino(source, output, data, method=method, samples=samples, seed=seed, exclude=exclude,
                                   high_precision=high_precision, cache_path=cache_path, batch_size=batch_size,
-                                  preprocess=preprocess)
+                                  preprocess=preprocess, decode=decode)
     method = method or DEFAULT_METHOD[target]
     if method not in METHODS:
         raise DnxError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -199,6 +199,8 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         qdq_message="{source} already holds Q/DQ nodes; calibrate the FP32 export",
         hint="pass --mean/--std/--image-size, or re-export it with `dnx export`")
     pre = preprocess or preprocess_from_manifest(source_manifest)
+    if decode is not None:  # how calibration images are decoded, and how the output's users decode
+        pre = replace(pre, decode=decode)
     check_input_shape(proto, pre, source)
     cache_path = check_writable(cache_path or default_cache_path(output), "--cache")
     input_name = proto.graph.input[0].name
@@ -255,7 +257,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                                 "library": "onnxruntime.quantization.quantize_static"},
                 "source": {"path": str(source), "sha256": source_sha},
             }
-            if not source_manifest:
+            if not source_manifest or decode is not None:
                 manifest["preprocess"] = pre.to_dict()
             manifest.pop("verification", None)
             embed(qproto, manifest)

@@ -70,7 +70,7 @@ def export_certificate(proto, report: VerificationReport, loaded: LoadedModel) -
         proto=proto, preprocess=loaded.config.preprocess,
         reference={"what": f"PyTorch {loaded.config.name} (torchvision form)", "weights": loaded.weights},
         data={"what": "seeded N(0,1) tensors and the photos bundled with dnx", "images": report.images,
-              "labelled": False, "fingerprint": report.fingerprint},
+              "labelled": False, "fingerprint": report.fingerprint, "decode": loaded.config.preprocess.decode},
         cases={name: c.to_dict() for name, c in report.cases}, thresholds=asdict(DEFAULT_TOLERANCES["fp32"]),
         passed=report.passed, backend=f"onnxruntime {onnxruntime.__version__} CPU")
     cert["summary"] = "; ".join(report.failures()) or "every case within max|diff| 1e-4 and equal top-1"

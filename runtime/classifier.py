@@ -18,6 +18,7 @@ into one inference, put a :class:`dnx.runtime.batching.Batcher` in front.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS, open_any_image, preprocess_image
 from dnx.errors import DnxError
+from dnx.models.registry import DECODE_MODES
 from dnx.runtime.artifact import Artifact, manual_preprocess, open_artifact
 from dnx.runtime.backends import BackendChoice, choose_backend, make_runner
 from dnx.runtime.timings import StageTimings
@@ -61,8 +63,9 @@ class Classifier:
     """Classifies images with one artifact on one backend. Build it with :func:`load`."""
 
     def __init__(self, artifact: Artifact, runner, choice: BackendChoice, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 warmup: bool = True) -> None:
+                 warmup: bool = True, exif_orientation: bool = True) -> None:
         self.artifact, self.choice, self.max_pixels = artifact, choice, max_pixels
+        self.exif_orientation = exif_orientation
         self.timings = StageTimings()
         self._runner = runner.activate()
         self._output_name: str | None = None
@@ -104,6 +107,7 @@ class Classifier:
         return {**self.artifact.summary(), "backend": self.choice.backend, "device": self.choice.device,
                 "backend_reason": self.choice.reason, "runner": self._runner.name,
                 "max_batch": self.artifact.max_batch, "max_pixels": self.max_pixels,
+                "decode": self.artifact.preprocess.decode, "exif_orientation": self.exif_orientation,
                 **({"inference_precision": p} if (p := getattr(self._runner, "inference_precision", None)) else {}),
                 "manifest": self.artifact.manifest}
 
@@ -128,9 +132,9 @@ class Classifier:
         """One image -> (float32 (C, H, W) input, decode seconds, preprocess seconds)."""
         start = time.perf_counter()
         try:
-            img = open_any_image(item, self.max_pixels)
+            img = open_any_image(item, self.max_pixels, self.artifact.preprocess, self.exif_orientation)
             decoded = time.perf_counter()
-            x = preprocess_image(img, self.artifact.preprocess)
+            x = preprocess_image(img, self.artifact.preprocess, self.max_pixels)
         except DnxError as exc:
             raise InvalidInput(str(exc)) from None
         except _IMAGE_ERRORS as exc:  # Pillow on a PIL image given as is: closed, truncated, empty, odd mode
@@ -202,14 +206,20 @@ class Classifier:
 def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", threads: int | None = None,
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None, image_size: int | None = None,
          labels: Sequence[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True,
-         allow_unverified: bool = False, backend_options: dict | None = None) -> Classifier:
+         allow_unverified: bool = False, backend_options: dict | None = None, decode: str | None = None,
+         exif_orientation: bool = True) -> Classifier:
     """Open ``artifact`` (an ONNX file dnx wrote, any precision, or a ``dnx build`` engine) for classification.
 
     - ``backend``: ``auto`` (see :mod:`dnx.runtime.backends` for the rule), ``onnxruntime``, ``openvino``
       or ``tensorrt``; ``device``: ``auto``, ``cpu`` or ``cuda``; ``threads``: CPU intra-op threads.
     - ``mean``/``std``/``image_size`` (and optional ``labels``): the preprocessing of a foreign ONNX
       file without a dnx manifest (refused without them); they override a manifest's when given.
-    - ``max_pixels``: encoded images larger than this are refused before decoding (bomb guard).
+    - ``max_pixels``: encoded images larger than this are refused before decoding (bomb guard), and so are
+      images whose resized intermediate would be larger (an extreme aspect ratio).
+    - ``decode``: ``exact`` or ``fast`` (JPEGs decoded at the DCT scale the model needs); None: the manifest's
+      (``fast`` for artifacts made by this dnx, ``exact`` for older ones).
+    - ``exif_orientation``: turn encoded photos upright by their EXIF orientation tag (default; False: use
+      the pixels as stored). PIL images and arrays are never rotated.
     - ``allow_unverified``: load a dnx artifact whose parity certificate failed, whose content changed
       since it was verified, or that has none (refused by default; ``info()["verified"]`` says which).
 
@@ -226,9 +236,14 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
         raise DnxError(f"threads must be a non-negative integer, got {threads!r}")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise DnxError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if decode is not None and decode not in DECODE_MODES:
+        raise DnxError(f"decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}")
     art = open_artifact(artifact, pre, list(labels) if labels is not None else None, allow_unverified)
+    if decode is not None:
+        art = replace(art, preprocess=replace(art.preprocess, decode=decode))
     if art.labels is not None and art.num_classes is not None and len(art.labels) != art.num_classes:
         raise DnxError(f"{len(art.labels)} labels given for a model with {art.num_classes} classes")
     choice = choose_backend(art, backend, device)
     runner = make_runner(art, choice, threads, backend_options)
-    return Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup)
+    return Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup,
+                      exif_orientation=bool(exif_orientation))

@@ -43,9 +43,12 @@ from dnx.errors import DnxError
               help="Latency, throughput and parity figure (.png/.svg/.pdf; pip install 'dnx[plot]').")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Keep the prepared ONNX files here and reuse them (default: a temporary folder).")
+@click.option("--e2e", "e2e_images", type=click.Path(),
+              help="End to end instead: TARGET is an artifact; time JPEG bytes -> top-5 on these images (a file or "
+                   "folder) per path (dnx exact/fast, PIL, torchvision.io, DALI CPU if installed, C++ if built).")
 def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, threads, ov_precision, data_path,
               samples, calib_data, cuda_graphs, no_data_transfers, json_path, csv_path, markdown_path, plot_path,
-              workdir) -> None:
+              workdir, e2e_images) -> None:
     """Latency and accuracy parity of each backend against PyTorch, side by side.
 
     TARGET is a registered model name (its ONNX, INT8 and FP16 files are prepared in --workdir) or
@@ -64,6 +67,8 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     """
     from pathlib import Path
 
+    if e2e_images:
+        return _bench_e2e(target, e2e_images, threads, json_path, markdown_path)
     from dnx.benchmarks import report
     from dnx.benchmarks.harness import BenchConfig, run_bench
     from dnx.errors import MissingDependencyError, require
@@ -105,3 +110,26 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
         why = "; ".join(f"{b.backend}: {b.reason}" for b in result.backends)
         error = MissingDependencyError if all(b.status == "unavailable" for b in result.backends) else DnxError
         raise error(f"none of the requested backends ran here ({why})")
+
+
+def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
+    """`dnx bench ARTIFACT --e2e IMAGES`: the request end to end on the user's photos (benchmarks/e2e.py)."""
+    from pathlib import Path
+
+    from dnx.benchmarks.e2e import markdown, run_e2e, user_images
+    from dnx.fileio import check_writable, write_json_atomic
+
+    if not target or not Path(target).is_file():
+        raise DnxError("--e2e needs TARGET to be an artifact file (an ONNX made by dnx, or an engine)")
+    for option, path in (("--json", json_path), ("--markdown", markdown_path)):
+        if path:
+            check_writable(path, option)
+    sets = user_images(images)
+    with make_console().status("timing the request end to end..."):
+        result = run_e2e(target, sets, threads=threads, rounds=5, cpp_seconds=2.0, serve_size=None)
+    text = markdown(result)
+    click.echo(text)
+    if json_path:
+        write_json_atomic(Path(json_path), result, "--json")
+    if markdown_path:
+        Path(markdown_path).write_text(text)

@@ -42,13 +42,15 @@ from dnx.errors import DnxError
 @click.option("--max-agreement-loss", type=float,
               help="Budget: top-1 agreement with FP32 at least 100 minus this many points.")
 @click.option("--budget-plot", type=click.Path(), help="Write the budget's accuracy-vs-latency plot (.png/.svg/.pdf).")
+@click.option("--decode", type=click.Choice(["exact", "fast"]),
+              help="JPEG decode of the calibration images, recorded in the output's manifest (default: the model's).")
 @click.option("-o", "--output", type=click.Path(),
               help="Output (default: MODEL.int8.onnx for --target tensorrt, the file `dnx build --precision int8` "
                    "makes; MODEL.int8-onnxruntime.onnx / MODEL.int8-openvino.onnx for onnxruntime / openvino; .best "
                    "instead of .int8 with --high-precision fp16).")
 def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high_precision, batch_size,
                   cache_path, mean, std, image_size, eval_data, max_accuracy_drop, max_agreement_loss, budget_plot,
-                  output) -> None:
+                  decode, output) -> None:
     """Calibrate INT8 and write a Q/DQ ONNX graph (with a budget: the fewest float units that meet it)."""
     from pathlib import Path
 
@@ -58,6 +60,8 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     suffix = ("best" if high_precision == "fp16" else "int8") + ("" if target == "tensorrt" else f"-{target}")
     output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
     if max_accuracy_drop is not None or max_agreement_loss is not None or eval_data or budget_plot:
+        if decode is not None:
+            raise DnxError("--decode is not available with an accuracy budget; calibrate with the model's decode")
         _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop, max_agreement_loss,
                                budget_plot, exclude, {"target": target, "method": method, "samples": samples, "seed": seed,
                                                       "high_precision": high_precision, "cache_path": cache_path,
@@ -68,7 +72,7 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
         result = calibrate_qdq(src, output, data_path, target=target, method=method, samples=samples, seed=seed,
                                exclude=exclude, high_precision=high_precision,
                                cache_path=cache_path, batch_size=batch_size,
-                               preprocess=manual_preprocess(mean, std, image_size))
+                               preprocess=manual_preprocess(mean, std, image_size), decode=decode)
     print_notes(result.notes)
     how = f"reused calibration cache {result.cache_path}" if result.cache_hit else f"ranges cached in {result.cache_path}"
     click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} on {result.samples} samples, "
@@ -179,9 +183,12 @@ def convert_cmd(model, precision, check, output) -> None:
 @click.option("--max-agreement-loss", type=float, help="Budget on top-1 agreement loss (points) for that row.")
 @click.option("--budget-target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
               show_default=True, help="Q/DQ placement of the budget row.")
+@click.option("--decode", type=click.Choice(["exact", "fast"]), default="fast", show_default=True,
+              help="How JPEGs of an image-folder --data are decoded (fast: at the DCT scale the model needs).")
 def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, threads, workdir, json_path,
-             max_accuracy_drop, max_agreement_loss, budget_target) -> None:
+             max_accuracy_drop, max_agreement_loss, budget_target, decode) -> None:
     """Accuracy of PyTorch FP32 vs ONNX FP32 / FP16 / INT8 QDQ over a labelled set."""
+    from dataclasses import replace
     from pathlib import Path
 
     from dnx.benchmarks.accuracy import evaluate_precisions
@@ -201,7 +208,8 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
     loaded = create_model(model, weights=weights)
     if loaded.weights_path is None:
         raise DnxError(f"{model} has random weights: accuracy needs trained weights (--weights PATH)")
-    data = load_labelled(data_path, "test") if data_path else shipped_fashion_mnist_test()
+    pre = replace(loaded.config.preprocess, decode=decode)
+    data = load_labelled(data_path, "test", pre=pre) if data_path else shipped_fashion_mnist_test()
     if limit:
         data = LabelledImages(data.images[:limit], data.labels[:limit], data.classes)
     calib = calib_data or ASSETS / "fashion_mnist_calib512.npz"

@@ -56,9 +56,13 @@ def _load_config(ctx, param, value):
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
+@click.option("--decode", type=click.Choice(["exact", "fast"]),
+              help="JPEG decode: fast = at the DCT scale the model needs (default: the manifest's).")
+@click.option("--exif-orientation/--no-exif-orientation", default=True, show_default=True,
+              help="Turn photos upright by their EXIF orientation tag.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
               body_timeout_s, max_request_pixels, decode_threads, default_top_k, workers, docs, allow_unverified,
-              model_version, mean, std, image_size) -> None:
+              model_version, mean, std, image_size, decode, exif_orientation) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0 (with
@@ -79,7 +83,7 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
                          max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout_s=body_timeout_s,
                          max_request_pixels=max_request_pixels, decode_threads=decode_threads,
                          default_top_k=default_top_k, workers=workers, docs=docs, allow_unverified=allow_unverified,
-                         model_version=model_version,
+                         model_version=model_version, decode=decode, exif_orientation=exif_orientation,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     config.validate()  # option errors before the "loading" line

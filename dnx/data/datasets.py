@@ -64,9 +64,10 @@ def _find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
-def load_labelled(path: str | Path, split: str = "train") -> LabelledImages:
+def load_labelled(path: str | Path, split: str = "train", pre=None) -> LabelledImages:
     """A labelled set from an IDX folder (``train-*``/``t10k-*`` files), an ``.npz`` with ``images``
-    and ``labels``, or an image folder with one subfolder per class (sorted names = class index)."""
+    and ``labels``, or an image folder with one subfolder per class (sorted names = class index), whose
+    JPEGs are decoded as ``pre.decode`` says (exact when ``pre`` is None)."""
     path = Path(path)
     if not path.exists():
         raise DnxError(f"dataset path {path} does not exist")
@@ -76,7 +77,7 @@ def load_labelled(path: str | Path, split: str = "train") -> LabelledImages:
         pair = _find_idx_pair(path, split)
         if pair is not None:
             return check_labelled(LabelledImages(read_idx(pair[0]), read_idx(pair[1])), f"{pair[0].parent}")
-        return _load_image_folder(path / split if (path / split).is_dir() else path)
+        return _load_image_folder(path / split if (path / split).is_dir() else path, pre)
     raise DnxError(f"{path}: expected an IDX folder, an image folder with class subfolders, or an .npz file")
 
 
@@ -118,7 +119,7 @@ def has_split(path: str | Path, split: str) -> bool:
     return path.is_dir() and (_find_idx_pair(path, split) is not None or (path / split).is_dir())
 
 
-def _load_image_folder(folder: Path) -> LabelledImages:
+def _load_image_folder(folder: Path, pre=None) -> LabelledImages:
     from dnx.data.preprocess import load_image
 
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
@@ -129,7 +130,7 @@ def _load_image_folder(folder: Path) -> LabelledImages:
         for p in sorted((folder / cls).rglob("*")):
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            arr = np.asarray(load_image(p))
+            arr = np.asarray(load_image(p, pre))
             shape = shape or arr.shape
             if arr.shape != shape:
                 raise DnxError(f"{p} is {arr.shape}, other images are {shape}; resize the set to one size")

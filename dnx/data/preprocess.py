@@ -17,25 +17,47 @@ from dnx.models.registry import Preprocess
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def load_image(path: str | Path):
-    """Open an image fully (so truncated files fail here, not later)."""
-    from PIL import Image, UnidentifiedImageError
-
+def load_image(path: str | Path, pre: Preprocess | None = None, exif_orientation: bool = True):
+    """Open an image file fully (so truncated files fail here, not later), decoded as ``pre.decode`` says
+    (exact when ``pre`` is None) and turned upright by its EXIF orientation unless told not to."""
+    path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DnxError(f"cannot read image {path}: {exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DnxError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    return decode_image(data, max_pixels=None, what=f"image {path}", pre=pre, exif_orientation=exif_orientation)
 
 
 # Largest image (pixels) a service decodes: above it an image is refused before its pixels are read, so a
 # small compressed "decompression bomb" cannot make a server allocate gigabytes. 50 MP covers phone photos.
+# The same bound holds for the resized image (see preprocess_image): an extreme aspect ratio is refused.
 DEFAULT_MAX_PIXELS = 50_000_000
 
+# decode "fast": the JPEG is decoded at the smallest DCT scale (libjpeg-turbo's 1/2, 1/4, 1/8) that keeps its
+# short side >= this many times the resize target. Chosen from benchmarks/results/decode_fidelity_margins.json
+# (margins 1, 2 and 4 measured); the C++ runtime (runtime/cpp/src/image.cpp) uses the same number.
+FAST_DECODE_MARGIN = 2
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image"):
-    """Encoded bytes (JPEG/PNG/WebP/BMP) -> a fully loaded PIL image; refuses bombs and truncated files."""
+# EXIF orientation -> the transpose that turns the stored pixels upright (as PIL.ImageOps.exif_transpose)
+_ORIENTATION_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                          6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def draft_side(pre: Preprocess | None, margin: int | None = None) -> int | None:
+    """The short side a ``fast`` decode must keep (None: decode every pixel). ``margin``: measure another
+    margin than :data:`FAST_DECODE_MARGIN` (benchmarks/decode_fidelity.py)."""
+    if pre is None or pre.decode != "fast":
+        return None
+    return (margin or FAST_DECODE_MARGIN) * pre.resize_size
+
+
+def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, what: str = "image", *,
+                 pre: Preprocess | None = None, exif_orientation: bool = True, margin: int | None = None):
+    """Encoded bytes (JPEG/PNG/WebP/BMP) -> a fully loaded PIL image; refuses bombs and corrupt files.
+
+    ``pre``: its ``decode`` mode ("fast" scales JPEGs down while decoding, see :data:`FAST_DECODE_MARGIN`).
+    ``exif_orientation``: turn the image upright by its EXIF orientation tag (the first Exif APP1 segment of
+    a JPEG, the eXIf chunk of a PNG), so a phone photo is classified as its owner sees it."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -45,30 +67,78 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = 
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
-            if w * h > max_pixels:
+            if max_pixels is not None and w * h > max_pixels:
                 raise DnxError(f"{what} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
+            if img.format == "PNG":
+                _check_png_crcs(data, what)
+            side = draft_side(pre, margin)
+            if side is not None and img.format == "JPEG":
+                img.draft(None, (side, side))  # mode unchanged: only the DCT scale
             img.load()
-            return img.copy()
+            orientation = _orientation(img) if exif_orientation else 1
+            out = img.copy()
     except UnidentifiedImageError:
         raise DnxError(f"{what} is not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DnxError(f"{what} cannot be decoded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if orientation in _ORIENTATION_TRANSPOSE:
+        out = out.transpose(getattr(Image.Transpose, _ORIENTATION_TRANSPOSE[orientation]))
+    return out
 
 
-def open_any_image(item, max_pixels: int = DEFAULT_MAX_PIXELS):
+def _orientation(img) -> int:
+    """IFD0's Orientation tag of the image's raw EXIF block, 1 when absent or unreadable. Only the EXIF block
+    is read (not XMP), the rule the C++ runtime implements too."""
+    from PIL import Image
+
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    try:
+        value = Image.Exif()
+        value.load(raw)
+        tag = value.get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block means "no orientation", never a failed request
+        return 1
+    return tag if isinstance(tag, int) else 1
+
+
+def _check_png_crcs(data: bytes, what: str) -> None:
+    """Refuse a PNG any of whose chunks (up to IEND) has a wrong CRC. Pillow checks only some chunks; libpng
+    (the C++ runtime, told to be strict) checks all, and a corrupt file must fail in both the same way."""
+    import struct
+    import zlib
+
+    pos = 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return  # truncated: Pillow refuses it while decoding
+        if zlib.crc32(data[pos + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
+            raise DnxError(f"{what} cannot be decoded: corrupt PNG (bad CRC in its {kind.decode('latin-1')!r} chunk)")
+        if kind == b"IEND":
+            return
+        pos = end + 4
+
+
+def open_any_image(item, max_pixels: int = DEFAULT_MAX_PIXELS, pre: Preprocess | None = None,
+                   exif_orientation: bool = True):
     """One image in any form a service receives -> a PIL image (decoded, not yet preprocessed).
 
     ``item``: a path (str/Path), encoded bytes, a PIL image, or a uint8 (H, W) / (H, W, C) array with 1, 3
-    or 4 channels."""
+    or 4 channels. Encoded images are decoded as ``pre.decode`` says and turned upright by their EXIF
+    orientation (unless ``exif_orientation`` is False); PIL images and arrays are taken as they are."""
     from PIL import Image
 
     if isinstance(item, (bytes, bytearray, memoryview)):
-        img = decode_image(bytes(item), max_pixels)
+        img = decode_image(bytes(item), max_pixels, pre=pre, exif_orientation=exif_orientation)
     elif isinstance(item, (str, Path)):
         path = Path(item)
         if not path.is_file():
             raise DnxError(f"image file {path} does not exist")
-        img = decode_image(path.read_bytes(), max_pixels, what=f"image {path}")
+        img = decode_image(path.read_bytes(), max_pixels, what=f"image {path}", pre=pre,
+                           exif_orientation=exif_orientation)
     elif isinstance(item, Image.Image):
         img = item
     elif isinstance(item, np.ndarray):
@@ -85,32 +155,47 @@ def open_any_image(item, max_pixels: int = DEFAULT_MAX_PIXELS):
     else:
         raise DnxError(f"cannot classify a {type(item).__name__}: give a path, image bytes, a PIL image, "
                        "a uint8 array or a float32 (N, C, H, W) batch")
-    if img.mode.startswith(("I", "F")):
-        raise DnxError(f"image mode {img.mode} (16-bit or float) is not supported; convert it to 8-bit")
+    if img.mode.startswith(("I", "F")) and img.mode not in _SIXTEEN_BIT_GREY:
+        raise DnxError(f"image mode {img.mode} (32-bit or float) is not supported; convert it to 8-bit")
     return img
 
 
-def image_to_input(item, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+# 16-bit greyscale (a 16-bit grey PNG opens as I;16): scaled to 8 bits as round(v / 257), in integers as
+# libpng's png_set_scale_16 computes it (equal for every 16-bit value), the C++ runtime's conversion.
+_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def image_to_input(item, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   exif_orientation: bool = True) -> np.ndarray:
     """One image in any form :func:`open_any_image` takes -> float32 (C, H, W) network input, through
     :func:`preprocess_image`, the function export verification and ``dnx eval`` use."""
-    return preprocess_image(open_any_image(item, max_pixels), pre)
+    return preprocess_image(open_any_image(item, max_pixels, pre, exif_orientation), pre, max_pixels)
 
 
-def preprocess_image(img, pre: Preprocess) -> np.ndarray:
-    """A PIL image -> float32 array (C, H, W), converted to the model's channel count."""
+def preprocess_image(img, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A PIL image -> float32 array (C, H, W), converted to the model's channel count. The resized image is
+    bounded by ``max_pixels`` too: a 1x20000 strip would become 256x5,120,000 and is refused instead."""
     from PIL import Image
 
     mode = "L" if pre.in_channels == 1 else "RGB"
-    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        # 16-bit greyscale (PNG): Pillow's convert() clips to 255 instead of scaling 0..65535 down
-        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257.0).clip(0, 255).round().astype(np.uint8))
+    if img.mode in _SIXTEEN_BIT_GREY or img.mode == "I":
+        wide = np.asarray(img).astype(np.uint32).clip(0, 65535)
+        img = Image.fromarray(((wide * 255 + 32895) >> 16).astype(np.uint8))
+    elif img.mode == "CMYK":
+        img = img.convert("RGB")  # then to L if the model is grey: the path the C++ runtime takes
     if img.mode != mode:
         img = img.convert(mode)
     w, h = img.size
+    if w < 1 or h < 1:
+        raise DnxError(f"image is {w}x{h}: it has no pixels")
     scale = pre.resize_size / min(w, h)
     if (w, h) != (pre.resize_size, pre.resize_size) and min(w, h) != pre.resize_size:
+        size = (max(pre.resize_size, round(w * scale)), max(pre.resize_size, round(h * scale)))
+        if max_pixels is not None and size[0] * size[1] > max_pixels:
+            raise DnxError(f"image of {w}x{h} would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} "
+                           f"pixels, over the {max_pixels:,} limit: its aspect ratio is too extreme; crop it first")
         resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pre.interpolation]
-        img = img.resize((max(pre.resize_size, round(w * scale)), max(pre.resize_size, round(h * scale))), resample)
+        img = img.resize(size, resample)
     w, h = img.size
     left, top = (w - pre.image_size) // 2, (h - pre.image_size) // 2
     img = img.crop((left, top, left + pre.image_size, top + pre.image_size))
@@ -136,7 +221,7 @@ def bundled_photos() -> list[Path]:
 def photo_batch(pre: Preprocess, n: int | None = None) -> np.ndarray:
     """The bundled photos preprocessed for a model, stacked (N, C, H, W)."""
     paths = bundled_photos()[:n]
-    return np.stack([preprocess_image(load_image(p), pre) for p in paths])
+    return np.stack([preprocess_image(load_image(p, pre), pre) for p in paths])
 
 
 def preprocess_array(images: np.ndarray, pre: Preprocess) -> np.ndarray:

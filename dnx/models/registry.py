@@ -27,6 +27,8 @@ LABELS = {
     "imagenet-1k": None,
 }
 
+DECODE_MODES = ("exact", "fast")
+
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
 
@@ -41,15 +43,22 @@ class Preprocess:
     std: tuple[float, ...]
     in_channels: int
     interpolation: str = "bilinear"
+    # "exact": decode every pixel; "fast": JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
+    # keeps the short side >= dnx.data.preprocess.FAST_DECODE_MARGIN x resize_size. A manifest without the
+    # field predates the mode and was verified on exact decodes; new artifacts are written with "fast".
+    decode: str = "exact"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        if str(d.get("decode", "exact")) not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, got {d.get('decode')!r}")
         return cls(image_size=int(d["image_size"]), resize_size=int(d["resize_size"]),
                    mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
-                   in_channels=int(d["in_channels"]), interpolation=str(d.get("interpolation", "bilinear")))
+                   in_channels=int(d["in_channels"]), interpolation=str(d.get("interpolation", "bilinear")),
+                   decode=str(d.get("decode", "exact")))
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class ModelConfig:
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.image_size, self.resize_size, self.mean, self.std, self.in_channels)
+        return Preprocess(self.image_size, self.resize_size, self.mean, self.std, self.in_channels, decode="fast")
 
     @property
     def label_names(self) -> list[str] | None:

@@ -46,6 +46,8 @@ class ServeConfig:
     allow_unverified: bool = False
     preprocess: dict | None = field(default=None)  # mean/std/image_size (+labels) for a foreign ONNX
     model_version: str | None = None  # reported by /v1/model and X-Model-Version; default: sha256[:12]
+    decode: str | None = None  # exact | fast; None: the manifest's
+    exif_orientation: bool = True
 
     def validate(self) -> "ServeConfig":
         checks = [(self.max_batch >= 1, "--max-batch must be >= 1"),
@@ -102,7 +104,8 @@ class Service:
         pre = self.config.preprocess or {}
         self.classifier = load(self.config.artifact, backend=self.config.backend, device=self.config.device,
                                threads=self.config.threads, max_pixels=self.config.max_pixels,
-                               allow_unverified=self.config.allow_unverified, **pre)
+                               allow_unverified=self.config.allow_unverified, decode=self.config.decode,
+                               exif_orientation=self.config.exif_orientation, **pre)
         chw = self.classifier.input_chw
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))

@@ -57,3 +57,25 @@ def test_plot_option_fails_early_without_matplotlib(tmp_path):
             f"main(['bench', 'densenet_bc22_fmnist', '--plot', {str(tmp_path / 'p.png')!r}])\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "dnx[plot]" in result.stderr
+
+
+def test_e2e_times_the_request_on_the_users_photos(tmp_path, fmnist_onnx):
+    from PIL import Image
+
+    from dnx.data.preprocess import bundled_photos
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, path in enumerate(bundled_photos()[:2]):
+        Image.open(path).convert("RGB").resize((1200, 900)).save(photos / f"{i}.jpg", quality=90)
+    out = tmp_path / "e2e.json"
+    result = dnx("bench", str(fmnist_onnx), "--e2e", str(photos), "--threads", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    (row,) = data["sizes"].values()
+    for path in ("dnx exact", "dnx fast", "PIL", "torchvision.io"):
+        stages = row["paths"][path]
+        assert stages["total"]["p50_ms"] > 0 and "inference" in stages, path
+    assert row["paths"]["dnx fast"]["decode"]["p50_ms"] < row["paths"]["dnx exact"]["decode"]["p50_ms"]
+    assert "| dnx fast |" in result.stdout and data["machine"]["cpu"]
+    assert dnx("bench", "--e2e", str(photos)).returncode == 1  # no artifact: one-line error

@@ -86,13 +86,15 @@ void check_regular_file(const std::string& path, const char* what, std::uintmax_
 const char* kUsage =
     "usage: dnx-classify [--top K] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
     "       dnx-classify --bench [--batch B] [--warmup S] [--duration S] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
+    "       --decode exact|fast: JPEG decode (default: the manifest's); --no-exif: ignore EXIF orientation\n"
     "MODEL is a dnx ONNX file (with its .json sidecar or embedded manifest) or a dnx TensorRT engine.\n";
 
 struct Args {
     bool bench = false, allow_unverified = false;
     int top = 5, threads = 0, batch = 1;
     double warmup_s = 1.0, duration_s = 5.0;
-    std::string model;
+    std::string model, decode;
+    bool exif = true;
     std::vector<std::string> images;
 };
 
@@ -107,6 +109,8 @@ Args parse(int argc, char** argv) {
         };
         if (arg == "--bench") a.bench = true;
         else if (arg == "--allow-unverified") a.allow_unverified = true;
+        else if (arg == "--decode") a.decode = value("--decode");
+        else if (arg == "--no-exif") a.exif = false;
         else if (arg == "--top") a.top = std::stoi(value("--top"));
         else if (arg == "--threads") a.threads = std::stoi(value("--threads"));
         else if (arg == "--batch") a.batch = std::stoi(value("--batch"));
@@ -197,22 +201,30 @@ int bench(const Args& a, const dnx::Classifier& model) {
     for (const auto& p : a.images) files.push_back(read_bytes(p));
     std::size_t next = 0;
     std::vector<dnx::Image> batch(static_cast<std::size_t>(a.batch));
+    std::vector<double> decode_ms, preprocess_ms, infer_ms, postprocess_ms;  // stages of each measured call
     auto end_to_end = [&] {
+        const auto t0 = Clock::now();
         for (auto& img : batch) {
             const auto& f = files[next++ % files.size()];
-            img = dnx::Image::decode(f.data(), f.size());
+            img = model.decode_image(f.data(), f.size());
         }
-        model.classify(batch, a.top);
+        decode_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        dnx::Timings t;
+        model.classify(batch, a.top, &t);
+        preprocess_ms.push_back(t.preprocess_ms);
+        infer_ms.push_back(t.infer_ms);
+        postprocess_ms.push_back(t.postprocess_ms);
     };
     const auto& pre = model.manifest().preprocess;
     std::vector<float> input;
     for (int i = 0; i < a.batch; ++i) {
-        const auto one = dnx::preprocess(dnx::Image::decode(files[0].data(), files[0].size()), pre);
+        const auto one = dnx::preprocess(model.decode_image(files[0].data(), files[0].size()), pre);
         input.insert(input.end(), one.begin(), one.end());
     }
     auto bare = [&] { model.logits(input.data(), static_cast<std::size_t>(a.batch)); };
     // interleaved halves so drift on a shared machine hits both
     std::vector<double> e2e = measure(end_to_end, a.warmup_s, a.duration_s / 2);
+    for (auto* v : {&decode_ms, &preprocess_ms, &infer_ms, &postprocess_ms}) v->erase(v->begin(), v->end() - e2e.size());
     std::vector<double> inf = measure(bare, a.warmup_s / 2, a.duration_s / 2);
     const auto more_e2e = measure(end_to_end, 0, a.duration_s / 2);
     const auto more_inf = measure(bare, 0, a.duration_s / 2);
@@ -224,8 +236,11 @@ int bench(const Args& a, const dnx::Classifier& model) {
               << ", \"backend\": " << json_string(model.backend_name()) << ", \"batch\": " << a.batch
               << ", \"threads\": " << a.threads << ", \"images\": " << files.size()
               << ", \"cpu\": " << json_string(cpu.first) << ", \"isa\": " << json_string(cpu.second)
+              << ", \"decode\": " << json_string(pre.decode == dnx::Decode::Fast ? "fast" : "exact")
               << ", \"end_to_end\": " << stats_json(e2e, a.batch) << ", \"bare_inference\": " << stats_json(inf, a.batch)
-              << "}\n";
+              << ", \"stages\": {\"decode\": " << stats_json(decode_ms, a.batch) << ", \"preprocess\": "
+              << stats_json(preprocess_ms, a.batch) << ", \"inference\": " << stats_json(infer_ms, a.batch)
+              << ", \"postprocess\": " << stats_json(postprocess_ms, a.batch) << "}}\n";
     return 0;
 }
 
@@ -238,11 +253,13 @@ int main(int argc, char** argv) {
         options.num_threads = a.threads;
         options.num_requests = 1;
         options.allow_unverified = a.allow_unverified;
+        options.decode = a.decode;
+        options.exif_orientation = a.exif;
         const dnx::Classifier model = dnx::Classifier::load(a.model, options);
         if (a.bench) return bench(a, model);
         for (const auto& path : a.images) {
             const auto t0 = Clock::now();
-            const dnx::Image image = dnx::Image::from_file(path);
+            const dnx::Image image = model.read_image(path);
             const double decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
             dnx::Timings t;
             const dnx::Prediction p = model.classify(image, a.top, &t);

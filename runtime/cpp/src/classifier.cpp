@@ -11,6 +11,8 @@ namespace dnx {
 struct Classifier::Impl {
     Manifest manifest;
     std::unique_ptr<detail::Backend> backend;
+    DecodeOptions decode;  // from the manifest's preprocess block and Options
+    std::uint64_t max_pixels = Image::kMaxPixels;
 };
 
 namespace {
@@ -57,15 +59,29 @@ Classifier Classifier::load(const std::string& path, const Options& options) {
     if (!detail::file_exists(path))
         throw Error(Error::Code::NotFound, "model " + path + " does not exist; export one with `dnx export MODEL -o " +
                                                path + "`");
+    if (!options.decode.empty() && options.decode != "exact" && options.decode != "fast")
+        throw Error(Error::Code::InvalidArgument, "Options::decode must be \"\", \"exact\" or \"fast\", got \"" +
+                                                      options.decode + "\"");
+    if (options.max_pixels == 0) throw Error(Error::Code::InvalidArgument, "Options::max_pixels must be positive");
     auto impl = std::make_unique<Impl>();
     if (ends_with(path, ".engine") || ends_with(path, ".plan"))
         impl->backend = detail::make_tensorrt_backend(path, options, impl->manifest);
     else
         impl->backend = detail::make_openvino_backend(path, options, impl->manifest);
+    Preprocess& pre = impl->manifest.preprocess;
+    if (!options.decode.empty()) pre.decode = options.decode == "fast" ? Decode::Fast : Decode::Exact;
+    impl->max_pixels = options.max_pixels;
+    impl->decode.max_pixels = options.max_pixels;
+    impl->decode.min_short_side = fast_decode_side(pre);
+    impl->decode.exif_orientation = options.exif_orientation;
     return Classifier(std::move(impl));
 }
 
 const Manifest& Classifier::manifest() const { return impl_->manifest; }
+Image Classifier::read_image(const std::string& path) const { return Image::from_file(path, impl_->decode); }
+Image Classifier::decode_image(const std::uint8_t* data, std::size_t size) const {
+    return Image::decode(data, size, impl_->decode);
+}
 int Classifier::num_classes() const { return static_cast<int>(impl_->manifest.labels.size()); }
 std::size_t Classifier::max_batch() const { return impl_->backend->max_batch(); }
 std::string Classifier::backend_name() const { return impl_->backend->name(); }
@@ -105,7 +121,7 @@ std::vector<Prediction> Classifier::classify(const Image* images, std::size_t co
                                   m.preprocess.image_size;
     std::vector<float> input(per_image * count);
     for (std::size_t i = 0; i < count; ++i) {
-        const std::vector<float> one = preprocess(images[i], m.preprocess);
+        const std::vector<float> one = preprocess(images[i], m.preprocess, impl_->max_pixels);
         std::copy(one.begin(), one.end(), input.begin() + static_cast<std::ptrdiff_t>(i * per_image));
     }
     t.preprocess_ms = ms_since(start);

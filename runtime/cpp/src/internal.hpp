@@ -17,6 +17,12 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where);
 // options.allow_unverified: the rule of Python's dnx.load (export/certificate.py), verdict only.
 void check_certified(const Manifest& manifest, const Options& options, const std::string& path);
 
+// The Orientation tag (1..8) of IFD0 in an EXIF TIFF block (without the "Exif\0\0" prefix); 1 when
+// absent or unreadable. Bounded by `size`: never reads outside the block.
+int exif_orientation(const std::uint8_t* tiff, std::size_t size);
+// The image turned upright for an EXIF orientation (2..8: Pillow's transposes; others: unchanged).
+Image apply_orientation(Image image, int orientation);
+
 // The whole file as bytes/text; Error(NotFound) when it cannot be opened.
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);

@@ -123,6 +123,9 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         p.mean = field(pre, "mean", where).get<std::vector<float>>();
         p.std = field(pre, "std", where).get<std::vector<float>>();
         p.interpolation = interpolation_of(pre.value("interpolation", std::string("bilinear")), where);
+        const std::string decode = pre.value("decode", std::string("exact"));  // absent: made before the mode
+        if (decode != "exact" && decode != "fast") bad(where, "unknown decode \"" + decode + "\" (expected exact or fast)");
+        p.decode = decode == "fast" ? Decode::Fast : Decode::Exact;
         const json& names = field(j, "labels", where).value("names", json());
         if (!names.is_null()) m.labels = names.get<std::vector<std::string>>();
         if (m.labels.empty() && j.contains("output") && j["output"].contains("shape") &&

@@ -161,7 +161,11 @@ int floor_div2(int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
 
 }  // namespace
 
-std::vector<float> preprocess(const Image& image, const Preprocess& spec) {
+int fast_decode_side(const Preprocess& spec) {
+    return spec.decode == Decode::Fast ? kFastDecodeMargin * spec.resize_size : 0;
+}
+
+std::vector<float> preprocess(const Image& image, const Preprocess& spec, std::uint64_t max_pixels) {
     if (image.width <= 0 || image.height <= 0 ||
         image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * image.channels)
         throw Error(Error::Code::BadImage, "image is empty or its pixel buffer does not match its size");
@@ -178,8 +182,16 @@ std::vector<float> preprocess(const Image& image, const Preprocess& spec) {
     if (short_side != r) {
         // Python: max(r, round(w * r / min(w, h))); round() halves to even, as nearbyint does
         const double scale = static_cast<double>(r) / short_side;
-        const int w = std::max(r, static_cast<int>(std::nearbyint(img.width * scale)));
-        const int h = std::max(r, static_cast<int>(std::nearbyint(img.height * scale)));
+        const double wd = std::max<double>(r, std::nearbyint(img.width * scale));
+        const double hd = std::max<double>(r, std::nearbyint(img.height * scale));
+        if (wd * hd > static_cast<double>(max_pixels))  // a double holds these sizes exactly enough
+            throw Error(Error::Code::BadImage, "image of " + std::to_string(img.width) + "x" +
+                                                   std::to_string(img.height) + " would be resized to " +
+                                                   std::to_string(static_cast<long long>(wd)) + "x" +
+                                                   std::to_string(static_cast<long long>(hd)) + " pixels, over the limit of " +
+                                                   std::to_string(max_pixels) +
+                                                   ": its aspect ratio is too extreme; crop it first");
+        const int w = static_cast<int>(wd), h = static_cast<int>(hd);
         img = resize(img, w, h, spec.interpolation);
     }
     // Pillow's crop fills what lies outside the image with zeros (only when resize_size < image_size)

@@ -1,7 +1,7 @@
 # Issue 22 (#8, #18): the manifest rules as Classifier::load applies them, and dnx-classify's user
 # errors (validated numbers, no unbounded reads, one line each). Included by tests/CMakeLists.txt.
 add_executable(dnx_manifest_rules_tests test_manifest_rules.cpp)
-target_link_libraries(dnx_manifest_rules_tests PRIVATE dnx_runtime_objects GTest::gtest GTest::gtest_main)
+target_link_libraries(dnx_manifest_rules_tests PRIVATE dnx_runtime_objects dnx_tensorrt_objects GTest::gtest GTest::gtest_main)
 target_include_directories(dnx_manifest_rules_tests PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_compile_options(dnx_manifest_rules_tests PRIVATE ${DNX_WARNINGS})
 target_compile_definitions(dnx_manifest_rules_tests PRIVATE DNX_FIXTURES="${DNX_FIXTURES}")

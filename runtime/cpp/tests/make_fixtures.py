@@ -10,9 +10,13 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
   for onnxruntime (``int8.onnx``) and for TensorRT (``int8_trt.onnx``); for refusals, the graph with no manifest at all
   (``foreign.onnx``) and with a sidecar that promises 5 classes (``mismatch.onnx``);
 * test images: the bundled photos (JPEG) and PNGs made here for the cases photos do not cover
-  (palette, grey+alpha, RGBA, 1-bit, 1x1, odd sizes, upscaling), each preprocessed by
-  dnx/data/preprocess.py for four preprocess specs (the shipped model's 28x28 grey, and ImageNet's
-  256 -> 224 RGB with bilinear, bicubic and nearest resampling);
+  (palette, grey+alpha, RGBA, 1-bit, 1x1, odd sizes, upscaling), and JPEGs/PNGs for the decode
+  contract (photos re-encoded at 2 and 12 MP, progressive, grey, CMYK, each EXIF orientation 2..8,
+  a PNG with an eXIf orientation, 16-bit grey), each preprocessed by dnx/data/preprocess.py for four
+  preprocess specs (the shipped model's 28x28 grey, and ImageNet's 256 -> 224 RGB with bilinear,
+  bicubic and nearest resampling) with the exact decode, and the JPEGs with the fast decode too;
+* files both runtimes must refuse in both decode modes (``refused``): a truncated JPEG, a PNG with
+  a bad CRC, a 1x20000 PNG whose resized image would exceed the pixel limit;
 * the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
   of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, each INT8 file on the backend
   dnx.load picks for it and on onnxruntime;
@@ -73,6 +77,53 @@ def synthetic_pngs(folder: Path) -> list[Path]:
     return paths
 
 
+def decode_contract_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Images for the decode contract (README "Images"): large JPEGs the fast decode scales by 1/2, 1/4
+    and 1/8, progressive / grey / CMYK JPEGs, the seven EXIF orientations, a PNG's eXIf, 16-bit grey; and
+    the files both runtimes refuse."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from dnx.data.preprocess import bundled_photos
+
+    photo = Image.open(bundled_photos()[1]).convert("RGB")
+    made: dict[str, tuple[Image.Image, dict]] = {
+        "photo_2mp_1632x1224.jpg": (photo.resize((1632, 1224)), {"quality": 90}),
+        "photo_12mp_4000x3000.jpg": (photo.resize((4000, 3000)), {"quality": 90}),
+        "progressive_1200x1100.jpg": (photo.resize((1200, 1100)), {"quality": 90, "progressive": True}),
+        "grey_1100x1200.jpg": (photo.resize((1100, 1200)).convert("L"), {"quality": 90}),
+        "cmyk_1100x1050.jpg": (photo.resize((1100, 1050)).convert("CMYK"), {"quality": 90}),
+    }
+    for orientation in range(2, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        made[f"exif_{orientation}_1150x1060.jpg"] = (photo.resize((1150, 1060)), {"quality": 90, "exif": exif.tobytes()})
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    made["exif_6_60x40.png"] = (photo.resize((60, 40)), {"exif": exif.tobytes()})
+    ramp = (np.arange(50 * 70, dtype=np.uint32) * 18 + 7).reshape(50, 70).astype(np.uint16)
+    made["grey16_70x50.png"] = (Image.fromarray(ramp), {})
+    paths = []
+    for name, (img, options) in made.items():
+        img.save(folder / name, **options)
+        paths.append(folder / name)
+    refused = folder / "refused"
+    refused.mkdir(exist_ok=True)
+    jpeg = (folder / "photo_2mp_1632x1224.jpg").read_bytes()
+    (refused / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    buf = io.BytesIO()
+    photo.resize((40, 30)).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    idat = png.index(b"IDAT")
+    crc_at = idat + 4 + struct.unpack(">I", png[idat - 4:idat])[0]
+    png[crc_at] ^= 0xFF
+    (refused / "bad_crc.png").write_bytes(bytes(png))
+    Image.new("L", (1, 20000), 128).save(refused / "thin_1x20000.png")
+    return paths, sorted(refused.iterdir())
+
+
 def write_bad_artifacts(out: Path, fp32: Path, manifest: dict) -> None:
     """An ONNX without any manifest (foreign), and one whose sidecar promises 5 classes (mismatch)."""
     import onnx
@@ -95,6 +146,7 @@ def main(out: Path) -> None:
 
     from dnx.data.datasets import shipped_fashion_mnist_test
     from dnx.data.preprocess import (
+        FAST_DECODE_MARGIN,
         bundled_photos,
         load_image,
         preprocess_array,
@@ -122,22 +174,25 @@ def main(out: Path) -> None:
 
     folder = out / "images"
     folder.mkdir(exist_ok=True)
-    images = [*bundled_photos(), *synthetic_pngs(folder)]
+    contract, refused = decode_contract_images(folder)
+    images = [*bundled_photos(), *synthetic_pngs(folder), *contract]
     index = {"fp32_onnx": fp32.name, "int8_onnx": int8.name, "int8_trt_onnx": int8_trt.name, "embedded_onnx": embedded.name, "specs": specs,
-             "images": [str(p) for p in images], "preprocessed": []}
+             "images": [str(p) for p in images], "preprocessed": [], "refused": [str(p) for p in refused],
+             "fast_decode_margin": FAST_DECODE_MARGIN}
     for i, path in enumerate(images):
-        img = load_image(path)
-        for spec_name, spec in specs.items():
-            tensor = preprocess_image(img, Preprocess.from_dict(spec))
-            index["preprocessed"].append({"image": i, "spec": spec_name, "shape": list(tensor.shape),
-                                          "file": write(out, f"pre_{i}_{spec_name}.f32", tensor, np.float32)})
+        for decode in ("exact", "fast") if path.suffix == ".jpg" else ("exact",):
+            for spec_name, spec in specs.items():
+                pre = Preprocess.from_dict({**spec, "decode": decode})
+                tensor = preprocess_image(load_image(path, pre), pre)
+                index["preprocessed"].append({"image": i, "spec": spec_name, "decode": decode, "shape": list(tensor.shape),
+                                              "file": write(out, f"pre_{i}_{spec_name}_{decode}.f32", tensor, np.float32)})
 
     pre = Preprocess.from_dict(manifest["preprocess"])
     fm_input = preprocess_array(data.images, pre)
     with load(fp32, backend="openvino") as ov_model, load(fp32, backend="onnxruntime") as ort_model, \
             load(int8) as int8_model, load(int8_trt) as int8_trt_model, \
             load(int8, backend="onnxruntime") as int8_ort, load(int8_trt, backend="onnxruntime") as int8_trt_ort:
-        photos = np.stack([preprocess_image(load_image(p), pre) for p in images])
+        photos = np.stack([preprocess_image(load_image(p, pre), pre) for p in images])  # the manifest's decode
         index["photos_top1_fp32"] = [int(v) for v in ov_model.logits(photos).argmax(1)]
         logits = {"fp32_openvino": ov_model.logits(fm_input), "fp32_onnxruntime": ort_model.logits(fm_input),
                   "int8": int8_model.logits(fm_input), "int8_trt": int8_trt_model.logits(fm_input),

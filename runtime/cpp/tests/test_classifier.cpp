@@ -169,3 +169,36 @@ TEST(Classifier, MovedFromKeepsWorkingInTheNewOwner) {
 }
 
 }  // namespace
+
+// The decode the manifest names (new exports: "fast"), overridden by Options::decode; EXIF by default.
+TEST(Classifier, DecodesAsTheManifestAndOptionsSay) {
+    DNX_REQUIRE_FIXTURES();
+    std::string big, rotated;
+    for (const auto& p : dnx_test::index()["images"]) {
+        const std::string path = p;
+        if (path.find("photo_12mp_4000x3000.jpg") != std::string::npos) big = path;
+        if (path.find("exif_6_1150x1060.jpg") != std::string::npos) rotated = path;
+    }
+    ASSERT_FALSE(big.empty());
+    ASSERT_FALSE(rotated.empty());
+    const Classifier manifest_decode = Classifier::load(dnx_test::fixture("fp32.onnx"));
+    EXPECT_EQ(manifest_decode.manifest().preprocess.decode, dnx::Decode::Fast);
+    // 28-pixel model, margin 2: the short side must stay >= 56, so 1/8 of 3000 (375) is the scale
+    EXPECT_EQ(manifest_decode.read_image(big).width, 500);
+    dnx::Options exact;
+    exact.decode = "exact";
+    exact.exif_orientation = false;
+    const Classifier full = Classifier::load(dnx_test::fixture("fp32.onnx"), exact);
+    EXPECT_EQ(full.manifest().preprocess.decode, dnx::Decode::Exact);
+    EXPECT_EQ(full.read_image(big).width, 4000);
+    EXPECT_EQ(full.read_image(rotated).width, 1150);           // stored sideways
+    EXPECT_EQ(manifest_decode.read_image(rotated).width, 133);  // upright (1060 / 8), at 1/8
+    dnx::Options bad;
+    bad.decode = "turbo";
+    try {
+        Classifier::load(dnx_test::fixture("fp32.onnx"), bad);
+        ADD_FAILURE() << "decode \"turbo\" accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Error::Code::InvalidArgument);
+    }
+}

@@ -51,7 +51,7 @@ TEST(Parity, PhotosEndToEndSameTop1AsPython) {
     const auto& want = idx["photos_top1_fp32"];
     for (std::size_t i = 0; i < idx["images"].size(); ++i) {
         const std::string path = idx["images"][i];
-        const dnx::Prediction p = model.classify(dnx::Image::from_file(path), 1);
+        const dnx::Prediction p = model.classify(model.read_image(path), 1);  // the manifest's decode
         EXPECT_EQ(p.indices[0], want[i].get<int>()) << path;
     }
 }

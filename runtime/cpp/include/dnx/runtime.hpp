@@ -38,6 +38,19 @@ private:
     Code code_;
 };
 
+// How encoded images are decoded (Python: dnx.data.preprocess.decode_image).
+struct DNX_API DecodeOptions {
+    // Images above this many pixels are refused from the header, before any pixel memory exists.
+    std::uint64_t max_pixels = 178956970;  // Pillow's decompression-bomb limit (2x its warning)
+    // > 0: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8, libjpeg-turbo's scale_denom)
+    // that keeps its short side >= this many pixels (a preprocess spec's "fast" decode, see
+    // fast_decode_side). 0: every pixel is decoded. PNGs are always decoded in full.
+    int min_short_side = 0;
+    // Turn the image upright by its EXIF orientation tag (IFD0 tag 0x0112 of a JPEG's first Exif
+    // APP1 segment or of a PNG's eXIf chunk), as a photo viewer shows it; false: pixels as stored.
+    bool exif_orientation = true;
+};
+
 // A decoded 8-bit image, rows top to bottom, channels interleaved (HWC): 1 = grey, 3 = RGB.
 struct DNX_API Image {
     int width = 0;
@@ -46,11 +59,15 @@ struct DNX_API Image {
     std::vector<std::uint8_t> pixels;
 
     // Decode a JPEG or PNG file / buffer (libjpeg-turbo, libpng). Palette, 1/2/4-bit grey and
-    // alpha are reduced as Pillow's convert("RGB"/"L") does (alpha dropped, never composited).
-    // Throws Error(BadImage) on truncated, corrupt or non-image data, and on images above
-    // max_pixels (checked from the header, before any pixel memory is allocated).
+    // alpha are reduced as Pillow's convert("RGB"/"L") does (alpha dropped, never composited);
+    // CMYK JPEGs become RGB as Pillow converts them (Adobe polarity); 16-bit grey PNGs are scaled
+    // to 8 bits as round(v / 257). Throws Error(BadImage) on truncated or corrupt data (a PNG
+    // chunk with a bad CRC included), non-image data, and on images above max_pixels (checked
+    // from the header, before any pixel memory is allocated). The EXIF orientation is applied.
     static Image from_file(const std::string& path, std::uint64_t max_pixels = kMaxPixels);
     static Image decode(const std::uint8_t* data, std::size_t size, std::uint64_t max_pixels = kMaxPixels);
+    static Image from_file(const std::string& path, const DecodeOptions& options);
+    static Image decode(const std::uint8_t* data, std::size_t size, const DecodeOptions& options);
     // Copy caller-owned pixels; channels 1, 3 or 4 (RGBA: alpha dropped, as Pillow does).
     static Image from_pixels(int width, int height, int channels, const std::uint8_t* pixels);
 
@@ -58,6 +75,13 @@ struct DNX_API Image {
 };
 
 enum class Interpolation { Nearest, Bilinear, Bicubic };
+
+// "exact": decode every pixel; "fast": JPEGs decoded at the DCT scale the model needs (see DecodeOptions).
+enum class Decode { Exact, Fast };
+
+// The "fast" decode keeps a JPEG's short side >= kFastDecodeMargin x resize_size (Python:
+// dnx.data.preprocess.FAST_DECODE_MARGIN, the same number).
+constexpr int kFastDecodeMargin = 2;
 
 // The manifest's "preprocess" block: resize the shorter side to resize_size (Pillow's antialiased
 // resampling), center-crop image_size, scale to [0, 1], (x - mean) / std per channel, NCHW float32.
@@ -68,10 +92,18 @@ struct DNX_API Preprocess {
     std::vector<float> std;
     int in_channels = 0;
     Interpolation interpolation = Interpolation::Bilinear;
+    Decode decode = Decode::Exact;  // a manifest without "decode" predates the mode: exact
 };
 
+// DecodeOptions::min_short_side for a spec: kFastDecodeMargin x resize_size when its decode is
+// Fast, else 0.
+DNX_API int fast_decode_side(const Preprocess& spec);
+
 // One image -> in_channels x image_size x image_size floats, equal to dnx/data/preprocess.py.
-DNX_API std::vector<float> preprocess(const Image& image, const Preprocess& spec);
+// The resized intermediate is bounded by max_pixels too: an image whose aspect ratio would make it
+// larger (a 1x20000 strip resized to 256x5120000) throws Error(BadImage) before allocating it.
+DNX_API std::vector<float> preprocess(const Image& image, const Preprocess& spec,
+                                      std::uint64_t max_pixels = Image::kMaxPixels);
 
 // What Classifier::load read from the artifact's manifest (sidecar PATH.json or ONNX metadata).
 struct DNX_API Manifest {
@@ -104,6 +136,12 @@ struct DNX_API Options {
     std::string inference_precision = "f32";
     // CUDA device for TensorRT engines.
     int cuda_device = 0;
+    // JPEG decode of Classifier::read_image/decode_image: "" = the manifest's, "exact" or "fast".
+    std::string decode;
+    // Turn photos upright by their EXIF orientation (Classifier::read_image/decode_image).
+    bool exif_orientation = true;
+    // Largest image (pixels) read_image/decode_image decode, and largest resized intermediate.
+    std::uint64_t max_pixels = 178956970;
     // Load an artifact whose parity certificate is missing or failed (Python: allow_unverified).
     // The certificate's verdict is checked; its content sha256 is not (that needs the ONNX
     // protobuf serializer), so a graph edited after verification is not detected here.
@@ -143,6 +181,11 @@ public:
                                      Timings* timings = nullptr) const;
     std::vector<Prediction> classify(const std::vector<Image>& images, int top_k = 5,
                                      Timings* timings = nullptr) const;
+
+    // Decode an image file / buffer as this model's manifest (and Options::decode,
+    // exif_orientation, max_pixels) say: the fast decode scales JPEGs down while decoding.
+    Image read_image(const std::string& path) const;
+    Image decode_image(const std::uint8_t* data, std::size_t size) const;
 
     // Raw logits, batch x num_classes(), of already preprocessed NCHW float32 input.
     std::vector<float> logits(const float* nchw, std::size_t batch) const;
