@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 
@@ -50,14 +49,9 @@ def load_lite0():
 
 def reencode(path: Path, megapixels: float) -> bytes:
     """The photo as a quality-90 JPEG of about ``megapixels`` MP, its aspect ratio kept."""
-    from PIL import Image
+    from dnx.data.photos import reencode_jpeg
 
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    scale = (megapixels * 1e6 / (rgb.width * rgb.height)) ** 0.5
-    buf = io.BytesIO()
-    rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.BICUBIC).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return reencode_jpeg(path, megapixels=megapixels)
 
 
 def inputs(data: bytes, margins=MARGINS) -> tuple[dict[str, np.ndarray], dict[str, float]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dnx.errors import DnxError
+from dnx.fileio import write_bytes_atomic, write_json_atomic
 
 SIZES = {"0.26MP": (512, 512), "2MP": (1632, 1224), "12MP": (4000, 3000)}
 CPP_CLASSIFY = Path(__file__).resolve().parents[1] / "build" / "cpp" / "dnx-classify"
@@ -33,25 +33,12 @@ SERVE_CONCURRENCY = (1, 8)
 
 def reencoded_photos(count: int) -> dict[str, list[bytes]]:
     """``count`` offline photos, centre-cropped to each size's aspect ratio and re-encoded at that size."""
-    from PIL import Image
-
-    from dnx.data.photos import find_photos
+    from dnx.data.photos import find_photos, reencode_jpeg
 
     photos = find_photos(min_side=512)[:count]
     if not photos:
         raise DnxError("no offline photos found; pip install scikit-image or apt-get install opencv-doc")
-    sets: dict[str, list[bytes]] = {name: [] for name in SIZES}
-    for path in photos:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-        for name, (w, h) in SIZES.items():
-            scale = min(rgb.width / w, rgb.height / h)
-            cw, ch = round(w * scale), round(h * scale)
-            left, top = (rgb.width - cw) // 2, (rgb.height - ch) // 2
-            buf = io.BytesIO()
-            rgb.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC).save(buf, "JPEG", quality=90)
-            sets[name].append(buf.getvalue())
-    return sets
+    return {name: [reencode_jpeg(path, size=wh) for path in photos] for name, wh in SIZES.items()}
 
 
 def user_images(path: str | Path, limit: int = 64) -> dict[str, list[bytes]]:
@@ -118,7 +105,7 @@ def cpp_rows(artifact: Path, images: list[bytes], threads: int, seconds: float, 
         files = []
         for i, data in enumerate(images):
             files.append(Path(tmp) / f"{i}.jpg")
-            files[-1].write_bytes(data)
+            write_bytes_atomic(files[-1], data)
         for decode in ("exact", "fast"):
             cmd = [str(binary), "--bench", "--decode", decode, "--threads", str(threads), "--warmup", "1",
                    "--duration", str(seconds), str(artifact), *map(str, files)]
@@ -141,14 +128,14 @@ def cpp_rows(artifact: Path, images: list[bytes], threads: int, seconds: float, 
 
 def serve_rows(artifact: Path, images: list[bytes], threads: int, requests: int) -> dict[str, dict]:
     """Images/s through a real ``dnx serve`` (loopback) at concurrency 1 and 8, bounded in requests and time."""
-    from dnx.benchmarks.serve_load import _load
+    from dnx.benchmarks.serve_load import closed_loop
     from dnx.runtime.serve.process import ServeProcess
 
     rows = {}
     server = ServeProcess(artifact, "--threads", str(threads), "--max-batch", "8", "--max-queue", "64")
     try:
         for c in SERVE_CONCURRENCY:
-            rows[f"concurrency {c}"] = asyncio.run(_load(server.url, c, requests * max(1, c // 2), images))
+            rows[f"concurrency {c}"] = asyncio.run(closed_loop(server.url, c, requests * max(1, c // 2), images))
     finally:
         server.stop()
     return rows
@@ -260,7 +247,6 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     from dnx.benchmarks.scripts import RESULTS
     from dnx.benchmarks.serve_load import prepare
-    from dnx.fileio import write_json_atomic
 
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=8, help="Offline photos per size.")
@@ -277,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         artifact = prepare(workdir, quick=False, only=["densenet121-int8"])["densenet121-int8"]
     result = run_e2e(artifact, reencoded_photos(args.photos), threads=args.threads, rounds=args.rounds)
     write_json_atomic(Path(args.json), result)
-    Path(args.markdown).write_text(markdown(result))
+    write_bytes_atomic(Path(args.markdown), markdown(result).encode())
     return result
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import tempfile
 import time
@@ -122,23 +121,11 @@ async def closed_loop(url: str, concurrency: int, requests: int, photos: list[by
 
 def photos_2mp(n: int = 16) -> list[bytes]:
     """``n`` real photos (the offline ones at least 1000 px on both sides, JPEG camera photos first)
-    scaled to cover 1600x1200, center-cropped to it and re-encoded as JPEG quality 90 (~2 MP)."""
-    from PIL import Image
-
-    from dnx.data.photos import find_photos
-    from dnx.data.preprocess import load_image
+    centre-cropped to 4:3 and re-encoded at 1600x1200 as JPEG quality 90 (~2 MP)."""
+    from dnx.data.photos import find_photos, reencode_jpeg
 
     found = sorted(find_photos(min_side=1000), key=lambda p: (p.suffix.lower() not in (".jpg", ".jpeg"), str(p)))
-    blobs = []
-    for path in found[:n]:
-        img = load_image(path).convert("RGB")
-        scale = max(1600 / img.width, 1200 / img.height)
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
-        left, top = (img.width - 1600) // 2, (img.height - 1200) // 2
-        buf = io.BytesIO()
-        img.crop((left, top, left + 1600, top + 1200)).save(buf, format="JPEG", quality=90)
-        blobs.append(buf.getvalue())
-    return blobs
+    return [reencode_jpeg(path, size=(1600, 1200)) for path in found[:n]]
 
 
 def _inference_window(clf, x: np.ndarray, seconds: float) -> dict:

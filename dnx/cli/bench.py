@@ -117,7 +117,7 @@ def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
     from pathlib import Path
 
     from dnx.benchmarks.e2e import markdown, run_e2e, user_images
-    from dnx.fileio import check_writable, write_json_atomic
+    from dnx.fileio import check_writable, write_bytes_atomic, write_json_atomic
 
     if not target or not Path(target).is_file():
         raise DnxError("--e2e needs TARGET to be an artifact file (an ONNX made by dnx, or an engine)")
@@ -132,4 +132,4 @@ def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
     if json_path:
         write_json_atomic(Path(json_path), result, "--json")
     if markdown_path:
-        Path(markdown_path).write_text(text)
+        write_bytes_atomic(Path(markdown_path), text.encode(), "--markdown")

@@ -73,3 +73,28 @@ def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int =
             crop.save(tmp, format="JPEG", quality=92)
         written.append(path)
     return written
+
+
+def reencode_jpeg(path: str | Path, size: tuple[int, int] | None = None, megapixels: float | None = None,
+                  quality: int = 90) -> bytes:
+    """A photo re-encoded in memory as a camera would write it, for request-path benchmarks and tests:
+    ``size=(w, h)`` centre-crops to that aspect ratio and resizes to it; ``megapixels`` keeps the aspect
+    ratio and scales to about that many pixels."""
+    import io
+
+    from PIL import Image
+
+    with load_image(path) as img:
+        rgb = img.convert("RGB")
+    if size is not None:
+        w, h = size
+        scale = min(rgb.width / w, rgb.height / h)
+        cw, ch = round(w * scale), round(h * scale)
+        left, top = (rgb.width - cw) // 2, (rgb.height - ch) // 2
+        rgb = rgb.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BICUBIC)
+    elif megapixels is not None:
+        scale = (megapixels * 1e6 / (rgb.width * rgb.height)) ** 0.5
+        rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.BICUBIC)
+    buf = io.BytesIO()  # in memory: a request body, never a file
+    rgb.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()

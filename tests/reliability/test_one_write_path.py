@@ -37,7 +37,7 @@ ALLOWED = {
     ("runtime/deploy/haproxy.py", "self.log_path.open("): "haproxy's live log in a replica test's folder",
     ("runtime/deploy/replicas.py", "log.open("): "a replica's live log in a replica test's folder",
     ("benchmarks/scale_demo.py", "Image.fromarray(image[0]).save(png"): "a PNG request body in memory (BytesIO)",
-    ("benchmarks/serve_load.py", ".save(buf,"): "encodes request photos into memory (io.BytesIO), no file",
+    ("dnx/data/photos.py", "rgb.save(buf,"): "re-encodes request photos into memory (io.BytesIO), no file",
     ("benchmarks/tune/load.py", ".save(buf,"): "a JPEG request body encoded into memory (io.BytesIO), no file",
     ("benchmarks/tune_compare.py", "shutil.copytree("): "copies finished variants between two scratch work "
                                                          "folders of one benchmark run, not an artifact",
