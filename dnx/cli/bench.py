@@ -24,8 +24,9 @@ from dnx.errors import DnxError
               help="Warm-up seconds before each timing.")
 @click.option("--threads", default=0, type=click.IntRange(min=0),
               help="Intra-op threads of torch, onnxruntime and OpenVINO (0: their defaults).")
-@click.option("--ov-precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="Float precision of the OpenVINO backends (auto: bf16 where the CPU has it, else fp32).")
+@click.option("--ov-precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
+              help="Float precision of the OpenVINO backends (fp32: as the file is written; auto: bf16 where "
+                   "the CPU has it, else fp32).")
 @click.option("--data", "data_path", type=click.Path(),
               help="Parity and INT8 calibration images: IDX folder, .npz, class folders (labelled) or an image "
                    "folder. Default: the photos bundled with dnx.")

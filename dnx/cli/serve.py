@@ -29,11 +29,14 @@ from dnx.cli.group import cli
               help="Server processes, each with its own model copy.")
 @click.option("--allow-unverified", is_flag=True,
               help="Serve a dnx artifact whose parity certificate failed, is missing or no longer matches it.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="fp32: run the artifact as written; bf16: OpenVINO BF16 (AVX-512 BF16/AMX CPUs), checked "
+                   "against the file on real data at load.")
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
-              default_top_k, workers, allow_unverified, mean, std, image_size) -> None:
+              default_top_k, workers, allow_unverified, precision, mean, std, image_size) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0.
@@ -48,7 +51,7 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
     config = ServeConfig(artifact=artifact, host=host, port=port, backend=backend, device=device, threads=threads,
                          max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * 1024 * 1024), default_top_k=default_top_k,
-                         workers=workers, allow_unverified=allow_unverified,
+                         workers=workers, allow_unverified=allow_unverified, precision=precision,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     config.validate()  # option errors before the "loading" line

@@ -48,6 +48,7 @@ class ServeConfig:
     workers: int = 1
     allow_unverified: bool = False
     preprocess: dict | None = field(default=None)  # mean/std/image_size (+labels) for a foreign ONNX
+    precision: str = "fp32"  # fp32: the artifact as written; bf16: OpenVINO BF16 after its own parity check
 
     def validate(self) -> "ServeConfig":
         checks = [(self.max_batch >= 1, "--max-batch must be >= 1"),
@@ -94,7 +95,7 @@ class _Service:
         pre = self.config.preprocess or {}
         self.classifier = load(self.config.artifact, backend=self.config.backend, device=self.config.device,
                                threads=self.config.threads, max_pixels=self.config.max_pixels,
-                               allow_unverified=self.config.allow_unverified, **pre)
+                               allow_unverified=self.config.allow_unverified, precision=self.config.precision, **pre)
         chw = self.classifier.input_chw
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))
