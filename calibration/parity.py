@@ -55,8 +55,9 @@ def reference_set(pre, labels: str | None) -> ParitySet:
                          f"dnx's shipped Fashion-MNIST test split, first {n}")
     from dnx.data.photos import photo_parity_set
 
-    photos, source = photo_parity_set(max(pre.resize_size, pre.image_size), PARITY_CROPS_PER_PHOTO, seed=0)
-    images = np.stack([preprocess_image(img, pre) for img in photos])
+    photos, source = photo_parity_set(max(pre.resize_size, pre.image_size), lambda img: preprocess_image(img, pre),
+                                      PARITY_CROPS_PER_PHOTO, seed=0)
+    images = np.stack(photos)
     return ParitySet(f"photos {len(images)}", images, None, source)
 
 

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # FP32's top-1 minus top-2 softmax probability from which an image counts as "FP32 is sure". Chosen from
-# data (benchmarks/parity_margin.py, results/parity_margin.json): on healthy INT8 files (EfficientNet-Lite0
-# pretrained on ImageNet, dnx's DenseNet-BC on Fashion-MNIST) the change INT8 makes to an image's margin
-# stays under 0.2 for 95% of the images and every flip of a photo happens at an FP32 margin below it,
-# while broken files (weight scales x10, one corrupted weight tensor) flip images at margins up to 1.
+# data (python -m dnx.benchmarks.parity_margin -> benchmarks/results/parity_margin.json; docs/verification.md):
+# healthy INT8 files (EfficientNet-Lite0 pretrained on ImageNet, dnx's DenseNet-BC on Fashion-MNIST) flip only
+# images FP32 decides by < 0.15 (INT8 moves the margin by < 0.2 for >= 95% of the images), while broken files
+# (weight scales x10, one corrupted weight tensor) flip nearly every image FP32 decides by 0.2 or more.
 DECISIVE_MARGIN = 0.2
 # Fewer sure images than this and the top-1 verdict counts every flip instead.
 MIN_DECISIVE = 32

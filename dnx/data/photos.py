@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from dnx.data.preprocess import IMAGE_SUFFIXES, bundled_photos, load_image
 from dnx.errors import DnxError
@@ -51,13 +53,21 @@ def find_photos(min_side: int = 128) -> list[Path]:
                             if p.suffix.lower() in IMAGE_SUFFIXES and not NOT_PHOTOS.fullmatch(p.stem))
     keep = []
     for p in found:
-        try:
-            with load_image(p) as img:
+        try:  # the header only: decoding every photo here took seconds
+            with Image.open(p) as img:
                 if min(img.size) >= min_side:
                     keep.append(p)
-        except DnxError:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             continue
     return keep
+
+
+def _random_crop(img, rng, size: int):
+    w, h = img.size
+    # larger photos give crops at several scales, so repeated sources still differ
+    side = int(rng.integers(min(size, w, h), min(w, h) + 1))
+    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    return img.crop((x, y, x + side, y + side)).resize((size, size))
 
 
 def random_crops(photos: list[Path], count: int, size: int, seed: int = 0):
@@ -65,12 +75,7 @@ def random_crops(photos: list[Path], count: int, size: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     for i in range(count):
         with load_image(photos[i % len(photos)]) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            # larger photos give crops at several scales, so repeated sources still differ
-            side = int(rng.integers(min(size, w, h), min(w, h) + 1))
-            x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-            yield img.crop((x, y, x + side, y + side)).resize((size, size))
+            yield _random_crop(img.convert("RGB"), rng, size)
 
 
 def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int = 0) -> list[Path]:
@@ -89,21 +94,26 @@ def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int =
     return written
 
 
-def photo_parity_set(size: int, crops_per_photo: int = 2, seed: int = 0) -> tuple[list, str]:
+def photo_parity_set(size: int, transform: Callable, crops_per_photo: int = 2, seed: int = 0) -> tuple[list, str]:
     """The parity images of a model without labelled data: every offline photo whose short side is at
-    least ``size``, whole (the caller's preprocessing frames it), then ``crops_per_photo`` seeded random
-    crops of each (RGB, ``size`` square). Returns (PIL images, a description naming the sources)."""
+    least ``size``, whole (``transform``, the model's preprocessing, frames it), each followed by
+    ``crops_per_photo`` seeded random crops of it (RGB, ``size`` square). Each photo is decoded once and
+    each image handed to ``transform`` at once, so memory holds one photo. Returns (the transformed images,
+    a description naming the sources)."""
     photos = find_photos(min_side=size)
-    images = []
+    rng = np.random.default_rng(seed)
+    out = []
     for p in photos:
         with load_image(p) as img:
-            images.append(img.convert("RGB"))
-    images += list(random_crops(photos, crops_per_photo * len(photos), size, seed))
-    folders: dict[str, int] = {}
+            rgb = img.convert("RGB")
+        out.append(transform(rgb))
+        out += [transform(_random_crop(rgb, rng, size)) for _ in range(crops_per_photo)]
+    sources: dict[str, int] = {}
     for p in photos:
-        key = "dnx" if "dnx" in p.parts and "assets" in p.parts else (
-            "scikit-image" if "skimage" in p.parts else "opencv-doc" if "opencv-doc" in p.parts else "mate-backgrounds")
-        folders[key] = folders.get(key, 0) + 1
-    sources = ", ".join(f"{n} {k}" for k, n in folders.items())
-    return images, (f"{len(photos)} offline photos ({sources}), each whole and as {crops_per_photo} seeded "
-                    f"random crops: {len(images)} images")
+        key = ("dnx" if p.parent.name == "photos" and p.parent.parent.name == "assets" else
+               "scikit-image" if "skimage" in p.parts else "opencv-doc" if "opencv-doc" in p.parts else
+               "mate-backgrounds")
+        sources[key] = sources.get(key, 0) + 1
+    named = ", ".join(f"{n} {k}" for k, n in sources.items())
+    return out, (f"{len(photos)} offline photos ({named}), each whole and as {crops_per_photo} seeded random "
+                 f"crops: {len(out)} images")
