@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.machine import machine_info
+from dnx.fileio import atomic_path, write_json_atomic
 
 OUT = Path(__file__).resolve().parent / "results" / "parity_margin.json"
 MARGINS = (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -62,7 +62,8 @@ def _broken(src: Path, dst: Path, how: str) -> Path:
         values = numpy_helper.to_array(victim)
         noise = np.random.default_rng(0).integers(-127, 128, values.shape).astype(values.dtype)
         victim.CopyFrom(numpy_helper.from_array(noise, victim.name))
-    onnx.save(proto, str(dst))
+    with atomic_path(dst) as tmp:
+        onnx.save(proto, str(tmp))
     return dst
 
 
@@ -114,7 +115,8 @@ def main() -> dict:
         calib = tmp / "calib"
         calib.mkdir()
         for i, p in enumerate(find_photos(256)[1::3][:20]):
-            shutil.copy(p, calib / f"{i:02d}{p.suffix}")
+            with atomic_path(calib / f"{i:02d}{p.suffix}") as tmp:
+                shutil.copy(p, tmp)
         data = reference_set(pre, None)
         ref = _logits(fp32, data.images)
         rows = {}
@@ -138,7 +140,7 @@ def main() -> dict:
         for how in ("x10", "corrupt"):
             rows[f"int8, {how}"] = margin_stats(ref, _logits(_broken(q, tmp / f"fm-{how}.onnx", how), data.images))
         out["models"]["densenet_bc22_fmnist"] = {"data": data.source, "cases": rows}
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    write_json_atomic(OUT, out)
     return out
 
 
