@@ -2,7 +2,8 @@
 real, in-distribution images (a labelled set or a folder of images given with --data, else the model's
 reference set: the shipped Fashion-MNIST test split for dnx's trained model, 64 crops of the bundled
 photos otherwise), preprocessed as the model expects. Random tensors are a numeric check: they decide
-FP32/FP16 verdicts but never an INT8 one (its ranges were calibrated on real images). :class:`ParityInput`
+FP32 verdicts but never a reduced precision's (FP16, BF16, TF32, INT8): off the data a model was trained
+on, its top-1 is decided by margins that any rounding flips, and INT8's ranges come from real images. :class:`ParityInput`
 is one such set; :func:`load_parity_data` reads one from a path and :func:`parity_inputs` assembles them.
 """
 
@@ -22,7 +23,7 @@ class ParityInput:
     images: np.ndarray  # (N, C, H, W) float32, preprocessed as the model expects
     labels: np.ndarray | None
     source: str
-    decides_int8: bool = True  # False for random tensors: reported for INT8, never judged
+    decides_reduced: bool = True  # False for random tensors: reported for reduced precisions, never judged
 
 
 def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
@@ -60,7 +61,7 @@ def parity_inputs(pre, samples: int, seed: int, data: str | None, labels: str | 
     rng = np.random.default_rng(seed)
     shape = (pre.in_channels, pre.image_size, pre.image_size)
     cases = [ParityInput("random", rng.standard_normal((samples, *shape), dtype=np.float32), None,
-                         f"standard normal, seed {seed}", decides_int8=False)]
+                         f"standard normal, seed {seed}", decides_reduced=False)]
     if data:
         cases.append(load_parity_data(data, pre, max(samples, 64)))
     else:

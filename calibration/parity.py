@@ -1,14 +1,18 @@
 """The parity check every derived ONNX file (FP16, INT8 of any placement) gets before it is trusted.
 
 Data: real and in-distribution. dnx's Fashion-MNIST models are checked on the shipped test split
-(with its labels); other models on 64 deterministic crops of the photos bundled with dnx (the same on
-every machine, so the fingerprint in the certificate means something). Random tensors are a numeric
-check for FP32/FP16 only (``dnx export`` and ``dnx bench`` keep them) and never decide an INT8 verdict.
+(with its labels); other models on every offline photo found here (:func:`dnx.data.photos.photo_parity_set`:
+the 5 bundled with dnx, scikit-image's, Debian opencv-doc's and mate-backgrounds' where installed), each
+whole and as seeded random crops; the certificate records which and how many (its fingerprint is the same
+on machines with the same photo packages). Random tensors are a numeric check for FP32 only (``dnx export``
+and ``dnx bench`` keep them) and never decide a reduced precision (FP16, BF16, INT8).
 
-Verdicts (thresholds in :data:`dnx.compare.DEFAULT_TOLERANCES`): top-1 agreement with the FP32 graph,
-counted as flips, where ``n`` images at threshold ``t`` allow ``floor(n * (1 - t))`` flips (64 images at
-99%: none). A random-initialised model's top-1 is decided by noise-level margins, so for it the verdict
-is the smallest per-image cosine (INT8 >= 0.99, FP16 >= 0.999) and flips are reported, not judged.
+Verdicts (thresholds in :data:`dnx.compare.DEFAULT_TOLERANCES`): top-1 agreement with the FP32 graph on
+the images where FP32 is sure (top-1 minus top-2 probability >= :data:`dnx.compare.DECISIVE_MARGIN`),
+counted as flips, where ``n`` sure images at threshold ``t`` allow ``floor(n * (1 - t))`` flips (64 at
+99%: none); flips on near-ties are reported apart. A random-initialised model's top-1 is decided by
+noise-level margins, so for it the verdict is the smallest per-image cosine (INT8 >= 0.99, FP16/BF16 >=
+0.999) and flips are reported, not judged.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 
 FMNIST_TEST_IMAGES = 1000
-PHOTO_CROPS = 64
+PHOTO_CROPS = 64  # default calibration images cut from the offline photos (another seed than the parity set)
+PARITY_CROPS_PER_PHOTO = 2  # with the whole photo: ~180 parity images where opencv-doc and mate are installed
 
 
 @dataclass
@@ -48,13 +53,12 @@ def reference_set(pre, labels: str | None) -> ParitySet:
         n = FMNIST_TEST_IMAGES
         return ParitySet(f"fashion-mnist test {n}", preprocess_array(data.images[:n], pre), data.labels[:n],
                          f"dnx's shipped Fashion-MNIST test split, first {n}")
-    from dnx.data.photos import random_crops
-    from dnx.data.preprocess import bundled_photos
+    from dnx.data.photos import photo_parity_set
 
-    crops = random_crops(bundled_photos(), PHOTO_CROPS, max(pre.resize_size, pre.image_size), seed=0)
-    images = np.stack([preprocess_image(img, pre) for img in crops])
-    return ParitySet(f"photo crops {PHOTO_CROPS}", images, None,
-                     f"{PHOTO_CROPS} seeded crops of the {len(bundled_photos())} photos bundled with dnx")
+    photos, source = photo_parity_set(max(pre.resize_size, pre.image_size), lambda img: preprocess_image(img, pre),
+                                      PARITY_CROPS_PER_PHOTO, seed=0)
+    images = np.stack(photos)
+    return ParitySet(f"photos {len(images)}", images, None, source)
 
 
 def default_calibration_data(labels: str | None, workdir: Path) -> Path:
@@ -77,8 +81,8 @@ def is_random_init(manifest: dict | None) -> bool:
 
 
 # Random-init models: judged by the smallest per-image cosine instead of top-1 (see the module docstring).
-RANDOM_INIT_TOLERANCES = {"fp16": Tolerance(min_cosine=0.999), "int8": Tolerance(min_cosine=0.99),
-                          "best": Tolerance(min_cosine=0.99)}
+RANDOM_INIT_TOLERANCES = {"fp16": Tolerance(min_cosine=0.999), "bf16": Tolerance(min_cosine=0.999),
+                          "int8": Tolerance(min_cosine=0.99), "best": Tolerance(min_cosine=0.99)}
 
 
 def tolerance_for(precision: str, manifest: dict | None) -> Tolerance:
@@ -125,5 +129,9 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
 
 
 def summary(c: Comparison) -> str:
-    """One line: flips out of the set, cosine, and the criterion."""
-    return f"{c.top1_flips}/{c.samples} top-1 flips, min cosine {c.min_cosine:.4f}: {c.criterion}"
+    """One line: flips out of the set (those where FP32 is sure, and near-ties), cosine, and the criterion."""
+    flips = f"{c.top1_flips}/{c.samples} top-1 flips"
+    if c.decisive_flips is not None:
+        flips += (f" ({c.decisive_flips} of the {c.decisive_samples} images FP32 is sure of, "
+                  f"{c.near_tie_flips} near-ties)")
+    return f"{flips}, min cosine {c.min_cosine:.4f}: {c.criterion}"

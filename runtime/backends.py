@@ -5,12 +5,14 @@ The ``auto`` rule (recorded with its reason in ``Classifier.info()["backend_reas
 1. A TensorRT engine runs on ``tensorrt`` (nothing else can read it).
 2. An ONNX file on a machine with a CUDA device (and ``device`` not ``cpu``) runs on ``onnxruntime``'s
    CUDA provider.
-3. On a CPU, the fastest backend that is installed *and* proven for the artifact's precision: OpenVINO
+3. On a CPU, the fastest backend that is installed *and* proven for the artifact's precision (run at
+   that precision: OpenVINO gets an explicit f32 inference hint, as its CPU plugin would otherwise run
+   FP32 graphs in BF16 on CPUs with AVX-512 BF16 or AMX): OpenVINO
    when installed, else onnxruntime. Measured in one run on an Intel Xeon with AVX-512 VNNI
    (``benchmarks/results/cpu_int8.json``, densenet121 bs1, 1 thread): every dnx INT8 placement runs
    faster on OpenVINO than on onnxruntime (``--target openvino`` 24.6 ms, ``tensorrt`` 27.4, ``onnxruntime``
    37.3 vs onnxruntime's 40.0 on its own placement), FP32 is within 3%, and OpenVINO adds BF16 where the
-   CPU has it. Proven: ``tests/calibration/test_openvino_target.py`` keeps OpenVINO at cosine >= 0.99 vs
+   CPU has it when asked (``precision="bf16"``). Proven: ``tests/calibration/test_openvino_target.py`` keeps OpenVINO at cosine >= 0.99 vs
    FP32 on every dnx INT8 placement (dnx's runner compiles fixed batch shapes, which avoids OpenVINO
    2026.4's dynamic-batch Q/DQ defect: ``benchmarks/openvino_repro/``).
    The rule is a table from measurements, not a timing run at load: loading stays fast and
@@ -50,7 +52,11 @@ def _cuda_ready() -> tuple[bool, str]:
     return provider_available("cuda")
 
 
-def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "auto") -> BackendChoice:
+def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "auto",
+                   precision: str | None = None) -> BackendChoice:
+    """``precision``: a reduced float precision asked for ("bf16"), which only OpenVINO on a CPU runs."""
+    if precision is not None:
+        return _reduced_choice(artifact, backend, device, precision)
     if backend not in BACKENDS:
         raise DnxError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if device not in DEVICES:
@@ -77,6 +83,16 @@ def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "aut
         if device == "cuda":
             raise UnavailableBackend(f"device='cuda' asked for, but {why}")
     return _cpu_choice(artifact)
+
+
+def _reduced_choice(artifact: Artifact, backend: str, device: str, precision: str) -> BackendChoice:
+    if backend not in ("auto", "openvino") or device == "cuda":
+        raise DnxError(f"precision {precision!r} runs on OpenVINO's CPU plugin only; use backend='openvino' "
+                       f"(or 'auto') and device='cpu' (or 'auto'), or run the artifact as written (fp32)")
+    ok, why_not = _openvino_installed()
+    if not ok:
+        raise UnavailableBackend(f"precision {precision!r} needs OpenVINO: {why_not}")
+    return BackendChoice("openvino", "cpu", f"{precision} asked for: OpenVINO's CPU plugin runs it")
 
 
 def _cpu_choice(artifact: Artifact) -> BackendChoice:

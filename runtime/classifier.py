@@ -27,8 +27,9 @@ import numpy as np
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS, open_any_image, preprocess_image
 from dnx.errors import DnxError
 from dnx.models.registry import DECODE_MODES
-from dnx.runtime.artifact import Artifact, manual_preprocess, open_artifact
+from dnx.runtime.artifact import Artifact, UnverifiedArtifact, manual_preprocess, open_artifact
 from dnx.runtime.backends import BackendChoice, choose_backend, make_runner
+from dnx.runtime.runtime_precision import check_precision_request, check_runtime_precision
 from dnx.runtime.timings import StageTimings
 
 # Chunk size for a large float batch on a backend without a fixed batch: bounds activation memory.
@@ -69,6 +70,8 @@ class Classifier:
         self.timings = StageTimings()
         self._runner = runner.activate()
         self._output_name: str | None = None
+        # the verdict of a precision the runtime applies below the artifact's (BF16), set by load()
+        self.precision_verdict: dict[str, Any] | None = None
         self.warmed_up = False
         if warmup:
             self.warm_up()
@@ -108,8 +111,17 @@ class Classifier:
                 "backend_reason": self.choice.reason, "runner": self._runner.name,
                 "max_batch": self.artifact.max_batch, "max_pixels": self.max_pixels,
                 "decode": self.artifact.preprocess.decode, "exif_orientation": self.exif_orientation,
-                **({"inference_precision": p} if (p := getattr(self._runner, "inference_precision", None)) else {}),
+                **({"inference_precision": p} if (p := self.inference_precision) else {}),
+                **({"precision_verdict": self.precision_verdict} if self.precision_verdict else {}),
                 "manifest": self.artifact.manifest}
+
+    @property
+    def inference_precision(self) -> str | None:
+        """The precision the backend runs the file's float operations in: "fp32" = as the file is written
+        (an FP16 or INT8 file's reduced parts stay as written), "bf16"/"tf32" = reduced by the runtime;
+        None for a TensorRT engine (its precision was fixed at build)."""
+        p = getattr(self._runner, "inference_precision", None)
+        return p or ("fp32" if self.choice.backend in ("onnxruntime", "openvino") else None)
 
     # -- the three steps, usable one by one (the batcher and the HTTP service do) ---------
     def preprocess(self, images) -> np.ndarray:
@@ -207,7 +219,7 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
          mean: Sequence[float] | None = None, std: Sequence[float] | None = None, image_size: int | None = None,
          labels: Sequence[str] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup: bool = True,
          allow_unverified: bool = False, backend_options: dict | None = None, decode: str | None = None,
-         exif_orientation: bool = True) -> Classifier:
+         exif_orientation: bool = True, precision: str | None = None) -> Classifier:
     """Open ``artifact`` (an ONNX file dnx wrote, any precision, or a ``dnx build`` engine) for classification.
 
     - ``backend``: ``auto`` (see :mod:`dnx.runtime.backends` for the rule), ``onnxruntime``, ``openvino``
@@ -222,6 +234,10 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
       the pixels as stored). PIL images and arrays are never rotated.
     - ``allow_unverified``: load a dnx artifact whose parity certificate failed, whose content changed
       since it was verified, or that has none (refused by default; ``info()["verified"]`` says which).
+    - ``precision``: None or ``fp32`` runs the artifact as written on every backend (an FP32 file in FP32,
+      also on CPUs whose OpenVINO would pick BF16); ``bf16`` runs its float operations in BF16 (OpenVINO,
+      on CPUs with AVX-512 BF16 or AMX) after a parity check of that run on real data at load
+      (``info()["precision_verdict"]``; a failed check is refused unless ``allow_unverified``).
 
     Inputs to ``predict``/``preprocess``: a path, encoded bytes (JPEG/PNG/WebP/BMP), a PIL image, a
     uint8 (H, W[, C]) array, a list of any of these, a uint8 stack (N, H, W, C), or (N, H, W) grey when the
@@ -243,7 +259,21 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
         art = replace(art, preprocess=replace(art.preprocess, decode=decode))
     if art.labels is not None and art.num_classes is not None and len(art.labels) != art.num_classes:
         raise DnxError(f"{len(art.labels)} labels given for a model with {art.num_classes} classes")
-    choice = choose_backend(art, backend, device)
-    runner = make_runner(art, choice, threads, backend_options)
-    return Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup,
-                      exif_orientation=bool(exif_orientation))
+    reduced = check_precision_request(precision, art)
+    choice = choose_backend(art, backend, device, reduced)
+    runner = make_runner(art, choice, threads, {**({"precision": reduced} if reduced else {}), **(backend_options or {})})
+    classifier = Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup,
+                            exif_orientation=bool(exif_orientation))
+    if reduced:
+        try:
+            verdict = check_runtime_precision(art, classifier._runner, reduced)
+        except BaseException:
+            classifier.close()
+            raise
+        classifier.precision_verdict = verdict
+        if verdict["verdict"] != "passed" and not allow_unverified:
+            classifier.close()
+            raise UnverifiedArtifact(f"{art.path} in {reduced} on {classifier._runner.name} is refused: its parity "
+                                     f"with the file as written failed ({verdict['summary']}); run it as written "
+                                     "(precision fp32), or load it anyway with allow_unverified=True")
+    return classifier

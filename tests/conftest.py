@@ -68,3 +68,24 @@ def broken_int8_onnx(fmnist_int8_onnx, tmp_path):
     path = tmp_path / "broken.int8.onnx"
     onnx.save(proto, str(path))
     return path
+
+
+@pytest.fixture
+def corrupted_int8_onnx(fmnist_int8_onnx, tmp_path):
+    """The INT8 file with ONE weight tensor (the middle quantized Conv weight) overwritten by seeded random
+    int8 values, its manifest kept: a bad copy or a bit-rotted file that parity checks must catch."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(fmnist_int8_onnx))
+    inits = {i.name: i for i in proto.graph.initializer}
+    weights = [inits[n.input[0]] for n in proto.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) == 4]
+    victim = weights[len(weights) // 2]
+    values = numpy_helper.to_array(victim)
+    noise = np.random.default_rng(0).integers(-127, 128, values.shape).astype(values.dtype)
+    victim.CopyFrom(numpy_helper.from_array(noise, victim.name))
+    path = tmp_path / "corrupted.int8.onnx"
+    onnx.save(proto, str(path))
+    return path

@@ -11,7 +11,7 @@ import numpy as np
 from dnx.errors import DnxError, require
 from dnx.runtime.base import Runner, TensorMeta, UnavailableBackend
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 HINTS = ("latency", "throughput")
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
@@ -49,10 +49,12 @@ class OpenVINORunner(Runner):
 
     ``threads`` sets ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default); ``hint`` is OpenVINO's
     performance hint (latency: one stream; throughput: several). ``precision`` is the inference
-    precision of the float parts of the graph: ``fp32``, ``bf16`` (only where the CPU has it;
-    otherwise UnavailableBackend) or ``auto`` (bf16 where the CPU has it, else fp32). Quantized
-    (Q/DQ) parts of an INT8 file run in INT8 either way. After ``activate``,
-    ``inference_precision`` says which float precision the compiled model really uses.
+    precision of the float parts of the graph: ``fp32`` (the default: the file's own precision,
+    set explicitly because OpenVINO's CPU plugin would otherwise pick bf16 on CPUs with AVX-512 BF16
+    or AMX), ``bf16`` (only where the CPU has it; otherwise UnavailableBackend) or ``auto`` (bf16
+    where the CPU has it, else fp32). Quantized (Q/DQ) parts of an INT8 file run in INT8 either way.
+    After ``activate``, ``inference_precision`` says which float precision the compiled model really
+    uses.
 
     Shapes: the file keeps its dynamic batch (``input_metadata`` reports it), but each input shape
     is compiled as a static model on first use and kept (at most ``MAX_SHAPES``, oldest dropped).
@@ -70,7 +72,7 @@ class OpenVINORunner(Runner):
 
     MAX_SHAPES = 8
 
-    def __init__(self, path: str | Path, threads: int = 0, precision: str = "auto", hint: str = "latency") -> None:
+    def __init__(self, path: str | Path, threads: int = 0, precision: str = "fp32", hint: str = "latency") -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise DnxError(f"OpenVINO precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -93,7 +95,7 @@ class OpenVINORunner(Runner):
         has_bf16 = "BF16" in cpu_capabilities()
         if self.precision == "bf16" and not has_bf16:
             raise UnavailableBackend(f"{self.name} unavailable: bf16 asked for, but this CPU has no BF16 support "
-                                     "(AVX-512 BF16 or AMX); use --ov-precision fp32 or auto")
+                                     "(AVX-512 BF16 or AMX); use fp32")
         if self.precision == "auto":
             return "bf16" if has_bf16 else "fp32"
         return self.precision

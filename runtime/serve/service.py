@@ -46,6 +46,7 @@ class ServeConfig:
     allow_unverified: bool = False
     preprocess: dict | None = field(default=None)  # mean/std/image_size (+labels) for a foreign ONNX
     model_version: str | None = None  # reported by /v1/model and X-Model-Version; default: sha256[:12]
+    precision: str = "fp32"  # fp32: the artifact as written; bf16: OpenVINO BF16 after its own parity check
     decode: str | None = None  # exact | fast; None: the manifest's
     exif_orientation: bool = True
 
@@ -105,7 +106,8 @@ class Service:
         self.classifier = load(self.config.artifact, backend=self.config.backend, device=self.config.device,
                                threads=self.config.threads, max_pixels=self.config.max_pixels,
                                allow_unverified=self.config.allow_unverified, decode=self.config.decode,
-                               exif_orientation=self.config.exif_orientation, **pre)
+                               exif_orientation=self.config.exif_orientation, precision=self.config.precision,
+                               **pre)
         chw = self.classifier.input_chw
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))

@@ -88,8 +88,11 @@ def _compiled_kinds(core, model):
 
 def test_openvino_file_compiles_to_what_openvino_nncf_makes(files):
     """Speed without timing: dnx's file runs the same INT8 kernels as a user's OpenVINO+NNCF model
-    (OpenVINO backend, defaults), so it is as fast; on densenet121 both compile to 120 u8
-    Convolutions and 58 INT8 Concatenations (the TensorRT placement leaves the Concats in f32)."""
+    (OpenVINO backend, defaults), so it is as fast. What OpenVINO compiles depends on the CPU (on an
+    AVX-512 VNNI Xeon and on Zen 4 the shipped model has 21 u8 Convolutions, on an AMX Xeon 20; on
+    densenet121 120 u8 Convolutions and 58 INT8 Concatenations were measured on the VNNI Xeon), so the
+    claim is the equality with NNCF on this CPU, plus: nearly every Conv of the file runs u8 and no
+    Concatenation runs f32 (the TensorRT placement leaves the Concats in f32)."""
     import nncf
     import openvino as ov
 
@@ -103,7 +106,12 @@ def test_openvino_file_compiles_to_what_openvino_nncf_makes(files):
                                   nncf.Dataset([calib.batch(i, 1) for i in range(len(calib))]), subset_size=64)
     ours = _compiled_kinds(core, core.read_model(str(made["openvino"])))
     assert ours == _compiled_kinds(core, reference)
-    assert ours[("Convolution", "u8")] == 21 and not any(p == "f32" for (t, p) in ours if t == "Concatenation")
+    import onnx
+
+    convs = qdq_summary(onnx.load(str(made["openvino"])))["conv"]
+    # all but a CPU-dependent few (an AMX CPU compiles one Conv of this model differently)
+    assert ours[("Convolution", "u8")] >= 0.9 * convs, (ours, convs)
+    assert not any(p == "f32" for (t, p) in ours if t == "Concatenation")
 
 
 def test_cache_reused_then_recalibrated_on_other_data(files, tmp_path):

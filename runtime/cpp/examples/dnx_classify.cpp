@@ -84,16 +84,18 @@ void check_regular_file(const std::string& path, const char* what, std::uintmax_
 }
 
 const char* kUsage =
-    "usage: dnx-classify [--top K] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
+    "usage: dnx-classify [--top K] [--threads N] [--precision fp32|bf16] [--allow-unverified] MODEL IMAGE...\n"
     "       dnx-classify --bench [--batch B] [--warmup S] [--duration S] [--threads N] [--allow-unverified] MODEL IMAGE...\n"
     "       --decode exact|fast: JPEG decode (default: the manifest's); --no-exif: ignore EXIF orientation\n"
-    "MODEL is a dnx ONNX file (with its .json sidecar or embedded manifest) or a dnx TensorRT engine.\n";
+    "MODEL is a dnx ONNX file (with its .json sidecar or embedded manifest) or a dnx TensorRT engine.\n"
+    "--precision: fp32 (default) runs the file as written; bf16 runs its float ops in BF16 (OpenVINO, CPUs\n"
+    "with AVX-512 BF16 or AMX; Python checks that run's parity at load: dnx.load(..., precision=\"bf16\")).\n";
 
 struct Args {
     bool bench = false, allow_unverified = false;
     int top = 5, threads = 0, batch = 1;
     double warmup_s = 1.0, duration_s = 5.0;
-    std::string model, decode;
+    std::string model, decode, precision = "f32";
     bool exif = true;
     std::vector<std::string> images;
 };
@@ -113,7 +115,12 @@ Args parse(int argc, char** argv) {
         else if (arg == "--no-exif") a.exif = false;
         else if (arg == "--top") a.top = std::stoi(value("--top"));
         else if (arg == "--threads") a.threads = std::stoi(value("--threads"));
-        else if (arg == "--batch") a.batch = std::stoi(value("--batch"));
+        else if (arg == "--precision") {
+            const std::string p = value("--precision");
+            if (p != "fp32" && p != "bf16")
+                throw dnx::Error(dnx::Error::Code::InvalidArgument, "--precision takes fp32 or bf16, got " + p);
+            a.precision = p == "fp32" ? "f32" : p;
+        } else if (arg == "--batch") a.batch = std::stoi(value("--batch"));
         else if (arg == "--warmup") a.warmup_s = std::stod(value("--warmup"));
         else if (arg == "--duration") a.duration_s = std::stod(value("--duration"));
         else if (arg == "-h" || arg == "--help") { std::cout << kUsage; std::exit(0); }
@@ -255,6 +262,7 @@ int main(int argc, char** argv) {
         options.allow_unverified = a.allow_unverified;
         options.decode = a.decode;
         options.exif_orientation = a.exif;
+        options.inference_precision = a.precision;
         const dnx::Classifier model = dnx::Classifier::load(a.model, options);
         if (a.bench) return bench(a, model);
         for (const auto& path : a.images) {

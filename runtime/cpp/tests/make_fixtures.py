@@ -19,10 +19,12 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
   a bad CRC, a 1x20000 PNG whose resized image would exceed the pixel limit;
 * the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
   of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, each INT8 file on the backend
-  dnx.load picks for it and on onnxruntime;
+  dnx.load picks for it and on onnxruntime, and (on CPUs with BF16) the FP32 file run in BF16 as
+  asked for with ``precision="bf16"``;
 * dnx.load()'s top-1 of the photos on the FP32 model.
 
-Regenerated only when missing or older than this script or dnx/data/preprocess.py.
+Regenerated only when missing or older than this script, dnx/data/preprocess.py or the Python
+OpenVINO runner (whose compile options the C++ side must match).
 """
 
 from __future__ import annotations
@@ -200,6 +202,13 @@ def main(out: Path) -> None:
                   "int8_onnxruntime": int8_ort.logits(fm_input), "int8_trt_onnxruntime": int8_trt_ort.logits(fm_input)}
         int8_backend = int8_model.info().get("backend")
         int8_trt_backend = int8_trt_model.info().get("backend")
+    # BF16 only when asked (Python: precision="bf16", C++: Options::inference_precision = "bf16"), on CPUs
+    # that have it: its logits let C++'s BF16 be checked against Python's
+    from dnx.runtime.openvino.runner import cpu_capabilities
+
+    if "BF16" in cpu_capabilities():
+        with load(fp32, precision="bf16") as bf16_model:
+            logits["bf16_openvino"] = bf16_model.logits(fm_input)
     index["fmnist"] = {"count": len(data.images), "images": write(out, "fmnist.u8", data.images, np.uint8),
                        "input": write(out, "fmnist_input.f32", fm_input, np.float32),
                        "labels": write(out, "fmnist_labels.i32", data.labels, np.int32),
@@ -214,7 +223,8 @@ if __name__ == "__main__":
     target = Path(sys.argv[1])
     stamp = target / "index.json"
     # Python's side changes with this script and with the preprocessing it reproduces
-    sources = [Path(__file__), Path(__file__).resolve().parents[3] / "dnx" / "data" / "preprocess.py"]
+    root = Path(__file__).resolve().parents[3]
+    sources = [Path(__file__), root / "dnx" / "data" / "preprocess.py", root / "runtime" / "openvino" / "runner.py"]
     if stamp.is_file() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in sources):
         sys.exit(0)
     main(target)

@@ -44,6 +44,34 @@ TEST(Parity, Fp32LogitsWithin1e4OfPython) {
     }
 }
 
+// BF16 only when asked, on both sides: C++'s inference_precision "bf16" against Python's precision="bf16"
+// (the same OpenVINO plugin; batches differ, so rounding may differ: judged as Python judges BF16, top-1
+// agreement >= 99.5%). Python records these logits only on CPUs with BF16 (AVX-512 BF16 or AMX).
+TEST(Parity, Bf16WhenAskedAgreesWithPythonBf16) {
+    DNX_REQUIRE_FIXTURES();
+    const auto& fm = dnx_test::index()["fmnist"];
+    if (!fm.contains("logits_bf16_openvino")) GTEST_SKIP() << "this CPU has no BF16: Python recorded no BF16 logits";
+    const std::size_t n = fm["count"];
+    const auto input = dnx_test::read_raw<float>(fm["input"]);
+    dnx::Options options;
+    options.inference_precision = "bf16";
+    const auto got = cpp_logits(dnx::Classifier::load(dnx_test::fixture("fp32.onnx"), options), input, n);
+    const auto want = dnx_test::read_raw<float>(fm["logits_bf16_openvino"]);
+    const auto fp32 = dnx_test::read_raw<float>(fm["logits_fp32_onnxruntime"]);
+    ASSERT_EQ(got.size(), want.size());
+    std::size_t same_top1 = 0;
+    double worst = 0, from_fp32 = 0;
+    for (std::size_t i = 0; i < n; ++i) same_top1 += argmax(&got[i * kClasses]) == argmax(&want[i * kClasses]);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+        from_fp32 = std::max(from_fp32, std::fabs(double(got[i]) - fp32[i]));
+    }
+    std::cout << "[parity] bf16 C++ vs Python bf16: max|diff| " << worst << ", top-1 agreement " << same_top1 << "/"
+              << n << "; C++ bf16 vs FP32 max|diff| " << from_fp32 << "\n";
+    EXPECT_GE(double(same_top1) / double(n), 0.995);
+    EXPECT_GT(from_fp32, 1e-4) << "asked for bf16 but got FP32-exact logits";
+}
+
 TEST(Parity, PhotosEndToEndSameTop1AsPython) {
     DNX_REQUIRE_FIXTURES();
     const auto& idx = dnx_test::index();

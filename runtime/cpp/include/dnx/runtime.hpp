@@ -131,8 +131,10 @@ struct DNX_API Options {
     // Largest batch accepted by classify()/logits() for graphs with a dynamic batch (an engine's
     // profile and a static batch override it).
     int max_batch = 64;
-    // OpenVINO's CPU plugin runs FP32 graphs in BF16 on CPUs that have it unless told otherwise;
-    // "f32" keeps Python parity (1e-4), "" leaves the plugin's default (faster, less exact).
+    // OpenVINO's CPU plugin runs FP32 graphs in BF16 on CPUs that have it (AVX-512 BF16, AMX) unless
+    // told otherwise; "f32" (the default, as Python's dnx.load) runs the artifact as written and keeps
+    // Python parity (1e-4); "bf16" is Python's precision="bf16" (only where the CPU has it); "" leaves
+    // the plugin's default (bf16 or f32 depending on the CPU).
     std::string inference_precision = "f32";
     // CUDA device for TensorRT engines.
     int cuda_device = 0;
