@@ -33,35 +33,32 @@ test: $(STAMP) cpp-deps photo-deps haproxy-deps
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
+# Debian packages, installed when missing (as root; otherwise the command to run is printed):
+# $(call apt_need,PACKAGES,WHAT NEEDS THEM)
+define apt_need
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "for $(2): sudo apt-get install $$missing" >&2; exit 1; fi; \
+	fi
+endef
+
 # The C++ runtime's Debian build dependencies (image decoding, JSON, GoogleTest, OpenSSL's SHA-256 for
 # engine files); cmake, ninja and OpenVINO's C++ package come from the venv (the `cpp` extra).
 CPP_DEBS := g++ libjpeg62-turbo-dev libpng-dev nlohmann-json3-dev libgtest-dev libssl-dev
 cpp-deps:
-	@missing=$$(for p in $(CPP_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	  else echo "the C++ runtime needs: sudo apt-get install $$missing" >&2; exit 1; fi; \
-	fi
+	$(call apt_need,$(CPP_DEBS),the C++ runtime)
 
 # Real photos for parity, calibration and decode-fidelity tests of ImageNet-size models (DATA.md):
 # Debian's opencv-doc sample images and mate-backgrounds; the tests also use scikit-image's photos.
 PHOTO_DEBS := opencv-doc mate-backgrounds
 photo-deps:
-	@missing=$$(for p in $(PHOTO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	  else echo "the photo tests need: sudo apt-get install $$missing" >&2; exit 1; fi; \
-	fi
+	$(call apt_need,$(PHOTO_DEBS),the photo tests)
 
 # haproxy, the load balancer in front of the replica tests and `make scale-demo` (Debian's package).
 haproxy-deps:
-	@if ! dpkg -s haproxy >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; \
-	  else echo "the replica tests need: sudo apt-get install haproxy" >&2; exit 1; fi; \
-	fi
+	$(call apt_need,haproxy,the replica tests)
 
 # Three dnx serve and three dnx triton serve replicas behind haproxy on loopback, under load (32 in
 # flight, <= 60 s), while one is SIGKILLed and while all are replaced by a new version (about 5 min):
