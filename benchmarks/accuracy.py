@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dnx.compare import DEFAULT_TOLERANCES, Comparison, compare_logits
+from dnx.core.compare import DEFAULT_TOLERANCES, Comparison, compare_logits
 from dnx.data.datasets import LabelledImages
 from dnx.models import LoadedModel
 
@@ -57,9 +57,9 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
     from dnx.calibration.qdq import calibrate_qdq
     from dnx.data.preprocess import preprocess_array
     from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
-    from dnx.runtime.torch.runner import TorchRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.torch_runner import TorchRunner
 
     step = progress or (lambda _msg: None)
     workdir = Path(workdir)

@@ -12,9 +12,9 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dnx.errors import DnxError
-from dnx.models.weights import sha256_file
-from dnx.runtime.base import UnavailableBackend
+from dnx.core.errors import DnxError
+from dnx.core.hashing import sha256_file
+from dnx.runtime.backends.base import UnavailableBackend
 
 if TYPE_CHECKING:
     from dnx.benchmarks.harness import BenchConfig
@@ -73,7 +73,7 @@ class Artifacts:
                     raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
                 self.engine = path
             elif path.suffix.lower() == ".onnx" or path.exists():
-                from dnx.export.manifest import read_manifest
+                from dnx.schemas.manifest import read_manifest
 
                 self.onnx = path
                 self.manifest = read_manifest(path)
@@ -87,7 +87,7 @@ class Artifacts:
             self._adopt_engine_manifest()
 
     def engine_manifest(self) -> dict:
-        from dnx.export.manifest import sidecar_path
+        from dnx.schemas.manifest import sidecar_path
 
         return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
 
@@ -147,8 +147,8 @@ class Artifacts:
             return self.onnx, self.onnx_precision
         if not self.model_name:
             raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
-        from dnx import __version__
-        from dnx.export.manifest import read_manifest
+        from dnx.core.version import __version__
+        from dnx.schemas.manifest import read_manifest
         from dnx.export.onnx_export import ExportOptions, export_onnx
         from dnx.models import create_model
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dnx.benchmarks.machine import cuda_available
-from dnx.runtime.base import Runner, UnavailableBackend
-from dnx.runtime.torch.runner import TorchRunner
+from dnx.core.machine import cuda_available
+from dnx.runtime.backends.base import Runner, UnavailableBackend
+from dnx.runtime.backends.torch_runner import TorchRunner
 
 if TYPE_CHECKING:
     from dnx.benchmarks.artifacts import Artifacts
@@ -129,7 +129,7 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
     if not cuda_available():
         raise UnavailableBackend("no CUDA device found")
     try:
-        from dnx.runtime.tensorrt.runner import TensorRTRunner
+        from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
     except ImportError as exc:
         raise UnavailableBackend(f"the TensorRT runner cannot be imported: {exc}") from None
     return TensorRTRunner(engine, cuda_graph=True) if cuda_graphs else TensorRTRunner(engine)
@@ -138,7 +138,7 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
 def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
                  has_cuda: bool) -> tuple[Runner, str, str, Path | None]:
     """(runner, precision, device, file run) for one backend; raises UnavailableBackend."""
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner, provider_available
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner, provider_available
 
     if spec.cuda_only and not has_cuda:
         raise UnavailableBackend("no CUDA device found")
@@ -156,7 +156,7 @@ def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
         path, precision = art.path_for("engine")
         return _tensorrt_runner(path, config.cuda_graphs), precision, "cuda", path
     if spec.name in OPENVINO_BACKENDS:
-        from dnx.runtime.openvino.runner import OpenVINORunner, openvino_available
+        from dnx.runtime.backends.openvino_runner import OpenVINORunner, openvino_available
 
         ok, why = openvino_available()
         if not ok:

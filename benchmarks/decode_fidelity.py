@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
 
 MARGINS = (1, 2, 4)
@@ -108,9 +108,9 @@ def measure(photos: list[Path], margins=MARGINS, sizes=SIZES_MP, model=None) -> 
 
 
 def main(argv=None) -> None:
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
     from dnx.data.photos import find_photos
-    from dnx.fileio import write_json_atomic
+    from dnx.core.fileio import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="the first N photos only")

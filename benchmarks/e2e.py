@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
-from dnx.fileio import write_bytes_atomic, write_json_atomic
+from dnx.core.errors import DnxError
+from dnx.core.fileio import write_bytes_atomic, write_json_atomic
 
 SIZES = {"0.26MP": (512, 512), "2MP": (1632, 1224), "12MP": (4000, 3000)}
 CPP_CLASSIFY = Path(__file__).resolve().parents[1] / "build" / "cpp" / "dnx-classify"
@@ -147,7 +147,7 @@ def run_e2e(artifact: str | Path, sets: dict[str, list[bytes]], *, threads: int 
     """Every path on every image set; the dict benchmarks/results/e2e.json holds."""
     import dnx
     from dnx.benchmarks.e2e_paths import dali_path, dnx_path, pil_path, torchvision_path
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
 
     artifact = Path(artifact)
     result: dict = {"benchmark": "e2e", "artifact": str(artifact), "threads": threads, "rounds": rounds,

@@ -34,9 +34,9 @@ from typing import Callable
 
 import numpy as np
 
-from dnx.compare import Tolerance
-from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.base import UnavailableBackend
+from dnx.core.compare import Tolerance
+from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.runtime.backends.base import UnavailableBackend
 
 BATCHES = (1, 8, 64)
 PARITY_BATCH = 8
@@ -93,14 +93,14 @@ class Context:
 
 
 def _torch_runner(ctx: Context, **kwargs):
-    from dnx.runtime.torch.runner import TorchRunner
+    from dnx.runtime.backends.torch_runner import TorchRunner
 
     # A copy: the runner moves its module to the GPU; the CPU reference model stays where it is.
     return TorchRunner(copy.deepcopy(ctx.model), device="cuda", **kwargs)
 
 
 def _ort_runner(ctx: Context, device: str):
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     shapes = {k: f"input:{b}x3x224x224" for k, b in (("min", 1), ("opt", PARITY_BATCH), ("max", max(BATCHES)))}
     options = {f"trt_profile_{k}_shapes": v for k, v in shapes.items()} if device == "trt" else None
@@ -111,7 +111,7 @@ def _ort_runner(ctx: Context, device: str):
 def _engine(ctx: Context, precision: str) -> Path:
     """Build (once) the engine of ``precision``, as ``dnx build`` does; Skip when TensorRT is missing."""
     from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
-    from dnx.runtime.tensorrt.compat import import_tensorrt
+    from dnx.runtime.backends.tensorrt_compat import import_tensorrt
 
     if precision not in ctx.engines:
         try:
@@ -127,7 +127,7 @@ def _engine(ctx: Context, precision: str) -> Path:
 
 
 def _trt_runner(ctx: Context, precision: str, cuda_graph: bool = False):
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     return TensorRTRunner(_engine(ctx, precision), cuda_graph=cuda_graph)
 
@@ -147,7 +147,7 @@ PATHS: dict[str, tuple[str, Callable[[Context], object]]] = {
 
 def _also_missing(name: str) -> list[str]:
     """Besides a GPU, what this machine lacks for path ``name`` (read without importing tensorrt)."""
-    from dnx.benchmarks.machine import _dist_version
+    from dnx.core.machine import _dist_version
 
     missing = []
     if name.startswith("ort-"):
@@ -162,9 +162,9 @@ def _also_missing(name: str) -> list[str]:
 
 
 def _measure(runner, precision: str, ctx: Context, result: PathResult) -> None:
-    from dnx.benchmarks.latency import measure_latency
-    from dnx.compare import compare_logits
-    from dnx.runtime.base import run_in_batches
+    from dnx.runtime.backends.latency import measure_latency
+    from dnx.core.compare import compare_logits
+    from dnx.runtime.backends.base import run_in_batches
 
     with runner:
         if getattr(runner, "inference_precision", None) == "tf32" and precision == "fp32":
@@ -235,7 +235,7 @@ def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_
     import tempfile
 
     from dnx.benchmarks.gpu_check_trt import CHECKS, run_check
-    from dnx.benchmarks.machine import cuda_available, machine_info
+    from dnx.core.machine import cuda_available, machine_info
 
     start = time.monotonic()
     budget = Budget(budget_s)
@@ -298,9 +298,9 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dnx.benchmarks.machine import cuda_available
+    from dnx.core.machine import cuda_available
     from dnx.benchmarks.scripts import RESULTS
-    from dnx.fileio import write_bytes_atomic, write_json_atomic
+    from dnx.core.fileio import write_bytes_atomic, write_json_atomic
 
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="output stem (default: benchmarks/results/gpu_check[_cpu])")

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.gpu_check import PARITY_BATCH, TOLERANCES, Context, PathResult, Skip
-from dnx.compare import Tolerance, compare_logits
-from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.fileio import atomic_path
+from dnx.core.compare import Tolerance, compare_logits
+from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.core.fileio import atomic_path
 
 CHECKS = ("version-compat-python", "version-compat-cpp", "inspect-trt10", "inspect-trt11", "two-gpus-python",
           "two-gpus-cpp")
@@ -40,7 +40,7 @@ PROBE_DEFAULT = Path(__file__).resolve().parents[1] / "build" / "cpp" / "tests" 
 
 
 def _trt():
-    from dnx.runtime.tensorrt.compat import import_tensorrt
+    from dnx.runtime.backends.tensorrt_compat import import_tensorrt
 
     try:
         return import_tensorrt(0)
@@ -66,8 +66,8 @@ def _version_compat_engine(ctx: Context) -> Path:
 def _python_logits(ctx: Context, device: int) -> np.ndarray:
     import torch
 
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     engine = _version_compat_engine(ctx)
     before = torch.cuda.current_device()
@@ -121,7 +121,7 @@ def _check(name: str, ctx: Context, result: PathResult) -> None:
         _parity(result, python, np.asarray(report["logits"], dtype=np.float32), SAME_ENGINE)
         result.notes.append(f"{report['backend']}, caller on device {report['caller_device']}, restored")
     else:  # inspect-trt10 / inspect-trt11
-        from dnx.runtime.tensorrt.compat import trt_major_version
+        from dnx.runtime.backends.tensorrt_compat import trt_major_version
         from dnx.runtime.tensorrt.inspect import inspect_engine
 
         trt, wanted = _trt(), int(name.removeprefix("inspect-trt"))

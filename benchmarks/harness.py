@@ -23,13 +23,13 @@ import numpy as np
 
 from dnx.benchmarks.artifacts import Artifacts
 from dnx.benchmarks.backends import BACKENDS, BackendSpec, _make_runner, default_backends
-from dnx.benchmarks.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
-from dnx.benchmarks.machine import cuda_available, machine_info
+from dnx.runtime.backends.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
+from dnx.core.machine import cuda_available, machine_info
 from dnx.benchmarks.parity_data import ParityInput, parity_inputs
-from dnx.compare import Comparison, Tolerance, compare_logits
-from dnx.errors import DnxError, MissingDependencyError
-from dnx.runtime.base import Runner, UnavailableBackend, run_in_batches
-from dnx.runtime.torch.runner import TorchRunner
+from dnx.core.compare import Comparison, Tolerance, compare_logits
+from dnx.core.errors import DnxError, MissingDependencyError
+from dnx.runtime.backends.base import Runner, UnavailableBackend, run_in_batches
+from dnx.runtime.backends.torch_runner import TorchRunner
 
 DEFAULT_SAMPLES = 100  # top-1 agreement over 100 images resolves the 99% / 99.5% thresholds
 

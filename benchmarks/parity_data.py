@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 @dataclass

@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from dnx.fileio import atomic_path, write_json_atomic
-from dnx.tables import new_table, verdict
+from dnx.core.fileio import atomic_path, write_json_atomic
+from dnx.core.tables import new_table, verdict
 
 SCHEMA = "dnx.bench/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "bench_schema.json"
@@ -242,7 +242,7 @@ def parity_table(result):
 def plot(result, path: str | Path) -> None:
     """A PNG/SVG/PDF (by suffix) with three panels: latency (median, bars min..p99) vs batch,
     throughput vs batch, and top-1 agreement per backend against its tolerance."""
-    from dnx.errors import DnxError, require
+    from dnx.core.errors import DnxError, require
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()

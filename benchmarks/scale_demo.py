@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", default=",".join(EVENTS), help="Comma-separated: sigkill, rolling.")
     parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args(argv)
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
     from dnx.benchmarks.scripts import save_result
 
     rows = []

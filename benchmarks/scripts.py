@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def save_result(name: str, out: dict) -> dict:
     """Write ``out`` to ``results/NAME.json`` (atomically) and return it."""
-    from dnx.fileio import write_json_atomic
+    from dnx.core.fileio import write_json_atomic
 
     RESULTS.mkdir(exist_ok=True)
     write_json_atomic(RESULTS / f"{name}.json", out)

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--photos-2mp", action="store_true",
                         help="Whole requests with 2 MP JPEG photos at concurrency 8 vs inference only (issue 21).")
     args = parser.parse_args(argv)
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
     from dnx.benchmarks.scripts import save_result
     from dnx.runtime.serve.process import ServeProcess
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dnx.benchmarks import report
 from dnx.benchmarks.harness import BenchConfig, BenchResult, run_bench
-from dnx.fileio import atomic_path
+from dnx.core.fileio import atomic_path
 
 HERE = Path(__file__).resolve().parent
 BACKENDS = ("torch", "ort-cpu", "ort-int8", "ov-cpu", "ov-int8")

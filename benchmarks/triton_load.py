@@ -197,7 +197,7 @@ def bench_model(name: str, args, workdir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
 
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.triton_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="densenet_bc22_fmnist", help="comma-separated registry names")

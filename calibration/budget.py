@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 WEIGHTED_OPS = ("Conv", "Gemm")
 _LAYER_OR_TRANSITION = re.compile(r"^features\.(denseblock\d+\.denselayer\d+|transition\d+)(\.|$)")
@@ -176,7 +176,7 @@ def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _metrics(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Metrics:
-    from dnx.compare import compare_logits
+    from dnx.core.compare import compare_logits
 
     c = compare_logits(reference, logits, labels)
     ref, out = np.asarray(reference, np.float64), np.asarray(logits, np.float64)
@@ -200,8 +200,8 @@ class _Search:
     evaluations: int = 0
 
     def logits(self, path: Path, half: str) -> np.ndarray:
-        from dnx.runtime.base import run_in_batches
-        from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+        from dnx.runtime.backends.base import run_in_batches
+        from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
         with OnnxRuntimeRunner(path, threads=self.threads) as runner:
             return run_in_batches(runner, self.x[half], 250)
@@ -240,15 +240,15 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
     """
     import onnx
 
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
     from dnx.calibration.budget_pareto import count_transposes, isa_flags, latencies, mark_pareto
     from dnx.calibration.data import open_calibration_data
     from dnx.calibration.qdq import calibrate_qdq, default_cache_path
     from dnx.calibration.source import open_fp32_source
     from dnx.data.datasets import LabelledImages, load_labelled
     from dnx.data.preprocess import preprocess_array
-    from dnx.export.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
-    from dnx.fileio import atomic_path, check_writable
+    from dnx.schemas.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
+    from dnx.core.fileio import atomic_path, check_writable
 
     step = progress or (lambda _msg: None)
     budget = Budget(max_accuracy_drop, max_agreement_loss)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 def count_transposes(path: Path, workdir: Path) -> int:
@@ -29,8 +29,8 @@ def latencies(paths: list[Path], x1: np.ndarray, threads: int, duration_s: float
     """Batch-1 latency of each graph, interleaved: ``LATENCY_ROUNDS`` rounds over all graphs, each
     graph's figure from its fastest round (a neighbour's burst on a shared CPU slows one round, not
     one graph's every sample)."""
-    from dnx.benchmarks.latency import measure_latency
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.latency import measure_latency
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     runners = [OnnxRuntimeRunner(p, threads=threads).activate() for p in paths]
     try:
@@ -68,8 +68,8 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 
 def check_plot_path(path: str | Path) -> None:
     """Before minutes of search: a plot format matplotlib writes, matplotlib installed, a writable path."""
-    from dnx.errors import require
-    from dnx.fileio import check_writable
+    from dnx.core.errors import require
+    from dnx.core.fileio import check_writable
 
     if Path(path).suffix.lstrip(".").lower() not in PLOT_FORMATS:
         raise DnxError(f"--budget-plot {path}: use a file ending in {', '.join('.' + f for f in PLOT_FORMATS)}")
@@ -82,7 +82,7 @@ def plot_pareto(report: dict, path: str | Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from dnx.fileio import atomic_path
+    from dnx.core.fileio import atomic_path
 
     check_plot_path(path)
     points = report["pareto"]["points"]

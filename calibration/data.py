@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from dnx.compare import Comparison
+from dnx.core.compare import Comparison
 
 
 @dataclass
@@ -42,9 +42,9 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     import onnx
 
     from dnx.calibration.source import open_fp32_source
-    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.fileio import atomic_path
-    from dnx.models.weights import sha256_file
+    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
+    from dnx.core.fileio import atomic_path
+    from dnx.core.hashing import sha256_file
 
     start = time.perf_counter()
     source, output, source_manifest, proto = open_fp32_source(
@@ -79,10 +79,10 @@ def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int =
     (random and the bundled photos)."""
     import numpy as np
 
-    from dnx.compare import DEFAULT_TOLERANCES, compare_logits
+    from dnx.core.compare import DEFAULT_TOLERANCES, compare_logits
     from dnx.export.verify import verification_inputs
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     x = np.concatenate([batch for _, batch in verification_inputs(pre, None, seed)])
     outs = []

@@ -28,7 +28,7 @@ from typing import Sequence
 from dnx.calibration.data import CalibrationData, open_calibration_data
 from dnx.calibration.qdq import (CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path,
                                  split_exclude)
-from dnx.errors import DnxError, require
+from dnx.core.errors import DnxError, require
 
 # NNCF's own default for activations: the mean over calibration batches of each batch's min and max.
 METHOD = "mean-minmax"
@@ -119,9 +119,9 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
     import onnx
 
     from dnx.calibration.source import open_fp32_source
-    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.fileio import atomic_path, write_json_atomic
-    from dnx.models.weights import sha256_file
+    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
+    from dnx.core.fileio import atomic_path, write_json_atomic
+    from dnx.core.hashing import sha256_file
 
     if method not in (None, METHOD):
         raise DnxError(f"--target openvino takes NNCF's own statistic ({METHOD}); --method {method} applies to "

@@ -7,8 +7,8 @@ whole and as seeded random crops; the certificate records which and how many (it
 on machines with the same photo packages). Random tensors are a numeric check for FP32 only (``dnx export``
 and ``dnx bench`` keep them) and never decide a reduced precision (FP16, BF16, INT8).
 
-Verdicts (thresholds in :data:`dnx.compare.DEFAULT_TOLERANCES`): top-1 agreement with the FP32 graph on
-the images where FP32 is sure (top-1 minus top-2 probability >= :data:`dnx.compare.DECISIVE_MARGIN`),
+Verdicts (thresholds in :data:`dnx.core.compare.DEFAULT_TOLERANCES`): top-1 agreement with the FP32 graph on
+the images where FP32 is sure (top-1 minus top-2 probability >= :data:`dnx.core.compare.DECISIVE_MARGIN`),
 counted as flips, where ``n`` sure images at threshold ``t`` allow ``floor(n * (1 - t))`` flips (64 at
 99%: none); flips on near-ties are reported apart. A random-initialised model's top-1 is decided by
 noise-level margins, so for it the verdict is the smallest per-image cosine (INT8 >= 0.99, FP16/BF16 >=
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
+from dnx.core.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
 
 FMNIST_TEST_IMAGES = 1000
 PHOTO_CROPS = 64  # default calibration images cut from the offline photos (another seed than the parity set)
@@ -94,8 +94,8 @@ def tolerance_for(precision: str, manifest: dict | None) -> Tolerance:
 def check_derived(reference: str | Path, candidate: str | Path, precision: str, manifest: dict | None,
                   pre) -> tuple[Comparison, ParitySet]:
     """``candidate`` vs its FP32 ``reference`` ONNX in onnxruntime CPU on :func:`reference_set`."""
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     data = reference_set(pre, labels_source(manifest))
     outs = []
@@ -112,8 +112,8 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
     the certificate to put in its manifest, and the comparison."""
     import onnxruntime
 
-    from dnx.export.certificate import data_fingerprint, make_certificate
-    from dnx.models.weights import sha256_file
+    from dnx.schemas.certificate import data_fingerprint, make_certificate
+    from dnx.core.hashing import sha256_file
 
     comparison, data = check_derived(reference, candidate, precision, manifest, pre)
     tolerance = tolerance_for(precision, manifest)

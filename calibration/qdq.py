@@ -14,7 +14,7 @@ placement, streams the data, and keys the calibration cache.
   quantized too; uint8 activations, int8 weights), which its CPU kernels fuse into QLinearConv.
   DenseNet's pre-activation BatchNorms and the transitions' average pools are first rewritten as
   the equal depthwise Convs so they quantize and fuse too, instead of leaving float islands
-  between quantized tensors (``dnx.export.graph.depthwise_rewrites``).
+  between quantized tensors (``dnx.core.onnx_graph.depthwise_rewrites``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dnx.calibration.data import CalibrationData, open_calibration_data
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 TARGETS = ("tensorrt", "onnxruntime", "openvino")
 METHODS = ("entropy", "percentile", "minmax")
@@ -97,7 +97,7 @@ def _method(name: str):
 
 def cpu_has_vnni() -> bool:
     """Whether this x86 CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
-    from dnx.benchmarks.machine import isa_flags
+    from dnx.core.machine import isa_flags
 
     flags = isa_flags()
     return True if flags is None else ("avx512_vnni" in flags or "avx_vnni" in flags)  # unknown: full 8-bit weights
@@ -177,9 +177,9 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     from dnx.calibration.source import check_input_shape, open_fp32_source
-    from dnx.export.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.fileio import atomic_path, check_writable, write_json_atomic
-    from dnx.models.weights import sha256_file
+    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
+    from dnx.core.fileio import atomic_path, check_writable, write_json_atomic
+    from dnx.core.hashing import sha256_file
 
     if target not in TARGETS:
         raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -209,7 +209,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         raise DnxError(f"--exclude {' '.join(exclude)} leaves nothing to quantize for --target {target}")
     rewrites = {}
     if target == "onnxruntime" and depthwise:
-        from dnx.export.graph import depthwise_rewrites
+        from dnx.core.onnx_graph import depthwise_rewrites
 
         rewritable = [op for op in ("BatchNormalization", "AveragePool") if op not in exclude]
         rewrites = {f"{op}->depthwise Conv": n
@@ -278,7 +278,7 @@ def certify(qproto, source: Path, written: Path, manifest: dict, source_manifest
     import onnx
 
     from dnx.calibration.parity import certify_derived
-    from dnx.export.manifest import embed
+    from dnx.schemas.manifest import embed
 
     manifest["certificate"], _ = certify_derived(qproto, source, written, manifest["precision"],
                                                  source_manifest or manifest, pre)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq_message: str,
@@ -16,9 +16,9 @@ def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq
     Q/DQ nodes; ``hint`` what else to do when a ``required`` manifest is missing)."""
     from onnx import TensorProto
 
-    from dnx.export.graph import graph_inputs, has_qdq, load_onnx
-    from dnx.export.manifest import manifest_of
-    from dnx.fileio import check_writable
+    from dnx.core.onnx_graph import graph_inputs, has_qdq, load_onnx
+    from dnx.schemas.manifest import manifest_of
+    from dnx.core.fileio import check_writable
 
     source, output = Path(source), check_writable(output, sidecar=True)
     if source.resolve() == output.resolve():
@@ -44,7 +44,7 @@ def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq
 def check_input_shape(proto, pre, source: Path) -> None:
     """Refuse preprocessing (from --image-size or a manifest) that contradicts the graph's fixed input
     shape, before any data is read."""
-    from dnx.export.graph import graph_inputs
+    from dnx.core.onnx_graph import graph_inputs
 
     dims = [d.dim_value if d.HasField("dim_value") else None
             for d in graph_inputs(proto)[0].type.tensor_type.shape.dim]

@@ -6,14 +6,9 @@ modules that need them, not here.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError, VerificationError
+from dnx.core.version import __version__
 
-from dnx.errors import DnxError, MissingDependencyError, NoDeviceError, VerificationError
-
-try:
-    __version__ = _version("dnx")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = ["DnxError", "MissingDependencyError", "NoDeviceError", "VerificationError", "__version__", "load"]
 

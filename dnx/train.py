@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from dnx.data.datasets import LabelledImages
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig
 
 
@@ -142,8 +142,8 @@ def save_checkpoint(model, path: str | Path, manifest: dict) -> None:
     """Write the state dict and a ``PATH.json`` manifest, each atomically."""
     import torch
 
-    from dnx.fileio import atomic_path, write_json_atomic
-    from dnx.models.weights import sha256_file
+    from dnx.core.fileio import atomic_path, write_json_atomic
+    from dnx.core.hashing import sha256_file
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -16,11 +16,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dnx.compare import DEFAULT_TOLERANCES
-from dnx.errors import DnxError, VerificationError, require
-from dnx.export.manifest import embed, model_manifest, write_sidecar
+from dnx.core.compare import DEFAULT_TOLERANCES
+from dnx.core.errors import DnxError, VerificationError, require
+from dnx.schemas.manifest import embed, model_manifest, write_sidecar
 from dnx.export.verify import VerificationReport, verify_onnx
-from dnx.fileio import atomic_path, check_writable
+from dnx.core.fileio import atomic_path, check_writable
 from dnx.models import LoadedModel
 
 # TensorRT 10.x and 11.x parse opsets up to 20 from this exporter; per-channel Q/DQ needs >= 13.
@@ -35,7 +35,7 @@ class ExportOptions:
     verify: bool = True
     simplify: bool = False
     threads: int = 0
-    forward_form: str = "incremental"  # "torchvision" only to measure the forms (benchmarks/graph_form.py)
+    forward_form: str = "incremental"  # "torchvision" only to measure the forms (benchmarks/experiments/graph_form.py)
 
     def validate(self) -> None:
         if self.forward_form not in ("incremental", "torchvision"):
@@ -64,7 +64,7 @@ def export_certificate(proto, report: VerificationReport, loaded: LoadedModel) -
     """The parity certificate of an export: onnxruntime CPU against the PyTorch model (torchvision's form)."""
     import onnxruntime
 
-    from dnx.export.certificate import make_certificate
+    from dnx.schemas.certificate import make_certificate
 
     cert = make_certificate(
         proto=proto, preprocess=loaded.config.preprocess,
@@ -86,7 +86,7 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     import onnx
     import torch
 
-    from dnx.export.graph import remove_identities
+    from dnx.core.onnx_graph import remove_identities
 
     options.validate()
     if options.simplify:

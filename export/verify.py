@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.compare import Comparison, Tolerance, compare_logits
-from dnx.errors import DnxError
+from dnx.core.compare import Comparison, Tolerance, compare_logits
+from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
 
 
@@ -65,11 +65,11 @@ def verify_onnx(path: str | Path, reference, pre: Preprocess, batch: int | None,
     """Compare the ONNX file at ``path`` with the PyTorch ``reference`` module."""
     import torch
 
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     check_onnx(path)
     report = VerificationReport()
-    from dnx.export.certificate import data_fingerprint
+    from dnx.schemas.certificate import data_fingerprint
 
     inputs = verification_inputs(pre, batch)
     report.images, report.fingerprint = sum(len(x) for _, x in inputs), data_fingerprint(*(x for _, x in inputs))

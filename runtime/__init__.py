@@ -1,5 +1,5 @@
 """Runners for every backend behind one interface, the TensorRT builder, and the serving API."""
 
-from dnx.runtime.base import Runner, TensorMeta, UnavailableBackend
+from dnx.runtime.backends.base import Runner, TensorMeta, UnavailableBackend
 
 __all__ = ["Runner", "TensorMeta", "UnavailableBackend"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.classifier import InvalidInput
 
 

@@ -25,10 +25,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS, open_any_image, preprocess_image
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import DECODE_MODES
 from dnx.runtime.artifact import Artifact, UnverifiedArtifact, manual_preprocess, open_artifact
-from dnx.runtime.backends import BackendChoice, choose_backend, make_runner
+from dnx.runtime.selection import BackendChoice, choose_backend, make_runner
 from dnx.runtime.runtime_precision import check_precision_request, check_runtime_precision
 from dnx.runtime.timings import StageTimings
 
@@ -195,7 +195,7 @@ class Classifier:
 
     # -- inference ---------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        from dnx.runtime.base import run_in_batches
+        from dnx.runtime.backends.base import run_in_batches
 
         start = time.perf_counter()
         fixed = self.artifact.input_shape[0]
@@ -222,7 +222,7 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
          exif_orientation: bool = True, precision: str | None = None) -> Classifier:
     """Open ``artifact`` (an ONNX file dnx wrote, any precision, or a ``dnx build`` engine) for classification.
 
-    - ``backend``: ``auto`` (see :mod:`dnx.runtime.backends` for the rule), ``onnxruntime``, ``openvino``
+    - ``backend``: ``auto`` (see :mod:`dnx.runtime.selection` for the rule), ``onnxruntime``, ``openvino``
       or ``tensorrt``; ``device``: ``auto``, ``cpu`` or ``cuda``; ``threads``: CPU intra-op threads.
     - ``mean``/``std``/``image_size`` (and optional ``labels``): the preprocessing of a foreign ONNX
       file without a dnx manifest (refused without them); they override a manifest's when given.

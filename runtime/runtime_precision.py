@@ -15,9 +15,9 @@ from dataclasses import asdict
 from typing import Any
 
 from dnx.calibration.parity import labels_source, reference_set, summary, tolerance_for
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact
-from dnx.runtime.base import Runner, run_in_batches
+from dnx.runtime.backends.base import Runner, run_in_batches
 
 # What a caller may ask for: None/"fp32" = the artifact's own precision; "bf16" = float ops in BF16.
 RUNTIME_PRECISIONS = ("fp32", "bf16")
@@ -42,8 +42,8 @@ def check_runtime_precision(artifact: Artifact, runner: Runner, precision: str) 
     written, on real data; a dict for ``info()``."""
     import onnxruntime
 
-    from dnx.compare import compare_logits
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.core.compare import compare_logits
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     data = reference_set(artifact.preprocess, labels_source(artifact.manifest))
     fixed = artifact.input_shape[0]

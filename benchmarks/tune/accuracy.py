@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 @dataclass
@@ -40,8 +40,8 @@ def eval_set(fp32: Path, eval_data: str | None, split_seed: int = 0) -> EvalSet:
     from dnx.calibration.parity import labels_source, reference_set
     from dnx.data.datasets import load_labelled, shipped_fashion_mnist_test
     from dnx.data.preprocess import preprocess_array
-    from dnx.export.certificate import data_fingerprint
-    from dnx.export.manifest import preprocess_from_manifest, read_manifest
+    from dnx.schemas.certificate import data_fingerprint
+    from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 
     manifest = read_manifest(fp32, required=False)
     if manifest is None:
@@ -95,7 +95,7 @@ def metrics(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None
 
     if labels is not None:
         return _metrics(reference, logits, labels)
-    from dnx.compare import compare_logits
+    from dnx.core.compare import compare_logits
 
     c = compare_logits(reference, logits)
     return Metrics(float("nan"), float("nan"), c.top1_agreement, c.cosine, float("nan"), c.samples)
@@ -110,14 +110,14 @@ class AccuracyCache:
         self.hits = 0
 
     def _key(self, path: Path, backend: str, half: str) -> str:
-        from dnx.models.weights import sha256_file
+        from dnx.core.hashing import sha256_file
 
         text = json.dumps([sha256_file(path), backend, self.es.fingerprint, half])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def measure(self, path: Path, backend: str, half: str = "search") -> dict:
         """``Metrics.to_dict()`` plus ``error`` (a variant the service would refuse to load)."""
-        from dnx.fileio import write_json_atomic
+        from dnx.core.fileio import write_json_atomic
 
         file = self.folder / f"accuracy-{self._key(path, backend, half)}.json"
         if file.is_file():

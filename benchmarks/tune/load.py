@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 FIRST_STEP, STEP_FACTOR = 0.9, 0.75
 

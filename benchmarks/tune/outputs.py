@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 def accuracy_value(row: dict) -> float | None:
@@ -70,7 +70,7 @@ def write_triton(row: dict, artifact: Path, repo: Path) -> dict:
 
 def plot_front(rows: list[dict], path: Path, title: str, slo_ms: float | None = None) -> Path:
     """Score vs p99 of every measured deployment (colour: accuracy; ring: on the Pareto front)."""
-    from dnx.errors import require
+    from dnx.core.errors import require
 
     require("matplotlib", "plot", "the Pareto plot")
     import matplotlib
@@ -78,7 +78,7 @@ def plot_front(rows: list[dict], path: Path, title: str, slo_ms: float | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dnx.fileio import atomic_path
+    from dnx.core.fileio import atomic_path
 
     pts = [r for r in rows if r.get("p99_ms") is not None and r.get("score") is not None]
     if not pts:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from dnx.benchmarks.tune.load import LoadSpec
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 TARGETS = ("serve", "triton")
 BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
@@ -72,8 +72,8 @@ class _Events:
 
 def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], bool]:
     """The backends to search (onnxruntime, openvino, onnxruntime-cuda), notes, and whether CUDA is here."""
-    from dnx.runtime.onnxruntime.runner import provider_available
-    from dnx.runtime.openvino.runner import openvino_available
+    from dnx.runtime.backends.onnxruntime_runner import provider_available
+    from dnx.runtime.backends.openvino_runner import openvino_available
 
     cuda, why_cuda = provider_available("cuda")
     ov, why_ov = openvino_available()
@@ -88,7 +88,7 @@ def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], 
 
 
 def _default_backend(backends: list[str], cuda: bool) -> str:
-    """What `dnx serve` picks with --backend auto (dnx.runtime.backends' rule)."""
+    """What `dnx serve` picks with --backend auto (dnx.runtime.selection' rule)."""
     if cuda:
         return "onnxruntime-cuda"
     return "openvino" if "openvino" in backends or _openvino_here() else "onnxruntime"
@@ -109,8 +109,8 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     from dnx.benchmarks.tune.variants import available, fp32_source, make_variants
     from dnx.calibration.budget import Budget
     from dnx.calibration.parity import default_calibration_data, labels_source
-    from dnx.export.manifest import preprocess_from_manifest, read_manifest
-    from dnx.fileio import write_json_atomic
+    from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
+    from dnx.core.fileio import write_json_atomic
 
     opts.validate()
     started = time.perf_counter()

@@ -32,8 +32,8 @@ def machine_key() -> dict:
     import os
     from importlib.metadata import PackageNotFoundError, version
 
-    from dnx import __version__
-    from dnx.benchmarks.machine import cpu_model, isa_flags
+    from dnx.core.version import __version__
+    from dnx.core.machine import cpu_model, isa_flags
 
     versions = {}
     for package in ("onnxruntime", "onnxruntime-gpu", "openvino"):
@@ -57,7 +57,7 @@ class Measurer:
 
     def __init__(self, paths: dict[str, Path], load: LoadSpec, bodies: list[bytes], cache_dir: Path,
                  progress: Callable[[dict], None] = lambda _e: None) -> None:
-        from dnx.models.weights import sha256_file
+        from dnx.core.hashing import sha256_file
 
         self.paths, self.load, self.bodies, self.cache_dir = paths, load, bodies, cache_dir
         self.sha = {name: sha256_file(p) for name, p in paths.items()}
@@ -76,7 +76,7 @@ class Measurer:
     def __call__(self, d: Deployment) -> dict:
         if d in self.rows:
             return self.rows[d]
-        from dnx.fileio import write_json_atomic
+        from dnx.core.fileio import write_json_atomic
 
         file, key = self._cache_file(d)
         if file.is_file():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 # dnx serve's defaults (dnx/cli/serve.py): the point the quick search starts from and the baseline.
 SERVE_DEFAULTS = {"max_batch": 8, "max_delay_ms": 2.0, "workers": 1, "threads": 0}

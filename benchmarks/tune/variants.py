@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 VARIANTS = ("fp32", "fp16", "int8-tensorrt", "int8-onnxruntime", "int8-openvino", "int8-budget")
 
@@ -32,7 +32,7 @@ class Variant:
 
 def fp32_source(model_or_path: str, workdir: Path, progress: Callable[[str], None]) -> Path:
     """The FP32 ONNX to tune: the file given, or ``dnx export MODEL`` written once into ``workdir``."""
-    from dnx.export.manifest import read_manifest
+    from dnx.schemas.manifest import read_manifest
 
     given = Path(model_or_path)
     if given.suffix == ".onnx" or given.exists():
@@ -71,7 +71,7 @@ def available(requested: tuple[str, ...] | None, *, cuda: bool, openvino: bool, 
 
 def _reusable(path: Path, source_sha: str, budget: dict | None = None) -> bool:
     """Made from the same FP32 file (and, for int8-budget, for the same budget on as many images)."""
-    from dnx.export.manifest import read_manifest
+    from dnx.schemas.manifest import read_manifest
 
     if not path.is_file():
         return False
@@ -92,7 +92,7 @@ def make_variants(fp32: Path, names: list[str], workdir: Path, *, calib_data, la
     ``labelled`` (LabelledImages) and ``budget`` (max_accuracy_drop, max_agreement_loss) feed int8-budget."""
     from dnx.calibration.fp16 import convert_fp16
     from dnx.calibration.qdq import calibrate_qdq
-    from dnx.models.weights import sha256_file
+    from dnx.core.hashing import sha256_file
 
     workdir.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_file(fp32)

@@ -6,7 +6,7 @@ import click
 
 from dnx.cli.common import LateProgress, make_console, parse_batches
 from dnx.cli.group import cli
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 @cli.command("bench")
@@ -59,7 +59,7 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     \b
     Parity data: random tensors (numeric check; decide no reduced precision) and real images: --data,
     else the model's reference set (the shipped Fashion-MNIST test split, or every offline photo whole
-    and cropped). Verdicts (dnx.compare.DEFAULT_TOLERANCES):
+    and cropped). Verdicts (dnx.core.compare.DEFAULT_TOLERANCES):
       fp32        max|diff| <= 1e-4 and equal top-1
       fp16, bf16  top-1 agreement >= 99.5%
       int8, best  top-1 agreement >= 99%
@@ -73,8 +73,8 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
         return _bench_e2e(target, e2e_images, threads, json_path, markdown_path)
     from dnx.benchmarks import report
     from dnx.benchmarks.harness import BenchConfig, run_bench
-    from dnx.errors import MissingDependencyError, require
-    from dnx.fileio import check_writable
+    from dnx.core.errors import MissingDependencyError, require
+    from dnx.core.fileio import check_writable
 
     writers = {"json": (json_path, report.write_json), "CSV": (csv_path, report.write_csv),
                "Markdown": (markdown_path, report.write_markdown), "plot": (plot_path, report.plot)}
@@ -85,7 +85,7 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     if workdir and Path(workdir).exists() and not Path(workdir).is_dir():
         raise DnxError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
     if target and Path(target).suffix.lower() == ".onnx" and Path(target).is_file():
-        from dnx.export.manifest import read_manifest
+        from dnx.schemas.manifest import read_manifest
 
         if read_manifest(target, required=False) is None:
             # bench's reference is the PyTorch model a dnx manifest names; a foreign ONNX has none
@@ -119,7 +119,7 @@ def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
     from pathlib import Path
 
     from dnx.benchmarks.e2e import markdown, run_e2e, user_images
-    from dnx.fileio import check_writable, write_bytes_atomic, write_json_atomic
+    from dnx.core.fileio import check_writable, write_bytes_atomic, write_json_atomic
 
     if not target or not Path(target).is_file():
         raise DnxError("--e2e needs TARGET to be an artifact file (an ONNX made by dnx, or an engine)")

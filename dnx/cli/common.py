@@ -6,7 +6,7 @@ import math
 
 import click
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 def make_console():
@@ -69,7 +69,7 @@ def manual_preprocess(mean, std, image_size):
 
 
 def comparison_table(title: str, rows: list[tuple[str, object]]):
-    from dnx.tables import new_table, verdict
+    from dnx.core.tables import new_table, verdict
 
     table = new_table(title, ("case", "samples", "max|diff|", "mean|diff|", "max rel", "cosine", "top-1", "top-5",
                               "result"), left=("case", "result"))

@@ -43,7 +43,7 @@ def k8s_cmd(artifact, repo, out, replicas, max_replicas, gpu, kserve, name, name
             startup_timeout_s, target_queue_ms, force, allow_unverified) -> None:
     """Write Deployment, Service, PodDisruptionBudget, HPA (+ prometheus-adapter rule, Dockerfile or Triton
     model repository, InferenceService) for ARTIFACT into OUT; each is validated first."""
-    from dnx.errors import require
+    from dnx.core.errors import require
     from dnx.runtime.deploy.k8s import default_name, plan_k8s, write_plan
     from dnx.runtime.deploy.manifests import DeployOptions
     from dnx.runtime.deploy.memory import measure_serve_memory

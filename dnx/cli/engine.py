@@ -8,7 +8,7 @@ import click
 
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 @cli.command("build")
@@ -75,7 +75,7 @@ def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, m
 
 
 def _print_onnx_summary(info: dict) -> None:
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     def shape(t: dict) -> str:
         return f"{t['name']} [{','.join('N' if d is None else str(d) for d in t['shape'])}] {t['dtype']}"
@@ -161,7 +161,7 @@ def inspect_cmd(artifact, layers, as_json) -> None:
 
         info, show = inspect_onnx(path), _print_onnx_summary
     elif path.suffix in ENGINE_SUFFIXES:
-        from dnx.errors import MissingDependencyError
+        from dnx.core.errors import MissingDependencyError
         from dnx.runtime.tensorrt.inspect import inspect_engine
 
         if not path.is_file():

@@ -6,7 +6,7 @@ import click
 
 from dnx.cli.common import comparison_table, make_console, parse_batch
 from dnx.cli.group import cli
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 # densenet121 at 2048x2048 already needs ~1 GiB per image for its first block's activations.
@@ -28,7 +28,7 @@ MAX_IMAGE_SIZE = 2048
 def export_cmd(model, output, weights, num_classes, image_size, batch, opset, verify, simplify, seed) -> None:
     """Export a registered DenseNet to ONNX and prove it equals PyTorch."""
     from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.fileio import check_writable
+    from dnx.core.fileio import check_writable
     from dnx.models import create_model, get_config
 
     cfg = get_config(model)

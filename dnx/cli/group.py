@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dnx import __version__
+from dnx.core.version import __version__
 
 # Set by --debug (or DNX_DEBUG=1) for main(), which prints tracebacks only then.
 options = {"debug": False}

@@ -25,7 +25,7 @@ def models_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     table = new_table("DenseNet variants",
                       ("name", "depth", "k", "blocks", "params", "paper params", "GMACs", "input", "reference"),
@@ -55,9 +55,9 @@ def train_cmd(model, data_path, test_data, epochs, batch_size, lr, seed, threads
     """Train a registered DenseNet on a small labelled image set."""
     from rich.progress import Progress
 
-    from dnx import __version__ as version
+    from dnx.core.version import __version__ as version
     from dnx.data.datasets import has_split, load_labelled
-    from dnx.fileio import check_writable
+    from dnx.core.fileio import check_writable
     from dnx.models import get_config
     from dnx.train import TrainConfig, data_fingerprint, save_checkpoint, train
 

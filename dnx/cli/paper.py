@@ -33,7 +33,7 @@ def tables_cmd(table1_models: str, as_json: bool, markdown: bool) -> None:
         click.echo("Table 1: architectures (computed from dnx's modules)\n\n" + t1.markdown())
         click.echo("Table 2: parameters, the paper's printed count beside dnx's\n\n" + table2_markdown(t2), nl=False)
         return
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     console = make_console()
     first = new_table("Table 1: architectures (computed from dnx's modules)",
@@ -63,9 +63,9 @@ def reuse_cmd(checkpoint, model, onnx_path, plot_path, json_path) -> None:
     """Figure 5: mean |w| each layer of a dense block gives each earlier layer's feature maps."""
     import numpy as np
 
-    from dnx.fileio import check_writable, write_json_atomic
+    from dnx.core.fileio import check_writable, write_json_atomic
     from dnx.paper.reuse import feature_reuse_report
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     for path in (plot_path, json_path):
         if path:

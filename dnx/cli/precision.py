@@ -11,7 +11,7 @@ from dnx.cli.common import (
     print_notes,
 )
 from dnx.cli.group import cli
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 @cli.command("calibrate")
@@ -124,13 +124,13 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
                f"latency {chosen['latency']['median_ms']:.3f} ms vs plain INT8 {points[0]['latency']['median_ms']:.3f} ms "
                f"and FP32 {fp32_ms:.3f} ms ({report['pareto']['backend']}, batch 1); "
                f"{report['search']['evaluations']} evaluations in {report['search']['seconds']:.0f} s")
-    from dnx.export.manifest import read_manifest
+    from dnx.schemas.manifest import read_manifest
 
     _report_certificate(output, read_manifest(output))  # the chosen graph's parity check, as without a budget
 
 
 def _pareto_table(report: dict):
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     table = new_table(f"accuracy vs latency, search half ({report['eval_data']['search']} images), "
                       f"{report['pareto']['backend']} batch 1; FP32 {report['pareto']['fp32_latency']['median_ms']:.3f} ms",
@@ -197,9 +197,9 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
         load_labelled,
         shipped_fashion_mnist_test,
     )
-    from dnx.fileio import check_writable, write_json_atomic
+    from dnx.core.fileio import check_writable, write_json_atomic
     from dnx.models import ASSETS, create_model
-    from dnx.tables import new_table, verdict
+    from dnx.core.tables import new_table, verdict
 
     if json_path:
         check_writable(json_path, "--json")  # before minutes of evaluation, not after

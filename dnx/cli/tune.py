@@ -52,8 +52,8 @@ def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_
     from dnx.benchmarks.tune.run import TuneOptions, tune
     from dnx.benchmarks.tune.space import parse_values
     from dnx.cli.common import make_console, print_notes
-    from dnx.errors import require
-    from dnx.fileio import check_writable, write_json_atomic
+    from dnx.core.errors import require
+    from dnx.core.fileio import check_writable, write_json_atomic
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart", "httpx"):
         require(module, "serve", "dnx tune")
@@ -127,7 +127,7 @@ def _pt(value) -> str:
 
 
 def _accuracy_table(report: dict):
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     table = new_table(f"accuracy first ({report['accuracy_data']}, search half; budget: {report['budget'] or 'none'})",
                       ("variant", "backend", "accuracy", "drop", "agreement", "budget"), left=("variant", "backend"))
@@ -140,7 +140,7 @@ def _accuracy_table(report: dict):
 
 
 def _ranking_table(report: dict):
-    from dnx.tables import new_table
+    from dnx.core.tables import new_table
 
     load = report["load"]
     table = new_table(f"deployments, ranked (p99 SLO {load['slo_p99_ms']:g} ms, {load['mode']} load; "
@@ -158,7 +158,7 @@ def _ranking_table(report: dict):
 
 
 def _summary(report: dict) -> None:
-    from dnx.errors import DnxError
+    from dnx.core.errors import DnxError
 
     s = report["search"]
     click.echo(f"search: {s['evaluations']} deployments ({s['cache_hits']} from the cache) in {s['seconds']:.0f} s"

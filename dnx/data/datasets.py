@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dnx.data.preprocess import IMAGE_SUFFIXES
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}

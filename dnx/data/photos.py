@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from dnx.data.preprocess import IMAGE_SUFFIXES, bundled_photos, load_image
-from dnx.errors import DnxError
-from dnx.fileio import atomic_path
+from dnx.core.errors import DnxError
+from dnx.core.fileio import atomic_path
 
 SYSTEM_FOLDERS = (Path("/usr/share/doc/opencv-doc/examples/data"), Path("/usr/share/backgrounds/mate"))
 # Files in those folders that are not photographs: opencv-doc's test patterns, renders, logos, text and a

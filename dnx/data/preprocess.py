@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -5,26 +5,19 @@ No download ever happens here: users bring their checkpoint files.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from pathlib import Path
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
+from dnx.core.hashing import sha256_file
 
 # torchvision's original DenseNet checkpoints name layers ``norm.1``/``conv.2``; current code says
 # ``norm1``/``conv2``. Same fix as torchvision's ``_load_state_dict``.
 _LEGACY_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fix_legacy_keys(state_dict: dict[str, Any]) -> dict[str, Any]:

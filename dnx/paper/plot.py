@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError, require
+from dnx.core.errors import DnxError, require
 from dnx.paper.reuse import BlockReuse, ReuseReport
 
 
@@ -59,7 +59,7 @@ def plot_reuse(report: ReuseReport, path: str | Path, dpi: int = 120) -> Path:
     fmt = plot_format(path)
     from matplotlib.figure import Figure
 
-    from dnx.fileio import atomic_path
+    from dnx.core.fileio import atomic_path
 
     path = Path(path)
     rows = [("FP32 (checkpoint)", report.fp32)]

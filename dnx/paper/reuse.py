@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig, get_config
 
 # The BatchNorm that torch.onnx's constant folding merges into a conv when it follows it directly.
@@ -135,7 +135,7 @@ def checkpoint_config(checkpoint: str | Path, model: str | None) -> ModelConfig:
         return get_config(model)
     import json
 
-    from dnx.export.manifest import sidecar_path
+    from dnx.schemas.manifest import sidecar_path
 
     side = sidecar_path(checkpoint)
     if side.is_file():
@@ -244,9 +244,9 @@ def feature_reuse_report(checkpoint: str | Path, model: str | None = None,
     report = ReuseReport(cfg.name, str(checkpoint), feature_reuse(cfg, weights))
     if onnx_path is None:
         return report
-    from dnx.export.graph import load_onnx
-    from dnx.export.manifest import manifest_of
-    from dnx.models.weights import sha256_file
+    from dnx.core.onnx_graph import load_onnx
+    from dnx.schemas.manifest import manifest_of
+    from dnx.core.hashing import sha256_file
 
     proto = load_onnx(onnx_path)
     manifest = manifest_of(proto, onnx_path, required=False)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig, get_config, list_models, model_stats
 
 TABLE1_MODELS = ("densenet121", "densenet169", "densenet201", "densenet264")

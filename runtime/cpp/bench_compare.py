@@ -74,10 +74,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from dnx.benchmarks.machine import machine_info
+    from dnx.core.machine import machine_info
 
     from dnx.data.preprocess import bundled_photos
-    from dnx.fileio import write_json_atomic
+    from dnx.core.fileio import write_json_atomic
 
     photo_paths = bundled_photos()
     photos = [p.read_bytes() for p in photo_paths]

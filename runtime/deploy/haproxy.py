@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from dnx.errors import DnxError, MissingDependencyError
+from dnx.core.errors import DnxError, MissingDependencyError
 
 BACKEND = "replicas"
 
@@ -73,7 +73,7 @@ class HAProxy:
 
     def __init__(self, workdir: Path, port: int, servers: dict[str, int], health_path: str,
                  disabled: tuple[str, ...] = ()) -> None:
-        from dnx.fileio import write_bytes_atomic
+        from dnx.core.fileio import write_bytes_atomic
 
         binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
         if binary is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 TRITON_REPOSITORY = "nvcr.io/nvidia/tritonserver"
 # TensorRT major.minor -> NGC tritonserver release whose container ships it.

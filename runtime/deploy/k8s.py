@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.deploy.manifests import DeployError, DeployOptions, dns_name
 
 SUMMARY = "deploy.json"
@@ -75,7 +75,7 @@ def plan_k8s(artifact_path: str | Path, options: DeployOptions, gpu: bool, kserv
         target = "triton"
     else:
         pins = images.serve_pins(art.manifest)
-        from dnx import __version__
+        from dnx.core.version import __version__
 
         image, why = options.image or f"dnx-serve:{pins['dnx'] or __version__}", "the image the Dockerfile builds"
         if options.memory_source == "default":
@@ -100,7 +100,7 @@ def write_plan(plan: DeployPlan, out: str | Path, force: bool = False, repositor
     pods read (``out/model-repository``), to copy onto the claim or bucket ``--repo`` names."""
     import yaml
 
-    from dnx.fileio import write_bytes_atomic
+    from dnx.core.fileio import write_bytes_atomic
 
     out = Path(out)
     if out.exists() and not out.is_dir():

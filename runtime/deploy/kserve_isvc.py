@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dnx.errors import DnxError, require
+from dnx.core.errors import DnxError, require
 from dnx.runtime.deploy.manifests import (TRITON_PORTS, DeployOptions, http_probe, labels_for, resources_for,
                                           serve_container)
 
@@ -189,7 +189,7 @@ def isolated(action: str, *args: Any) -> Any:
 
     import importlib.util
 
-    from dnx.errors import MissingDependencyError
+    from dnx.core.errors import MissingDependencyError
 
     if importlib.util.find_spec("kserve") is None:  # found, never imported, here
         raise MissingDependencyError("kserve is not installed (needed for --kserve): pip install 'dnx[deploy]'")

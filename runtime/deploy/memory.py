@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 HEADROOM = 1.25  # over the measured peak: allocator growth under a long run, other images
 STEP_MIB = 64

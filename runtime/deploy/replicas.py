@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.deploy.haproxy import HAProxy
 from dnx.runtime.serve.process import free_ports
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnx.errors import DnxError, require
+from dnx.core.errors import DnxError, require
 
 # The oldest minor still common on managed clusters, and the newest the validator ships.
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0", "1.37.0")

@@ -61,7 +61,7 @@ def build_app(config: ServeConfig, service: Service | None = None):
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
-    from dnx import __version__
+    from dnx.core.version import __version__
 
     service = service or Service(config.validate())
 

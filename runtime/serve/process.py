@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:

@@ -111,7 +111,7 @@ def _triton_dtype(numpy_name: str, what: str) -> str:
 def _onnx_output(path: Path) -> tuple[str, str, tuple[int | None, ...]]:
     import onnx
 
-    from dnx.export.graph import load_onnx
+    from dnx.core.onnx_graph import load_onnx
 
     proto = load_onnx(path, load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
@@ -129,7 +129,7 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
 
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".onnx":
-        from dnx.export.manifest import read_manifest
+        from dnx.schemas.manifest import read_manifest
 
         if read_manifest(path, required=False) is None:  # open_artifact would ask for mean/std instead
             raise RepositoryError(f"{path} has no dnx manifest (not exported by dnx); a Triton repository needs "

@@ -9,8 +9,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from dnx.errors import DnxError
-from dnx.fileio import atomic_path, write_bytes_atomic
+from dnx.core.errors import DnxError
+from dnx.core.fileio import atomic_path, write_bytes_atomic
 
 MARKER = ".dnx-model"  # in every model folder dnx writes: what --force may replace
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 RETRY_AFTER_S = "1"
 

@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.serve.process import bind_listener
 from dnx.runtime.serve.service import ServeConfig
 
@@ -70,7 +70,7 @@ def _run_here(config: ServeConfig, sock: socket.socket, multiprocess: bool, read
 
 def _worker_main(config: ServeConfig, sock: socket.socket, conn) -> None:
     """A worker process: report ("ready") or ("failed", line), serve, report ("done", tally)."""
-    from dnx.errors import DnxError as Error  # fresh interpreter (spawn)
+    from dnx.core.errors import DnxError as Error  # fresh interpreter (spawn)
 
     try:
         tally = _run_here(config, sock, multiprocess=True, ready=lambda: conn.send(("ready",)))

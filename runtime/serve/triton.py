@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.errors import DnxError, require
+from dnx.core.errors import DnxError, require
 from dnx.runtime.serve.triton_front import LABEL_OUTPUT, NETWORK_SUFFIX, front_models, load_front_models
 from dnx.runtime.serve.triton_process import ServerTree, become_subreaper
 

@@ -51,7 +51,7 @@ class TritonPythonModel:
 
     def _convert(self, blobs: np.ndarray) -> np.ndarray:
         from dnx.data.preprocess import image_to_input
-        from dnx.errors import DnxError
+        from dnx.core.errors import DnxError
 
         try:
             pixels = np.stack([image_to_input(bytes(blob), self.preprocess) for blob in blobs.reshape(-1)])

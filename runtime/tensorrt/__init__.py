@@ -1,2 +1,2 @@
-"""TensorRT backend: strongly typed engine builder, runner, engine manifest and compatibility checks,
-inspector and the static API check. Nothing here imports tensorrt at module level."""
+"""TensorRT producer: the strongly typed engine builder, timing cache and inspector (the runner and the
+version compatibility rules live in dnx.runtime.backends). Nothing here imports tensorrt at module level."""

@@ -11,8 +11,8 @@ import pytest
 
 from dnx.benchmarks import gpu_check
 from dnx.benchmarks.gpu_check_trt import CHECKS
-from dnx.errors import DnxError
-from dnx.runtime.base import UnavailableBackend
+from dnx.core.errors import DnxError
+from dnx.runtime.backends.base import UnavailableBackend
 
 needs_no_gpu = pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the no-GPU mode")
 
@@ -48,7 +48,7 @@ def conv_onnx(path):
 @pytest.fixture
 def cpu_context(tmp_path, monkeypatch):
     """A Context whose one path is onnxruntime's CPU provider, with a 1-second-free latency setting."""
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     path = conv_onnx(tmp_path / "conv.onnx")
     x = np.random.default_rng(1).standard_normal((8, 3, 224, 224)).astype(np.float32)

@@ -11,9 +11,9 @@ import pytest
 from dnx.benchmarks import harness
 from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends, run_bench
 from dnx.benchmarks.parity_data import load_parity_data
-from dnx.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
-from dnx.errors import DnxError
-from dnx.runtime.base import UnavailableBackend
+from dnx.core.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
+from dnx.core.errors import DnxError
+from dnx.runtime.backends.base import UnavailableBackend
 
 MODEL = "densenet_bc22_fmnist"  # 28x28 grey, ~70k parameters: a run takes seconds
 FAST = dict(batches=(1, 2), iterations=3, warmup_s=0.0, samples=6)
@@ -166,8 +166,8 @@ def test_workdir_reuses_the_export(tmp_path):
 
 
 def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_path):
-    from dnx.export.manifest import read_manifest
-    from dnx.models.weights import sha256_file
+    from dnx.schemas.manifest import read_manifest
+    from dnx.core.hashing import sha256_file
 
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"not a real engine")
@@ -187,7 +187,7 @@ def test_missing_tensorrt_runner_is_unavailable(monkeypatch, tmp_path):
     from dnx.benchmarks import backends
 
     monkeypatch.setattr(backends, "cuda_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "dnx.runtime.tensorrt.runner", None)
+    monkeypatch.setitem(sys.modules, "dnx.runtime.backends.tensorrt_runner", None)
     with pytest.raises(UnavailableBackend, match="cannot be imported"):
         backends._tensorrt_runner(tmp_path / "x.engine")
 
@@ -240,7 +240,7 @@ def test_openvino_backends_end_to_end(tmp_path, monkeypatch):
     pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
     pytest.importorskip("nncf", reason="ov-int8 calibrates with NNCF: pip install 'dnx[openvino]'")
     from dnx.models import ASSETS
-    from dnx.runtime.openvino.runner import cpu_capabilities
+    from dnx.runtime.backends.openvino_runner import cpu_capabilities
 
     config = BenchConfig(target=MODEL, backends=("ov-cpu", "ov-int8"), workdir=str(tmp_path), ov_precision="fp32",
                          calib_data=str(ASSETS / "fashion_mnist_calib512.npz"),

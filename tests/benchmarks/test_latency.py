@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from dnx.benchmarks.latency import LatencyStats, measure_latency, uses_cuda
-from dnx.errors import DnxError
-from dnx.runtime.base import Runner, TensorMeta
+from dnx.runtime.backends.latency import LatencyStats, measure_latency, uses_cuda
+from dnx.core.errors import DnxError
+from dnx.runtime.backends.base import Runner, TensorMeta
 
 
 class CountingRunner(Runner):

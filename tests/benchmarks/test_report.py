@@ -11,7 +11,7 @@ import pytest
 
 from dnx.benchmarks import report
 from dnx.benchmarks.harness import BenchConfig, run_bench
-from dnx.errors import DnxError, MissingDependencyError
+from dnx.core.errors import DnxError, MissingDependencyError
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from dnx.benchmarks.tune.load import LoadSpec  # noqa: E402
 from dnx.benchmarks.tune.outputs import mark_pareto  # noqa: E402
 from dnx.benchmarks.tune.run import TuneOptions, tune  # noqa: E402
 from dnx.benchmarks.tune.space import Deployment, Space  # noqa: E402
-from dnx.errors import DnxError  # noqa: E402
+from dnx.core.errors import DnxError  # noqa: E402
 from dnx.runtime.serve.process import ServeProcess  # noqa: E402
 
 # Two points (max batch 1 vs 4), one engine; a generous SLO: the machine is shared, the test checks
@@ -213,7 +213,7 @@ def test_load_modes_against_one_server(fmnist_onnx, tmp_path):
     """The three ways a deployment is measured, on one real server: open loop at a rate, closed loop,
     and the sustainable-rate search (capacity probe, then descending Poisson steps)."""
     from dnx.benchmarks.tune.load import measure_url, request_bodies
-    from dnx.export.manifest import preprocess_from_manifest, read_manifest
+    from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 
     bodies = request_bodies(preprocess_from_manifest(read_manifest(fmnist_onnx)), tmp_path)
     with ServeProcess(fmnist_onnx, "--backend", "onnxruntime", "--threads", "1") as server:

@@ -13,8 +13,8 @@ import pytest
 from dnx.calibration.budget import Budget, Metrics, calibrate_with_budget, quantizable_units, split_halves
 from dnx.calibration.qdq import qdq_summary
 from dnx.data.datasets import shipped_fashion_mnist_test
-from dnx.errors import DnxError
-from dnx.export.manifest import manifest_of, read_manifest
+from dnx.core.errors import DnxError
+from dnx.schemas.manifest import manifest_of, read_manifest
 from dnx.models import ASSETS
 
 CALIB = ASSETS / "fashion_mnist_calib512.npz"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dnx.calibration.data import open_calibration_data
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models import get_config
 
 RGB = get_config("densenet121").with_overrides(image_size=64).preprocess

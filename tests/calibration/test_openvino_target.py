@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 
 from dnx.calibration.qdq import calibrate_qdq, qdq_summary
-from dnx.compare import compare_logits
+from dnx.core.compare import compare_logits
 from dnx.data.datasets import shipped_fashion_mnist_test
 from dnx.data.preprocess import photo_batch, preprocess_array
-from dnx.errors import DnxError
-from dnx.export.manifest import read_manifest
+from dnx.core.errors import DnxError
+from dnx.schemas.manifest import read_manifest
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import ASSETS, create_model
-from dnx.runtime.base import run_in_batches
-from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
 pytest.importorskip("nncf", reason="--target openvino needs NNCF: pip install 'dnx[openvino]'")
 
-from dnx.runtime.openvino.runner import OpenVINORunner
+from dnx.runtime.backends.openvino_runner import OpenVINORunner
 
 CALIB = ASSETS / "fashion_mnist_calib512.npz"
 TARGETS = ("tensorrt", "onnxruntime", "openvino")
@@ -47,7 +47,7 @@ def files(tmp_path_factory):
 @pytest.mark.parametrize("batch", [1, 5])
 def test_openvino_keeps_every_dnx_int8_file_close_to_fp32(files, target, batch):
     """The trap: OpenVINO 2026.4 ran the TensorRT placement at cosine 0.19-0.88 on a dynamic batch
-    (benchmarks/openvino_repro/); dnx's runner must not."""
+    (benchmarks/experiments/openvino_repro/); dnx's runner must not."""
     made, pre = files
     photos = photo_batch(pre)
     with OnnxRuntimeRunner(made["fp32"]) as ort:

@@ -8,8 +8,8 @@ import pytest
 
 from dnx.benchmarks.harness import BenchConfig, run_bench
 from dnx.calibration.parity import check_derived, summary
-from dnx.export.graph import load_onnx
-from dnx.export.manifest import manifest_of
+from dnx.core.onnx_graph import load_onnx
+from dnx.schemas.manifest import manifest_of
 from dnx.models.registry import Preprocess
 
 FAST = dict(batches=(1,), iterations=2, warmup_s=0.0, samples=6)

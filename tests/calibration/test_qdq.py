@@ -8,13 +8,13 @@ import pytest
 
 from dnx.calibration.fp16 import compare_onnx_files, convert_fp16
 from dnx.calibration.qdq import calibrate_qdq, qdq_summary
-from dnx.compare import compare_logits
-from dnx.errors import DnxError
-from dnx.export.manifest import preprocess_from_manifest, read_manifest
+from dnx.core.compare import compare_logits
+from dnx.core.errors import DnxError
+from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model
-from dnx.runtime.base import run_in_batches
-from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 @pytest.fixture(scope="module")

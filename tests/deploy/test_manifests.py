@@ -28,8 +28,8 @@ CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.arg
 @pytest.fixture
 def engine(tmp_path, fmnist_onnx):
     """A fake engine file (NOT TensorRT) with a dnx engine manifest: TensorRT 10.8, version-compatible."""
-    from dnx.export.manifest import read_manifest
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+    from dnx.schemas.manifest import read_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA
 
     path = tmp_path / "fmnist_fp16.engine"
     path.write_bytes(b"not a real TensorRT plan")
@@ -121,7 +121,7 @@ def test_onnx_set_is_dnx_serve_with_pinned_dockerfile(fmnist_onnx):
     assert {m["type"] for m in metrics} == {"Resource", "Pods"}
     assert metrics[1]["pods"]["metric"]["name"] == "dnx_queue_depth"
     docker = plan.texts["Dockerfile"]
-    from dnx.export.manifest import read_manifest
+    from dnx.schemas.manifest import read_manifest
 
     m = read_manifest(fmnist_onnx)
     assert f"FROM python:{m['python']}-slim" in docker and f"onnx=={m['onnx_version']}" in docker

@@ -35,7 +35,7 @@ def test_help_works_without_optional_packages(command):
 
 
 def test_version():
-    from dnx import __version__
+    from dnx.core.version import __version__
 
     result = run_dnx("--version")
     assert result.returncode == 0 and __version__ in result.stdout

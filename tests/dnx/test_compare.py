@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dnx.compare import DECISIVE_MARGIN, DEFAULT_TOLERANCES, MIN_DECISIVE, compare_logits, reference_margins
+from dnx.core.compare import DECISIVE_MARGIN, DEFAULT_TOLERANCES, MIN_DECISIVE, compare_logits, reference_margins
 
 
 def _logits(sure: int, near: int) -> np.ndarray:

@@ -81,14 +81,14 @@ def test_memory_efficient_same_outputs_and_gradients(name):
 
 
 def test_unknown_model_suggests_nearest():
-    from dnx.errors import DnxError
+    from dnx.core.errors import DnxError
 
     with pytest.raises(DnxError, match="did you mean densenet121"):
         get_config("densenet12")
 
 
 def test_image_size_too_small_is_refused():
-    from dnx.errors import DnxError
+    from dnx.core.errors import DnxError
 
     with pytest.raises(DnxError, match="too small"):
         get_config("densenet121").with_overrides(image_size=16)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from dnx.models import create_model
-from dnx.models.weights import sha256_file
+from dnx.core.hashing import sha256_file
 
 
 def test_short_training_run_writes_loadable_checkpoint(tmp_path):

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models import create_model
 
 torchvision = pytest.importorskip("torchvision", reason="torchvision is the reference oracle ([test] extra)")

@@ -11,11 +11,11 @@ import onnx
 import pytest
 import torch
 
-from dnx.errors import DnxError, VerificationError
-from dnx.export.manifest import preprocess_from_manifest, read_manifest, sidecar_path
+from dnx.core.errors import DnxError, VerificationError
+from dnx.schemas.manifest import preprocess_from_manifest, read_manifest, sidecar_path
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model, get_config, list_models
-from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -65,7 +65,7 @@ def test_graph_is_incremental_single_file_opset17(densenet121_onnx):
 
 def test_manifest_round_trips_to_the_same_preprocessing(densenet121_onnx):
     from dnx.data.preprocess import bundled_photos, load_image, preprocess_image
-    from dnx.models.weights import sha256_file
+    from dnx.core.hashing import sha256_file
 
     path, loaded = densenet121_onnx
     manifest = read_manifest(path)
@@ -101,7 +101,7 @@ def test_interrupted_export_leaves_no_file(tmp_path, monkeypatch):
 
 def test_failed_verification_keeps_file_marked_failed(tmp_path, monkeypatch):
     import dnx.export.onnx_export as mod
-    from dnx.compare import Tolerance
+    from dnx.core.compare import Tolerance
 
     monkeypatch.setitem(mod.DEFAULT_TOLERANCES, "fp32", Tolerance(max_abs_diff=0.0 - 1.0))
     out = tmp_path / "m.onnx"

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dnx.export.graph import depthwise_rewrites, op_counts
+from dnx.core.onnx_graph import depthwise_rewrites, op_counts
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models import ASSETS, create_model, get_config
 from dnx.paper.reuse import feature_reuse, feature_reuse_report
 

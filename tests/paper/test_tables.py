@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models import get_config
 from dnx.paper.tables import table1, table2, table2_markdown
 

@@ -199,7 +199,7 @@ def inputs(tmp_path_factory) -> Path:
     import hashlib
     import json
 
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA
 
     blob = rng.bytes(512)
     (root / "minimal.engine").write_bytes(blob)

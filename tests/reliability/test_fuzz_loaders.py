@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -79,7 +79,7 @@ GOOD_MANIFEST = {"schema": "dnx.manifest/1", "precision": "fp32",
 
 
 def _manifest_loaders(proto, path: Path):
-    from dnx.export.manifest import manifest_of, preprocess_from_manifest
+    from dnx.schemas.manifest import manifest_of, preprocess_from_manifest
 
     manifest = manifest_of(proto, path, required=True)
     assert isinstance(manifest, dict)
@@ -100,7 +100,7 @@ def manifest_texts(draw) -> str | bytes:
 @SETTINGS
 @given(text=manifest_texts(), embedded=st.booleans())
 def test_onnx_manifest(text, embedded, folder, onnx_model):
-    from dnx.export.manifest import METADATA_KEY, sidecar_path
+    from dnx.schemas.manifest import METADATA_KEY, sidecar_path
 
     proto = type(onnx_model)()
     proto.CopyFrom(onnx_model)
@@ -127,7 +127,7 @@ GOOD_ENGINE = {"schema": "dnx.engine/1", "tensorrt_version": "10.8.0", "gpu": {"
 @given(data=st.data())
 def test_engine_sidecar(data, folder):
 
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA, read_engine_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, read_engine_manifest
 
     engine = folder / "e.engine"
     engine.write_bytes(b"\x00" * 16)
@@ -143,7 +143,7 @@ def test_engine_sidecar(data, folder):
 
 @pytest.mark.parametrize("gpu", [None, 5])
 def test_engine_sidecar_gpu_not_an_object(gpu, folder):
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA, read_engine_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, read_engine_manifest
 
     (folder / "g.engine").write_bytes(b"\x00" * 16)
     (folder / "g.engine.json").write_text(json.dumps({**GOOD_ENGINE, "schema": ENGINE_SCHEMA, "gpu": gpu}))

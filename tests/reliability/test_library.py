@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from dnx.errors import DnxError
-from dnx.fileio import atomic_path, check_writable, write_bytes_atomic
+from dnx.core.errors import DnxError
+from dnx.core.fileio import atomic_path, check_writable, write_bytes_atomic
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -70,8 +70,8 @@ def test_constant_outputs_fail_verification(tmp_path):
     """D2: a network whose every logit is equal agrees with PyTorch to 0 difference and must still fail."""
     import torch
 
-    from dnx.errors import VerificationError
-    from dnx.export.manifest import read_manifest
+    from dnx.core.errors import VerificationError
+    from dnx.schemas.manifest import read_manifest
     from dnx.export.onnx_export import export_onnx
     from dnx.models import create_model
 

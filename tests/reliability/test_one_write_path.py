@@ -1,4 +1,4 @@
-"""Every file dnx writes goes through dnx/fileio.py (issue 14: defects 1, 11, 12 and 13 cannot come
+"""Every file dnx writes goes through dnx/core/fileio.py (issue 14: defects 1, 11, 12 and 13 cannot come
 back through a second write path).
 
 A grep over the code, with strings and comments removed: a call that writes a file must name a path
@@ -25,8 +25,8 @@ ATOMIC_NAME = re.compile(r"atomic_path\((?:[^()]|\([^()]*\))*\)\s+as\s+(\w+)")
 
 # (file, a fragment of the line): why the write is not an artifact written outside fileio
 ALLOWED = {
-    ("dnx/fileio.py", "mkstemp("): "the helper itself",
-    ("dnx/fileio.py", "os.replace("): "the helper itself",
+    ("dnx/core/fileio.py", "mkstemp("): "the helper itself",
+    ("dnx/core/fileio.py", "os.replace("): "the helper itself",
     ("calibration/qdq.py", "ort_cache.write_text("): "onnxruntime's range input, in a TemporaryDirectory",
     ("calibration/qdq.py", "onnx.save(qproto, str(written))"): "certify() rewrites the temporary file its "
                                                                 "callers hold from atomic_path",
@@ -39,7 +39,7 @@ ALLOWED = {
     ("benchmarks/scale_demo.py", "Image.fromarray(image[0]).save(png"): "a PNG request body in memory (BytesIO)",
     ("dnx/data/photos.py", "rgb.save(buf,"): "re-encodes request photos into memory (io.BytesIO), no file",
     ("benchmarks/tune/load.py", ".save(buf,"): "a JPEG request body encoded into memory (io.BytesIO), no file",
-    ("benchmarks/tune_compare.py", "shutil.copytree("): "copies finished variants between two scratch work "
+    ("benchmarks/experiments/tune_compare.py", "shutil.copytree("): "copies finished variants between two scratch work "
                                                          "folders of one benchmark run, not an artifact",
 }
 
@@ -86,7 +86,7 @@ def test_every_write_goes_through_fileio():
             if bound and re.search(rf"\b({'|'.join(map(re.escape, bound))})\b", code):
                 continue
             offenders.append(f"{rel}:{number}: {text.splitlines()[number - 1].strip()}")
-    assert not offenders, "files written outside dnx.fileio.atomic_path:\n" + "\n".join(offenders)
+    assert not offenders, "files written outside dnx.core.fileio.atomic_path:\n" + "\n".join(offenders)
 
 
 def test_the_grep_finds_writes():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import dnx
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.artifact import UnverifiedArtifact
 from dnx.runtime.batching import Batcher
 from dnx.runtime.classifier import InvalidInput
@@ -243,7 +243,7 @@ def test_other_outputs_are_refused_at_load_in_one_line(tmp_path, head, declared,
 # -- D13: --device cuda without a GPU is a missing device (exit 2) ---------------------------------
 
 def test_device_cuda_without_a_gpu_exits_2(fmnist_onnx, harness, tmp_path):
-    from dnx.runtime.backends import _cuda_ready
+    from dnx.runtime.selection import _cuda_ready
 
     if _cuda_ready()[0]:
         pytest.skip("this machine has a CUDA device for onnxruntime")

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (dnx[triton])")
 
-from dnx.errors import DnxError  # noqa: E402
+from dnx.core.errors import DnxError  # noqa: E402
 from dnx.runtime.serve.repository import MARKER, RepositoryOptions, export_repository  # noqa: E402
 
 DNX_FOLDERS = ["fmnist", "fmnist_image", "fmnist_preprocess"]

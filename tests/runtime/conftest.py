@@ -99,7 +99,7 @@ def fake_cuda(monkeypatch):
 
 
 def _engine_manifest(**changes) -> dict:
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA
 
     manifest = {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11", "precision": "fp16",
                 "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "hardware_compat": "none",
@@ -114,7 +114,7 @@ def engine_manifest():
 
 @pytest.fixture
 def fake_engine():
-    from dnx.runtime.tensorrt.manifest import write_engine_manifest
+    from dnx.schemas.engine_manifest import write_engine_manifest
 
     def write(path, **changes) -> dict:
         path.write_bytes(b"not a real engine")

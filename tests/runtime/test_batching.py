@@ -11,7 +11,7 @@ import pytest
 
 import dnx
 from dnx.data.datasets import shipped_fashion_mnist_test
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.batching import Batcher, Overloaded
 from dnx.runtime.timings import StageTimings
 

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 import dnx
 from dnx.calibration.qdq import certify
-from dnx.export.manifest import read_manifest, sidecar_path
+from dnx.schemas.manifest import read_manifest, sidecar_path
 from dnx.models.registry import Preprocess
 from dnx.runtime.artifact import UnverifiedArtifact
 
@@ -81,7 +81,7 @@ def test_a_failed_or_missing_verification_is_refused(fmnist_int8_onnx, broken_in
     proto = onnx.load(str(fmnist_int8_onnx))
     manifest = read_manifest(fmnist_int8_onnx)
     manifest.pop("certificate")
-    from dnx.export.manifest import embed
+    from dnx.schemas.manifest import embed
 
     embed(proto, manifest)
     onnx.save(proto, str(tmp_path / "uncertified.onnx"))

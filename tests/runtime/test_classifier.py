@@ -12,17 +12,17 @@ import pytest
 import dnx
 from dnx.data.datasets import shipped_fashion_mnist_test
 from dnx.data.preprocess import bundled_photos, preprocess_array
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact, open_artifact
-from dnx.runtime.backends import choose_backend
+from dnx.runtime.selection import choose_backend
 from dnx.runtime.classifier import InvalidInput, Prediction
 
 
 
 def _eval_predictions(path: Path, images: np.ndarray) -> np.ndarray:
     """What `dnx eval` computes for an artifact: preprocess_array, then onnxruntime in chunks of 250."""
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     pre = open_artifact(path).preprocess
     with OnnxRuntimeRunner(path) as runner:
@@ -84,7 +84,7 @@ def _artifact(**kw) -> Artifact:
 
 
 def test_auto_rule_on_a_cpu(monkeypatch):
-    import dnx.runtime.backends as backends
+    import dnx.runtime.selection as backends
 
     for placement in ("tensorrt", "onnxruntime", "openvino", None):
         art = _artifact(precision="int8" if placement else "fp32", calibration_target=placement)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dnx.runtime.base import UnavailableBackend
-from dnx.runtime.onnxruntime import runner as ort_runner
-from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+from dnx.runtime.backends.base import UnavailableBackend
+from dnx.runtime.backends import onnxruntime_runner as ort_runner
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def conv_onnx(path):

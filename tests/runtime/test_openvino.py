@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from dnx.data.preprocess import photo_batch
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.export.onnx_export import ExportOptions, export_onnx
 from dnx.models import create_model
-from dnx.runtime.base import UnavailableBackend
-from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
-from dnx.runtime.openvino.runner import OpenVINORunner, cpu_capabilities, openvino_available
+from dnx.runtime.backends.base import UnavailableBackend
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.backends.openvino_runner import OpenVINORunner, cpu_capabilities, openvino_available
 
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
 
@@ -124,7 +124,7 @@ def test_without_openvino_the_backend_is_unavailable(shipped, monkeypatch):
 
 def test_runs_dnx_fp16_file(shipped, tmp_path):
     from dnx.calibration.fp16 import convert_fp16
-    from dnx.compare import compare_logits
+    from dnx.core.compare import compare_logits
 
     path, pre = shipped
     fp16 = convert_fp16(path, tmp_path / "fm.fp16.onnx", check=False).path

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import dnx
-from dnx.compare import Tolerance
-from dnx.errors import DnxError
+from dnx.core.compare import Tolerance
+from dnx.core.errors import DnxError
 from dnx.runtime.artifact import UnverifiedArtifact
-from dnx.runtime.base import UnavailableBackend
+from dnx.runtime.backends.base import UnavailableBackend
 
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
 
-from dnx.runtime.openvino.runner import OpenVINORunner, cpu_capabilities  # noqa: E402
+from dnx.runtime.backends.openvino_runner import OpenVINORunner, cpu_capabilities  # noqa: E402
 
 HAS_BF16 = "BF16" in cpu_capabilities()
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no BF16 (AVX-512 BF16 or AMX)")

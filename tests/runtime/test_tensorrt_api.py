@@ -2,21 +2,22 @@
 
 A static check (``ast`` over dnx's source, compared with the names of the compiled bindings of
 TensorRT 10.0.1, 10.8.0.43, 10.16.1.11, 11.0.0.114 and 11.4.0.106, committed in
-``runtime/tensorrt/api_names``): it runs everywhere and needs no TensorRT. A pass means no missing,
+``tests/runtime/tensorrt_api/api_names``): it runs everywhere and needs no TensorRT. A pass means no missing,
 removed or unguarded newer name was found; it does not mean the code ran on TensorRT.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from dnx.runtime.tensorrt.api_check import check_files, check_source, collect_uses, dnx_tensorrt_modules, \
-    load_api_lists
-from dnx.runtime.tensorrt.api_versions import FIRST_IN, REMOVED
-from dnx.runtime.tensorrt.compat import MIN_VERSION
+sys.path.insert(0, str(Path(__file__).parent / "tensorrt_api"))  # test tooling, not part of the package
+from trt_api_check import check_files, check_source, collect_uses, dnx_tensorrt_modules, load_api_lists  # noqa: E402
+from trt_api_versions import FIRST_IN, REMOVED  # noqa: E402
+from dnx.runtime.backends.tensorrt_compat import MIN_VERSION
 
 # The lists are committed with the checker: a missing list is a broken checkout, not a reason to skip.
 API_LISTS = load_api_lists()

@@ -12,10 +12,11 @@ import types
 
 import pytest
 
-from dnx.errors import DnxError
-from dnx.runtime.tensorrt import builder, compat
+from dnx.core.errors import DnxError
+from dnx.runtime.backends import tensorrt_compat as compat
+from dnx.runtime.tensorrt import builder
 from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
-from dnx.runtime.tensorrt.compat import TensorRTError
+from dnx.runtime.backends.tensorrt_compat import TensorRTError
 from dnx.runtime.tensorrt.timing_cache import attach_timing_cache, write_timing_cache
 
 

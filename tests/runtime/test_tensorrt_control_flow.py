@@ -18,15 +18,15 @@ import types
 import numpy as np
 import pytest
 
-from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.tensorrt import compat
+from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.runtime.backends import tensorrt_compat as compat
 from dnx.runtime.tensorrt.builder import (
     BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize_layers
 
-TRT_MODULES = ["dnx.runtime.tensorrt.compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.tensorrt.runner",
-               "dnx.runtime.tensorrt.inspect", "dnx.runtime.tensorrt.manifest", "dnx.runtime.tensorrt.api_check",
-               "dnx.runtime.tensorrt.api_versions", "dnx.runtime.tensorrt.timing_cache"]
+TRT_MODULES = ["dnx.runtime.backends.tensorrt_compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.backends.tensorrt_runner",
+               "dnx.runtime.tensorrt.inspect", "dnx.schemas.engine_manifest",
+               "dnx.runtime.tensorrt.timing_cache"]
 
 
 # -- files ------------------------------------------------------------------------------------------

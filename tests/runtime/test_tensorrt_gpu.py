@@ -18,8 +18,8 @@ import shutil
 import numpy as np
 import pytest
 
-from dnx.compare import DEFAULT_TOLERANCES, compare_logits
-from dnx.errors import DnxError
+from dnx.core.compare import DEFAULT_TOLERANCES, compare_logits
+from dnx.core.errors import DnxError
 
 pytestmark = pytest.mark.trt
 
@@ -81,7 +81,7 @@ def inputs_and_reference(densenet121):
 
 
 def run_engine(path, x, **kwargs):
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     with TensorRTRunner(path, **kwargs) as runner:
         return runner.infer({"input": x})["logits"]
@@ -119,7 +119,7 @@ def test_parity_with_pytorch(engines, inputs_and_reference, precision):
 def test_engine_executes_the_graph_it_was_built_from(engines, inputs_and_reference, precision):
     """TensorRT vs onnxruntime on the same FP16 / Q/DQ file: separates engine faithfulness from the
     precision's own error (which the parity test above bounds)."""
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     x, _ = inputs_and_reference
     with OnnxRuntimeRunner(engines[precision].graph.path) as ort:
@@ -150,9 +150,9 @@ def test_trained_model_int8_engine_keeps_its_accuracy(trained_int8_engine):
 
     from dnx.data.datasets import shipped_fashion_mnist_test
     from dnx.data.preprocess import preprocess_array
-    from dnx.runtime.base import run_in_batches
-    from dnx.runtime.onnxruntime.runner import OnnxRuntimeRunner
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.base import run_in_batches
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     loaded, result = trained_int8_engine
     data = shipped_fashion_mnist_test()
@@ -171,7 +171,7 @@ def test_trained_model_int8_engine_keeps_its_accuracy(trained_int8_engine):
 
 
 def test_reload_from_disk_and_batches(engines, inputs_and_reference):
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     x, _ = inputs_and_reference
     path = engines["fp32"].path
@@ -188,7 +188,7 @@ def test_reload_from_disk_and_batches(engines, inputs_and_reference):
 
 
 def test_cuda_graph_and_device_timing(engines, inputs_and_reference):
-    from dnx.runtime.tensorrt.runner import TensorRTRunner
+    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     x, _ = inputs_and_reference
     path = engines["fp16"].path
@@ -213,7 +213,7 @@ def copy_engine(result, folder):
     ("compute_capability", "5.0", "GPU architectures differ"),
 ])
 def test_mismatched_engine_is_refused_before_deserializing(engines, tmp_path, field, value, match):
-    from dnx.runtime.tensorrt.manifest import EngineMismatchError
+    from dnx.schemas.engine_manifest import EngineMismatchError
 
     engine, sidecar = copy_engine(engines["fp32"], tmp_path)
     manifest = json.loads(sidecar.read_text())
@@ -227,7 +227,7 @@ def test_mismatched_engine_is_refused_before_deserializing(engines, tmp_path, fi
 
 
 def test_replaced_engine_bytes_are_refused(engines, tmp_path):
-    from dnx.runtime.tensorrt.manifest import EngineMismatchError
+    from dnx.schemas.engine_manifest import EngineMismatchError
 
     engine, _ = copy_engine(engines["fp32"], tmp_path)
     shutil.copy(engines["fp16"].path, engine)
@@ -249,7 +249,7 @@ def test_parser_errors_name_the_node(tmp_path):
     from onnx import TensorProto, helper
 
     from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
-    from dnx.runtime.tensorrt.compat import TensorRTError
+    from dnx.runtime.backends.tensorrt_compat import TensorRTError
 
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["input"], ["logits"], name="mystery_node")], "bad",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dnx.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.tensorrt import manifest as em
-from dnx.runtime.tensorrt.manifest import (
+from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
+from dnx.schemas import engine_manifest as em
+from dnx.schemas.engine_manifest import (
     ENGINE_SCHEMA, EngineMismatchError, check_engine_compatible, check_engine_digest, read_engine_manifest)
-from dnx.runtime.tensorrt.runner import TensorRTRunner
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
 # -- engine manifests and compatibility -----------------------------------------------------------
 
@@ -70,7 +70,7 @@ def test_across_majors_is_the_shared_table():
 
 def test_version_compat_help_states_the_rule():
     from dnx.cli.engine import build_cmd
-    from dnx.runtime.tensorrt.compat import SUPPORTED_MAJORS
+    from dnx.runtime.backends.tensorrt_compat import SUPPORTED_MAJORS
 
     help_text = next(p.help for p in build_cmd.params if p.name == "version_compat")
     assert "same major version" in help_text

@@ -13,10 +13,10 @@ import types
 import numpy as np
 import pytest
 
-from dnx.errors import DnxError
-from dnx.runtime.tensorrt.compat import TensorRTError
-from dnx.runtime.tensorrt.manifest import rebuild_command_with
-from dnx.runtime.tensorrt.runner import TensorRTRunner
+from dnx.core.errors import DnxError
+from dnx.runtime.backends.tensorrt_compat import TensorRTError
+from dnx.schemas.engine_manifest import rebuild_command_with
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
 PROFILE = {"min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [8, 3, 4, 4]}
 BUILD = "dnx build m.onnx --precision fp16 --max-batch 8 -o m.fp16.engine"
@@ -185,7 +185,7 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
     import sys
 
     from dnx.runtime.tensorrt import inspect as trt_inspect
-    from dnx.runtime.tensorrt import runner as trt_runner
+    from dnx.runtime.backends import tensorrt_runner as trt_runner
 
     (tmp_path / "m.engine").write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())
@@ -205,8 +205,8 @@ def test_latency_records_cuda_events_on_the_runners_stream(monkeypatch):
     """End to end and compute: events go on the runner's own stream, not on torch's default one."""
     import torch
 
-    from dnx.benchmarks.latency import measure_latency
-    from dnx.runtime.base import Runner, TensorMeta
+    from dnx.runtime.backends.latency import measure_latency
+    from dnx.runtime.backends.base import Runner, TensorMeta
 
     streams = []
 

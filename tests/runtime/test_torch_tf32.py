@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnx.runtime.torch.runner import TorchRunner, _strict_fp32_settings
+from dnx.runtime.backends.torch_runner import TorchRunner, _strict_fp32_settings
 
 
 class StandInModel:

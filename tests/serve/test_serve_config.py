@@ -11,7 +11,7 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="httpx is a test dependency (pip install 'dnx[test]')")
 pytest.importorskip("fastapi", reason="dnx serve needs pip install 'dnx[serve]'")
 
-from dnx.errors import DnxError  # noqa: E402
+from dnx.core.errors import DnxError  # noqa: E402
 from dnx.runtime.serve.config_file import read_serve_config, serve_config_text, write_serve_config  # noqa: E402
 from dnx.runtime.serve.process import ServeProcess  # noqa: E402
 

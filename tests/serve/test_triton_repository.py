@@ -24,7 +24,7 @@ pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient i
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
-from dnx.errors import DnxError  # noqa: E402
+from dnx.core.errors import DnxError  # noqa: E402
 from dnx.runtime.artifact import open_artifact  # noqa: E402
 from dnx.runtime.serve.repository import RepositoryOptions, export_repository  # noqa: E402
 
@@ -40,8 +40,8 @@ def dims(tensor) -> list[int]:
 @pytest.fixture()
 def fake_engine(tmp_path, fmnist_onnx):
     """A fake engine file (NOT TensorRT) with a hand-written dnx engine manifest for the fmnist ONNX."""
-    from dnx.export.manifest import read_manifest
-    from dnx.runtime.tensorrt.manifest import ENGINE_SCHEMA
+    from dnx.schemas.manifest import read_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA
 
     engine = tmp_path / "fmnist_int8.engine"
     engine.write_bytes(b"not a real TensorRT plan")

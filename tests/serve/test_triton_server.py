@@ -263,7 +263,7 @@ def test_start_failure_message_is_the_servers_reason(tmp_path):
     ({"instances": 0}, "--instances"),
 ])
 def test_serve_config_refuses_bad_values(changes, message):
-    from dnx.errors import DnxError
+    from dnx.core.errors import DnxError
     from dnx.runtime.serve.triton import TritonServeConfig
 
     with pytest.raises(DnxError, match=message):

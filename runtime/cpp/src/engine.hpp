@@ -21,14 +21,14 @@ struct EngineFacts {  // the machine an engine is about to run on
 };
 
 // (built, runtime) major versions NVIDIA supports for version-compatible engines across a major
-// release: {8, 10} and {10, 11}, as VERSION_COMPAT_ACROSS_MAJORS in runtime/tensorrt/manifest.py
+// release: {8, 10} and {10, 11}, as VERSION_COMPAT_ACROSS_MAJORS in dnx/schemas/engine_manifest.py
 // (both tests compare theirs with tests/runtime/engine_compat_cases.json).
 const std::vector<std::pair<int, int>>& version_compat_across_majors();
 
 EngineManifest parse_engine_manifest(const std::string& json_text, const std::string& where);
 
 // Throws Error(ManifestMismatch) naming both sides and the `dnx build` command when the engine
-// cannot run here; same rules as runtime/tensorrt/manifest.py check_engine_compatible.
+// cannot run here; same rules as dnx/schemas/engine_manifest.py check_engine_compatible.
 void check_engine_compatible(const EngineManifest& engine, const EngineFacts& here, const std::string& engine_name);
 
 // Lower-case hex SHA-256 of `bytes` (OpenSSL), as Python's sha256_file writes into engine_sha256.

@@ -1,4 +1,4 @@
-// Engine sidecars (X.engine.json, runtime/tensorrt/manifest.py) and the compatibility check Python
+// Engine sidecars (X.engine.json, dnx/schemas/engine_manifest.py) and the compatibility check Python
 // runs before deserializing: same TensorRT version (or a version-compatible engine on a later
 // release of the same major, or of the next major where NVIDIA supports it: 10 -> 11), same GPU
 // architecture (or an Ampere+ hardware-compatible engine).

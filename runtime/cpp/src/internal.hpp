@@ -14,7 +14,7 @@ namespace detail {
 Manifest parse_manifest(const std::string& json_text, const std::string& where);
 
 // Error(Unverified) when the manifest's parity certificate is missing or did not pass, unless
-// options.allow_unverified: the rule of Python's dnx.load (export/certificate.py), verdict only.
+// options.allow_unverified: the rule of Python's dnx.load (dnx/schemas/certificate.py), verdict only.
 void check_certified(const Manifest& manifest, const Options& options, const std::string& path);
 
 // The Orientation tag (1..8) of IFD0 in an EXIF TIFF block (without the "Exif\0\0" prefix); 1 when

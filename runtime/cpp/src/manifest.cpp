@@ -1,4 +1,4 @@
-// Reading the manifest dnx writes next to (and into) every artifact; see export/manifest.py.
+// Reading the manifest dnx writes next to (and into) every artifact; see dnx/schemas/manifest.py.
 // Only the fields the runtime needs are read; each is checked so a hand-edited or foreign JSON
 // fails here with its field named, not later with a shape error.
 #include "internal.hpp"
@@ -138,7 +138,7 @@ Manifest parse_manifest(const std::string& json_text, const std::string& where) 
         if (cert.is_object() && cert.value("schema", std::string()) == "dnx.certificate/1") {
             m.certificate_verdict = cert.value("verdict", std::string("unknown"));
             if (cert.contains("summary") && cert["summary"].is_string()) m.certificate_summary = cert["summary"];
-            // The certificate records the preprocessing it was checked with (export/certificate.py): an
+            // The certificate records the preprocessing it was checked with (dnx/schemas/certificate.py): an
             // edited preprocess entry voids it, as an edited graph does.
             if (cert.contains("preprocess") && !same_value(cert["preprocess"], pre)) {
                 m.certificate_verdict = "no longer holds";

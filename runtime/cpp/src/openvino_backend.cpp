@@ -1,6 +1,6 @@
 // OpenVINO backend. Each batch size is compiled as its own static-shape model on first use (a few
 // kept): OpenVINO 2026.4 mis-computes dnx's TensorRT-placed Q/DQ graphs when the batch is dynamic
-// and computes them correctly with static shapes (benchmarks/openvino_repro/conv_concat_qdq.py),
+// and computes them correctly with static shapes (benchmarks/experiments/openvino_repro/conv_concat_qdq.py),
 // the same rule as Python's OpenVINORunner. Each compiled shape has a pool of InferRequests for
 // concurrent callers (an InferRequest is not thread-safe; a compiled model is). Inputs are
 // wrapped, not copied.

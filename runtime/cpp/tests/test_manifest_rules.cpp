@@ -1,5 +1,5 @@
 // Issue 22, #8 and #18: an edited manifest is refused in one line when the model loads, with the
-// rules Python's reader shares (export/manifest.py); the certificate covers the preprocessing; a
+// rules Python's reader shares (dnx/schemas/manifest.py); the certificate covers the preprocessing; a
 // manifest or engine path that is not a regular file is refused, never read without end.
 #include "fixtures.hpp"
 

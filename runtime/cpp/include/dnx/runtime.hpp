@@ -116,7 +116,7 @@ struct DNX_API Manifest {
     Preprocess preprocess;
     std::vector<std::string> labels;  // class names; "0".."K-1" when the manifest has none (as Python)
     std::string sha256;          // of the artifact, when the sidecar records it
-    // The parity certificate dnx records (export/certificate.py): "passed", "failed", or "" when absent.
+    // The parity certificate dnx records (dnx/schemas/certificate.py): "passed", "failed", or "" when absent.
     std::string certificate_verdict;
     std::string certificate_summary;
 };

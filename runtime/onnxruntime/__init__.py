@@ -1,1 +1,0 @@
-"""onnxruntime backend: CPU, CUDA and TensorRT execution providers."""

@@ -1,0 +1,121 @@
+"""Which backend runs an artifact, and the Runner that does it.
+
+The ``auto`` rule (recorded with its reason in ``Classifier.info()["backend_reason"]``):
+
+1. A TensorRT engine runs on ``tensorrt`` (nothing else can read it).
+2. An ONNX file on a machine with a CUDA device (and ``device`` not ``cpu``) runs on ``onnxruntime``'s
+   CUDA provider.
+3. On a CPU, the fastest backend that is installed *and* proven for the artifact's precision (run at
+   that precision: OpenVINO gets an explicit f32 inference hint, as its CPU plugin would otherwise run
+   FP32 graphs in BF16 on CPUs with AVX-512 BF16 or AMX): OpenVINO
+   when installed, else onnxruntime. Measured in one run on an Intel Xeon with AVX-512 VNNI
+   (``benchmarks/results/cpu_int8.json``, densenet121 bs1, 1 thread): every dnx INT8 placement runs
+   faster on OpenVINO than on onnxruntime (``--target openvino`` 24.6 ms, ``tensorrt`` 27.4, ``onnxruntime``
+   37.3 vs onnxruntime's 40.0 on its own placement), FP32 is within 3%, and OpenVINO adds BF16 where the
+   CPU has it when asked (``precision="bf16"``). Proven: ``tests/calibration/test_openvino_target.py`` keeps OpenVINO at cosine >= 0.99 vs
+   FP32 on every dnx INT8 placement (dnx's runner compiles fixed batch shapes, which avoids OpenVINO
+   2026.4's dynamic-batch Q/DQ defect: ``benchmarks/experiments/openvino_repro/``).
+   The rule is a table from measurements, not a timing run at load: loading stays fast and
+   deterministic, and the same artifact picks the same backend on every replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dnx.core.errors import DnxError
+from dnx.runtime.artifact import Artifact
+from dnx.runtime.backends.base import Runner, UnavailableBackend
+
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str  # onnxruntime, openvino, tensorrt
+    device: str  # cpu or cuda
+    reason: str
+
+
+def _openvino_installed() -> tuple[bool, str]:
+    from importlib.util import find_spec
+
+    if find_spec("openvino") is None:
+        return False, "openvino is not installed (pip install 'dnx[openvino]')"
+    return True, ""
+
+
+def _cuda_ready() -> tuple[bool, str]:
+    from dnx.runtime.backends.onnxruntime_runner import provider_available
+
+    return provider_available("cuda")
+
+
+def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "auto",
+                   precision: str | None = None) -> BackendChoice:
+    """``precision``: a reduced float precision asked for ("bf16"), which only OpenVINO on a CPU runs."""
+    if precision is not None:
+        return _reduced_choice(artifact, backend, device, precision)
+    if backend not in BACKENDS:
+        raise DnxError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device not in DEVICES:
+        raise DnxError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if artifact.kind == "engine":
+        if backend not in ("auto", "tensorrt"):
+            raise DnxError(f"{artifact.path} is a TensorRT engine; only backend='tensorrt' can run it")
+        if device == "cpu":
+            raise DnxError(f"{artifact.path} is a TensorRT engine; it needs device='cuda' (or 'auto')")
+        return BackendChoice("tensorrt", "cuda", "a TensorRT engine runs on TensorRT")
+    if backend == "tensorrt":
+        raise DnxError(f"{artifact.path} is an ONNX file; build an engine with `dnx build {artifact.path}` "
+                       "for backend='tensorrt', or use backend='onnxruntime'")
+    if backend == "openvino":
+        if device == "cuda":
+            raise DnxError("dnx runs OpenVINO on the CPU only; use device='cpu' or backend='onnxruntime'")
+        return BackendChoice("openvino", "cpu", "asked for")
+    if backend == "onnxruntime":
+        return BackendChoice("onnxruntime", "cpu" if device == "auto" else device, "asked for")
+    if device in ("auto", "cuda"):
+        ok, why = _cuda_ready()
+        if ok:
+            return BackendChoice("onnxruntime", "cuda", "ONNX on a CUDA device: onnxruntime's CUDA provider")
+        if device == "cuda":
+            raise UnavailableBackend(f"device='cuda' asked for, but {why}")
+    return _cpu_choice(artifact)
+
+
+def _reduced_choice(artifact: Artifact, backend: str, device: str, precision: str) -> BackendChoice:
+    if backend not in ("auto", "openvino") or device == "cuda":
+        raise DnxError(f"precision {precision!r} runs on OpenVINO's CPU plugin only; use backend='openvino' "
+                       f"(or 'auto') and device='cpu' (or 'auto'), or run the artifact as written (fp32)")
+    ok, why_not = _openvino_installed()
+    if not ok:
+        raise UnavailableBackend(f"precision {precision!r} needs OpenVINO: {why_not}")
+    return BackendChoice("openvino", "cpu", f"{precision} asked for: OpenVINO's CPU plugin runs it")
+
+
+def _cpu_choice(artifact: Artifact) -> BackendChoice:
+    what = artifact.precision.upper() + (f" placed for {artifact.calibration_target}"
+                                         if artifact.calibration_target else "")
+    ov, why_not = _openvino_installed()
+    if ov:
+        return BackendChoice("openvino", "cpu", f"{what} on a CPU: OpenVINO is the fastest installed backend")
+    return BackendChoice("onnxruntime", "cpu", f"{what} on a CPU: onnxruntime ({why_not})")
+
+
+def make_runner(artifact: Artifact, choice: BackendChoice, threads: int | None = None,
+                options: dict | None = None) -> Runner:
+    """The (not yet activated) Runner for ``choice``. ``options`` go to the backend's constructor."""
+    options = dict(options or {})
+    if choice.backend == "tensorrt":
+        from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(artifact.path, **options)
+    if choice.backend == "openvino":
+        from dnx.runtime.backends.openvino_runner import OpenVINORunner
+
+        return OpenVINORunner(artifact.path, threads=threads or 0, **options)
+    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(artifact.path, device=choice.device, threads=threads or 0, **options)

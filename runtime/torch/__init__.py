@@ -1,1 +1,0 @@
-"""PyTorch backend: eager, torch.compile and CUDA autocast (the parity reference)."""
