@@ -14,6 +14,14 @@ from typing import Callable
 from dnx.core.compare import DEFAULT_TOLERANCES, Comparison, compare_logits
 from dnx.data.datasets import LabelledImages
 from dnx.models import LoadedModel
+from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
+from dnx.calibration.fp16 import convert_fp16
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.data.preprocess import preprocess_array
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.backends.torch_runner import TorchRunner
 
 
 @dataclass
@@ -53,13 +61,6 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
     ``budget`` (``max_accuracy_drop``, ``max_agreement_loss``, ``target``) adds the row of
     :func:`dnx.calibration.budget.calibrate_with_budget`'s graph ("int8 + N float units"), searched on
     half of ``data`` and scored here on all of it like the other rows."""
-    from dnx.calibration.fp16 import convert_fp16
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.preprocess import preprocess_array
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-    from dnx.runtime.backends.torch_runner import TorchRunner
 
     step = progress or (lambda _msg: None)
     workdir = Path(workdir)
@@ -104,7 +105,6 @@ def evaluate_precisions(loaded: LoadedModel, data: LabelledImages, workdir: str 
 def _budget_artifact(fp32: Path, output: Path, calib_data, data: LabelledImages, budget: dict, samples: int,
                      method: str | None, notes: list[str], step) -> tuple[str, str, Path]:
     """The accuracy-budgeted graph's row; a budget it could not meet still gets its best graph's row."""
-    from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
 
     step(f"accuracy budget search ({budget['target']} placement)")
     try:

@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING
 from dnx.core.errors import DnxError
 from dnx.core.hashing import sha256_file
 from dnx.runtime.backends.base import UnavailableBackend
+from dnx.calibration.parity import default_calibration_data
+from dnx.calibration.fp16 import convert_fp16
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.version import __version__
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model, get_config
+from dnx.models.registry import ModelConfig
+from dnx.schemas.manifest import read_manifest, sidecar_path
 
 if TYPE_CHECKING:
     from dnx.benchmarks.harness import BenchConfig
@@ -33,8 +41,6 @@ def _read_json(path: Path) -> dict | None:
 
 def _reference_from_manifest(manifest: dict, where: Path):
     """Rebuild the exact PyTorch model an artifact came from: its config and weights."""
-    from dnx.models import create_model
-    from dnx.models.registry import ModelConfig
 
     cfg = ModelConfig.from_dict(manifest["model"])
     weights = manifest.get("weights") or {}
@@ -73,12 +79,10 @@ class Artifacts:
                     raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
                 self.engine = path
             elif path.suffix.lower() == ".onnx" or path.exists():
-                from dnx.schemas.manifest import read_manifest
 
                 self.onnx = path
                 self.manifest = read_manifest(path)
             else:
-                from dnx.models import get_config
 
                 self.model_name = get_config(target).name
         if self.engine is not None and not self.engine.is_file():
@@ -87,8 +91,6 @@ class Artifacts:
             self._adopt_engine_manifest()
 
     def engine_manifest(self) -> dict:
-        from dnx.schemas.manifest import sidecar_path
-
         return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
 
     def _adopt_engine_manifest(self) -> None:
@@ -108,7 +110,6 @@ class Artifacts:
         """The target's PyTorch model (a LoadedModel), FP32, in the torchvision forward form."""
         if self._loaded is None:
             if self.model_name:
-                from dnx.models import create_model
 
                 self._loaded = create_model(self.model_name)
             elif self.manifest is not None:
@@ -147,10 +148,6 @@ class Artifacts:
             return self.onnx, self.onnx_precision
         if not self.model_name:
             raise UnavailableBackend("no ONNX file: give the ONNX the engine was built from as TARGET")
-        from dnx.core.version import __version__
-        from dnx.schemas.manifest import read_manifest
-        from dnx.export.onnx_export import ExportOptions, export_onnx
-        from dnx.models import create_model
 
         loaded = create_model(self.model_name)
         path = self.workdir / f"{self.model_name}.onnx"
@@ -172,7 +169,6 @@ class Artifacts:
     def calibration_data(self) -> Path:
         """--calib-data, else --data, else the model's in-distribution default (kept apart from the
         parity set): :func:`dnx.calibration.parity.default_calibration_data`."""
-        from dnx.calibration.parity import default_calibration_data
 
         chosen = self.config.calib_data or self.config.data
         return Path(chosen) if chosen else default_calibration_data(self.model().config.labels, self.workdir)
@@ -180,10 +176,6 @@ class Artifacts:
     def _int8_onnx(self) -> tuple[Path, str]:
         if self.onnx_precision == "int8":
             return self.onnx, "int8"  # the target is already a QDQ file
-        try:
-            from dnx.calibration.qdq import calibrate_qdq
-        except ImportError as exc:
-            raise UnavailableBackend(f"INT8 calibration is not available: {exc}") from None
         c = self.config
         output = self._derived("int8", f"onnxruntime|{c.samples}|{c.seed}")
         # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
@@ -199,7 +191,6 @@ class Artifacts:
         if self.onnx_precision not in (None, "fp32"):
             raise UnavailableBackend(f"the target is {self.onnx_precision} (ov-cpu runs it as it is); give the FP32 "
                                      "export to calibrate for OpenVINO")
-        from dnx.calibration.qdq import calibrate_qdq
 
         c = self.config
         output = self._derived("int8", f"openvino|{c.samples}|{c.seed}")
@@ -210,10 +201,6 @@ class Artifacts:
     def _fp16_onnx(self) -> tuple[Path, str]:
         if self.onnx_precision == "fp16":
             return self.onnx, "fp16"
-        try:
-            from dnx.calibration.fp16 import convert_fp16
-        except ImportError as exc:
-            raise UnavailableBackend(f"FP16 conversion is not available: {exc}") from None
         output = self._derived("fp16", "fp16")
         if not output.is_file():
             output = Path(convert_fp16(self.path_for("onnx")[0], output).path)

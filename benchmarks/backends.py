@@ -12,7 +12,10 @@ import numpy as np
 
 from dnx.core.machine import cuda_available
 from dnx.runtime.backends.base import Runner, UnavailableBackend
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 from dnx.runtime.backends.torch_runner import TorchRunner
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner, provider_available
+from dnx.runtime.backends.openvino_runner import openvino_available, OpenVINORunner
 
 if TYPE_CHECKING:
     from dnx.benchmarks.artifacts import Artifacts
@@ -128,17 +131,12 @@ def _tensorrt_runner(engine: Path, cuda_graphs: bool = False) -> Runner:
     # Never touch TensorRT without a CUDA device: creating its Runtime there can crash the process.
     if not cuda_available():
         raise UnavailableBackend("no CUDA device found")
-    try:
-        from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
-    except ImportError as exc:
-        raise UnavailableBackend(f"the TensorRT runner cannot be imported: {exc}") from None
     return TensorRTRunner(engine, cuda_graph=True) if cuda_graphs else TensorRTRunner(engine)
 
 
 def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
                  has_cuda: bool) -> tuple[Runner, str, str, Path | None]:
     """(runner, precision, device, file run) for one backend; raises UnavailableBackend."""
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner, provider_available
 
     if spec.cuda_only and not has_cuda:
         raise UnavailableBackend("no CUDA device found")
@@ -156,7 +154,6 @@ def _make_runner(spec: BackendSpec, art: Artifacts, config: BenchConfig,
         path, precision = art.path_for("engine")
         return _tensorrt_runner(path, config.cuda_graphs), precision, "cuda", path
     if spec.name in OPENVINO_BACKENDS:
-        from dnx.runtime.backends.openvino_runner import OpenVINORunner, openvino_available
 
         ok, why = openvino_available()
         if not ok:

@@ -20,6 +20,10 @@ import numpy as np
 
 from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
+from dnx.core.fileio import write_json_atomic
+from dnx.core.machine import machine_info
+from dnx.data.photos import find_photos, reencode_jpeg
+from dnx.data.preprocess import decode_image, preprocess_image
 
 MARGINS = (1, 2, 4)
 # A photo whose exact-decode top-1 probability leads the runner-up by less than this is a near-tie: any
@@ -49,7 +53,6 @@ def load_lite0():
 
 def reencode(path: Path, megapixels: float) -> bytes:
     """The photo as a quality-90 JPEG of about ``megapixels`` MP, its aspect ratio kept."""
-    from dnx.data.photos import reencode_jpeg
 
     return reencode_jpeg(path, megapixels=megapixels)
 
@@ -57,8 +60,6 @@ def reencode(path: Path, megapixels: float) -> bytes:
 def inputs(data: bytes, margins=MARGINS) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Network inputs of one JPEG per decode (exact, fast@m) and the seconds each took."""
     from dataclasses import replace
-
-    from dnx.data.preprocess import decode_image, preprocess_image
 
     out, seconds = {}, {}
     for name, margin in [("exact", None), *((f"fast@{m}", m) for m in margins)]:
@@ -108,10 +109,6 @@ def measure(photos: list[Path], margins=MARGINS, sizes=SIZES_MP, model=None) -> 
 
 
 def main(argv=None) -> None:
-    from dnx.core.machine import machine_info
-    from dnx.data.photos import find_photos
-    from dnx.core.fileio import write_json_atomic
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="the first N photos only")
     parser.add_argument("--margins", default=",".join(map(str, MARGINS)), help="comma-separated fast margins")

@@ -25,6 +25,13 @@ import numpy as np
 
 from dnx.core.errors import DnxError
 from dnx.core.fileio import write_bytes_atomic, write_json_atomic
+from dnx.benchmarks.e2e_paths import dali_path, dnx_path, pil_path, torchvision_path
+from dnx.benchmarks.scripts import RESULTS
+from dnx.benchmarks.serve_load import closed_loop, prepare
+from dnx.core.machine import machine_info
+from dnx.data.photos import find_photos, reencode_jpeg
+from dnx.runtime.serve.process import ServeProcess
+import dnx
 
 SIZES = {"0.26MP": (512, 512), "2MP": (1632, 1224), "12MP": (4000, 3000)}
 CPP_CLASSIFY = Path(__file__).resolve().parents[1] / "build" / "cpp" / "dnx-classify"
@@ -33,7 +40,6 @@ SERVE_CONCURRENCY = (1, 8)
 
 def reencoded_photos(count: int) -> dict[str, list[bytes]]:
     """``count`` offline photos, centre-cropped to each size's aspect ratio and re-encoded at that size."""
-    from dnx.data.photos import find_photos, reencode_jpeg
 
     photos = find_photos(min_side=512)[:count]
     if not photos:
@@ -128,8 +134,6 @@ def cpp_rows(artifact: Path, images: list[bytes], threads: int, seconds: float, 
 
 def serve_rows(artifact: Path, images: list[bytes], threads: int, requests: int) -> dict[str, dict]:
     """Images/s through a real ``dnx serve`` (loopback) at concurrency 1 and 8, bounded in requests and time."""
-    from dnx.benchmarks.serve_load import closed_loop
-    from dnx.runtime.serve.process import ServeProcess
 
     rows = {}
     server = ServeProcess(artifact, "--threads", str(threads), "--max-batch", "8", "--max-queue", "64")
@@ -145,9 +149,6 @@ def run_e2e(artifact: str | Path, sets: dict[str, list[bytes]], *, threads: int 
             cpp_seconds: float = 4.0, serve_requests: int = 48, cpp_binary: Path = CPP_CLASSIFY,
             serve_size: str | None = "2MP", peers: bool = True) -> dict:
     """Every path on every image set; the dict benchmarks/results/e2e.json holds."""
-    import dnx
-    from dnx.benchmarks.e2e_paths import dali_path, dnx_path, pil_path, torchvision_path
-    from dnx.core.machine import machine_info
 
     artifact = Path(artifact)
     result: dict = {"benchmark": "e2e", "artifact": str(artifact), "threads": threads, "rounds": rounds,
@@ -245,9 +246,6 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from dnx.benchmarks.scripts import RESULTS
-    from dnx.benchmarks.serve_load import prepare
-
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=8, help="Offline photos per size.")
     parser.add_argument("--rounds", type=int, default=10, help="Passes over the photos per size.")

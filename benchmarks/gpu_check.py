@@ -28,80 +28,40 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from dnx.core.compare import Tolerance
+from dnx.core.compare import compare_logits
 from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.backends.base import UnavailableBackend
-
-BATCHES = (1, 8, 64)
-PARITY_BATCH = 8
-DEFAULT_BUDGET_S = 420.0
-LATENCY = {"warmup_s": 0.2, "duration_s": 1.0, "min_iterations": 10}
-TOLERANCES = {"fp32": Tolerance(max_abs_diff=1e-4), "fp16": Tolerance(min_cosine=0.999),
-              "tf32": Tolerance(min_cosine=0.999)}
-# Rough seconds per path on one data-centre GPU, to skip a path that cannot finish in the budget.
-ESTIMATE_S = {"torch-cuda": 20, "torch-cuda-fp16": 20, "torch-compile-cuda": 150, "ort-cuda": 30, "ort-trt": 150,
-              "trt-fp32": 150, "trt-fp16": 150, "trt-fp16-graph": 20}
-
-
-class Skip(Exception):
-    """A path that cannot run here; the message is the reason shown in the report."""
-
-
-@dataclass
-class PathResult:
-    name: str
-    status: str = "skipped"  # ran | skipped | failed
-    reason: str = ""
-    precision: str = "fp32"
-    parity: dict | None = None
-    latency: dict[int, dict] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-class Budget:
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def check(self, *progress) -> None:
-        """Also a build progress callback: raising stops a TensorRT build."""
-        if self.left() <= 0:
-            raise Skip("time budget ran out during this path")
-
-
-@dataclass
-class Context:
-    """What the paths share: the model, its ONNX file, the parity inputs and reference, a work folder."""
-
-    model: object
-    onnx: Path
-    workdir: Path
-    x: np.ndarray
-    reference: np.ndarray
-    budget: Budget
-    engines: dict[str, Path] = field(default_factory=dict)
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # logits one check hands to another
-
+from dnx.runtime.backends.base import run_in_batches, UnavailableBackend
+from dnx.benchmarks.e2e import reencoded_photos
+from dnx.benchmarks.gpu_check_trt import CHECKS, run_check
+from dnx.benchmarks.gpu_common import (BATCHES, DEFAULT_BUDGET_S, ESTIMATE_S, LATENCY, PARITY_BATCH, TOLERANCES, Budget,
+                                       Context, PathResult, Skip)
+from dnx.benchmarks.gpu_request import markdown as request_markdown, request_path
+from dnx.benchmarks.scripts import RESULTS
+from dnx.core.fileio import write_bytes_atomic, write_json_atomic
+from dnx.core.machine import _dist_version, cuda_available, machine_info
+from dnx.data.preprocess import photo_batch
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.models.registry import get_config
+from dnx.runtime.backends.latency import measure_latency
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.backends.tensorrt_compat import import_tensorrt
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
+from dnx.runtime.backends.torch_runner import TorchRunner
+from dnx.runtime.tensorrt.builder import build_engine, BuildOptions
 
 def _torch_runner(ctx: Context, **kwargs):
-    from dnx.runtime.backends.torch_runner import TorchRunner
-
     # A copy: the runner moves its module to the GPU; the CPU reference model stays where it is.
     return TorchRunner(copy.deepcopy(ctx.model), device="cuda", **kwargs)
 
 
 def _ort_runner(ctx: Context, device: str):
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-
     shapes = {k: f"input:{b}x3x224x224" for k, b in (("min", 1), ("opt", PARITY_BATCH), ("max", max(BATCHES)))}
     options = {f"trt_profile_{k}_shapes": v for k, v in shapes.items()} if device == "trt" else None
     return OnnxRuntimeRunner(ctx.onnx, device, trt_cache_dir=str(ctx.workdir / "ort-trt-cache"),
@@ -110,8 +70,6 @@ def _ort_runner(ctx: Context, device: str):
 
 def _engine(ctx: Context, precision: str) -> Path:
     """Build (once) the engine of ``precision``, as ``dnx build`` does; Skip when TensorRT is missing."""
-    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
-    from dnx.runtime.backends.tensorrt_compat import import_tensorrt
 
     if precision not in ctx.engines:
         try:
@@ -127,8 +85,6 @@ def _engine(ctx: Context, precision: str) -> Path:
 
 
 def _trt_runner(ctx: Context, precision: str, cuda_graph: bool = False):
-    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
-
     return TensorRTRunner(_engine(ctx, precision), cuda_graph=cuda_graph)
 
 
@@ -147,7 +103,6 @@ PATHS: dict[str, tuple[str, Callable[[Context], object]]] = {
 
 def _also_missing(name: str) -> list[str]:
     """Besides a GPU, what this machine lacks for path ``name`` (read without importing tensorrt)."""
-    from dnx.core.machine import _dist_version
 
     missing = []
     if name.startswith("ort-"):
@@ -162,10 +117,6 @@ def _also_missing(name: str) -> list[str]:
 
 
 def _measure(runner, precision: str, ctx: Context, result: PathResult) -> None:
-    from dnx.runtime.backends.latency import measure_latency
-    from dnx.core.compare import compare_logits
-    from dnx.runtime.backends.base import run_in_batches
-
     with runner:
         if getattr(runner, "inference_precision", None) == "tf32" and precision == "fp32":
             precision = "tf32"
@@ -213,10 +164,6 @@ def run_path(name: str, ctx: Context | None, why_not: str | None) -> PathResult:
 def _context(model_name: str, workdir: Path, budget: Budget) -> Context:
     import torch
 
-    from dnx.data.preprocess import photo_batch
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import create_model
-
     loaded = create_model(model_name, use_bundled=False)
     onnx_path = workdir / f"{model_name}.onnx"
     export_onnx(loaded, onnx_path, ExportOptions(verify=False))
@@ -233,9 +180,6 @@ def gpu_check(model_name: str = "densenet121", budget_s: float = DEFAULT_BUDGET_
               workdir: Path | None = None) -> dict:
     """Run every path that can run here (see the module doc); returns the JSON-ready summary."""
     import tempfile
-
-    from dnx.benchmarks.gpu_check_trt import CHECKS, run_check
-    from dnx.core.machine import cuda_available, machine_info
 
     start = time.monotonic()
     budget = Budget(budget_s)
@@ -255,9 +199,6 @@ def _request_path(ctx: Context | None, model_name: str, why_not: str | None) -> 
     """The GPU request path (benchmarks/gpu_request.py), or why it did not run."""
     if why_not:
         return {"status": "skipped", "reason": why_not}
-    from dnx.benchmarks.e2e import reencoded_photos
-    from dnx.benchmarks.gpu_request import request_path
-    from dnx.models.registry import get_config
 
     try:
         sets = {k: v for k, v in reencoded_photos(8).items() if k in ("2MP", "12MP")}
@@ -292,16 +233,11 @@ def markdown(summary: dict) -> str:
             cells.append(f"{lat['median_ms']:.2f}{compute}" if lat else "-")
         text = "; ".join(([p["reason"]] if p["reason"] else []) + p["notes"]).replace("|", "/")
         lines.append(f"| {p['name']} | {p['status']} | {p['precision']} | {parity} | {' | '.join(cells)} | {text} |")
-    from dnx.benchmarks.gpu_request import markdown as request_markdown
 
     return "\n".join(lines) + "\n" + request_markdown(summary.get("request_path") or {"reason": "not measured"})
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dnx.core.machine import cuda_available
-    from dnx.benchmarks.scripts import RESULTS
-    from dnx.core.fileio import write_bytes_atomic, write_json_atomic
-
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="output stem (default: benchmarks/results/gpu_check[_cpu])")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds for all paths together")

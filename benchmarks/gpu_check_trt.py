@@ -8,7 +8,7 @@
                             skipped, naming it: one machine has one TensorRT)
     two-gpus-python/cpp     the engine on device 1, the caller's device unchanged afterwards
 
-Each check is a :class:`~dnx.benchmarks.gpu_check.PathResult` (status ran / skipped with the reason /
+Each check is a :class:`~dnx.benchmarks.gpu_common.PathResult` (status ran / skipped with the reason /
 failed), reported in the same table as the latency paths. A version-compatible engine's promise (built
 with 10.x, runs on 11.x) needs two TensorRT versions: here it is built and loaded with one, which
 checks the opt-in (host code) and dnx's own rule, not NVIDIA's across-version support.
@@ -25,10 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.benchmarks.gpu_check import PARITY_BATCH, TOLERANCES, Context, PathResult, Skip
+from dnx.benchmarks.gpu_common import PARITY_BATCH, TOLERANCES, Context, PathResult, Skip
 from dnx.core.compare import Tolerance, compare_logits
 from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
 from dnx.core.fileio import atomic_path
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.tensorrt_compat import import_tensorrt, trt_major_version
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
+from dnx.runtime.tensorrt.builder import build_engine, BuildOptions
+from dnx.runtime.tensorrt.inspect import inspect_engine
 
 CHECKS = ("version-compat-python", "version-compat-cpp", "inspect-trt10", "inspect-trt11", "two-gpus-python",
           "two-gpus-cpp")
@@ -40,8 +45,6 @@ PROBE_DEFAULT = Path(__file__).resolve().parents[1] / "build" / "cpp" / "tests" 
 
 
 def _trt():
-    from dnx.runtime.backends.tensorrt_compat import import_tensorrt
-
     try:
         return import_tensorrt(0)
     except MissingDependencyError as exc:
@@ -49,8 +52,6 @@ def _trt():
 
 
 def _version_compat_engine(ctx: Context) -> Path:
-    from dnx.runtime.tensorrt.builder import BuildOptions, build_engine
-
     if "version-compat" not in ctx.engines:
         _trt()
         if ctx.budget.left() < ESTIMATE_S:
@@ -65,9 +66,6 @@ def _version_compat_engine(ctx: Context) -> Path:
 
 def _python_logits(ctx: Context, device: int) -> np.ndarray:
     import torch
-
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
     engine = _version_compat_engine(ctx)
     before = torch.cuda.current_device()
@@ -121,8 +119,6 @@ def _check(name: str, ctx: Context, result: PathResult) -> None:
         _parity(result, python, np.asarray(report["logits"], dtype=np.float32), SAME_ENGINE)
         result.notes.append(f"{report['backend']}, caller on device {report['caller_device']}, restored")
     else:  # inspect-trt10 / inspect-trt11
-        from dnx.runtime.backends.tensorrt_compat import trt_major_version
-        from dnx.runtime.tensorrt.inspect import inspect_engine
 
         trt, wanted = _trt(), int(name.removeprefix("inspect-trt"))
         if trt_major_version(trt) != wanted:

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+from dnx.data.preprocess import image_to_input
 
 BATCHES = (1, 8)
 ROUNDS = 20
@@ -67,8 +68,6 @@ def request_path(onnx_path, pre, sets: dict[str, list[bytes]], budget, device: s
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
     from torchvision.transforms.v2 import functional as F
-
-    from dnx.data.preprocess import image_to_input
 
     infer = _ort_on_device(onnx_path, device)
     out: dict = {"status": "ran", "device": device, "decoder": "torchvision.io.decode_jpeg (nvJPEG), batched",

@@ -30,6 +30,7 @@ from dnx.core.compare import Comparison, Tolerance, compare_logits
 from dnx.core.errors import DnxError, MissingDependencyError
 from dnx.runtime.backends.base import Runner, UnavailableBackend, run_in_batches
 from dnx.runtime.backends.torch_runner import TorchRunner
+from dnx.calibration.parity import tolerance_for
 
 DEFAULT_SAMPLES = 100  # top-1 agreement over 100 images resolves the 99% / 99.5% thresholds
 
@@ -86,8 +87,6 @@ class BenchConfig:
             raise DnxError(f"--ov-precision must be fp32, bf16 or auto, got {self.ov_precision!r}")
 
     def tolerance(self, precision: str, weights: str = "") -> Tolerance:
-        from dnx.calibration.parity import tolerance_for
-
         return self.tolerances.get(precision) or tolerance_for(precision, {"weights": {"id": weights}})
 
     def to_dict(self) -> dict:

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from dnx.core.errors import DnxError
+from dnx.calibration.parity import reference_set
+from dnx.data.datasets import load_labelled
+from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
 
 
 @dataclass
@@ -29,8 +32,6 @@ class ParityInput:
 def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
     """Up to ``limit`` images from ``path``, preprocessed: a labelled set (IDX folder, .npz, class
     folders; the test split where there is one) or a folder of unlabelled images."""
-    from dnx.data.datasets import load_labelled
-    from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
 
     path = Path(path)
     if not path.exists():
@@ -56,7 +57,6 @@ def load_parity_data(path: str | Path, pre, limit: int) -> ParityInput:
 def parity_inputs(pre, samples: int, seed: int, data: str | None, labels: str | None = None) -> list[ParityInput]:
     """The inputs every backend gets: seeded random tensors, plus real images (--data, or the model's
     reference set, see :func:`dnx.calibration.parity.reference_set`; ``labels`` is the model's label source)."""
-    from dnx.calibration.parity import reference_set
 
     rng = np.random.default_rng(seed)
     shape = (pre.in_channels, pre.image_size, pre.image_size)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dnx.core.fileio import atomic_path, write_json_atomic
 from dnx.core.tables import new_table, verdict
+from dnx.core.errors import DnxError, require
 
 SCHEMA = "dnx.bench/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "bench_schema.json"
@@ -242,7 +243,6 @@ def parity_table(result):
 def plot(result, path: str | Path) -> None:
     """A PNG/SVG/PDF (by suffix) with three panels: latency (median, bars min..p99) vs batch,
     throughput vs batch, and top-1 agreement per backend against its tolerance."""
-    from dnx.core.errors import DnxError, require
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()

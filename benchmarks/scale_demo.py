@@ -29,6 +29,11 @@ import numpy as np
 
 from dnx.runtime.deploy.loadgen import LoadGenerator, request_for
 from dnx.runtime.deploy.replicas import Fleet, Version
+from dnx.benchmarks.scripts import save_result
+from dnx.core.machine import machine_info
+from dnx.data.preprocess import preprocess_array
+from dnx.models import ASSETS
+from dnx.runtime.artifact import open_artifact
 
 EVENTS = ("sigkill", "rolling")
 MAX_SECONDS = 60.0  # the load generator's bound, whatever happens
@@ -49,10 +54,6 @@ def export_versions(workdir: Path) -> tuple[Version, Version]:
 def sample(artifact: Path) -> tuple[bytes, np.ndarray]:
     """One shipped Fashion-MNIST image as PNG bytes, and as the network input (dnx's preprocessing)."""
     from PIL import Image
-
-    from dnx.data.preprocess import preprocess_array
-    from dnx.models import ASSETS
-    from dnx.runtime.artifact import open_artifact
 
     image = np.load(ASSETS / "fashion_mnist_calib512.npz")["images"][:1]
     png = io.BytesIO()
@@ -95,8 +96,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", default=",".join(EVENTS), help="Comma-separated: sigkill, rolling.")
     parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args(argv)
-    from dnx.core.machine import machine_info
-    from dnx.benchmarks.scripts import save_result
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="dnx-scale-demo-") as tmp:

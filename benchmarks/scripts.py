@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.fileio import write_json_atomic
+from dnx.data.photos import make_photo_folder
+from dnx.export.onnx_export import export_onnx, ExportOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def save_result(name: str, out: dict) -> dict:
     """Write ``out`` to ``results/NAME.json`` (atomically) and return it."""
-    from dnx.core.fileio import write_json_atomic
 
     RESULTS.mkdir(exist_ok=True)
     write_json_atomic(RESULTS / f"{name}.json", out)
@@ -51,9 +54,6 @@ def time_interleaved(runners: dict, x: np.ndarray, rounds: int, per_round: int, 
 def both_forms(loaded, folder: Path, samples: int, target: str, **calibrate_options) -> dict[str, Path]:
     """``loaded`` exported in torchvision's and dnx's incremental form (FP32, unverified) and each
     calibrated for ``target`` on ``samples`` crops of the offline photos: {"FORM fp32"/"FORM int8": path}."""
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import make_photo_folder
-    from dnx.export.onnx_export import ExportOptions, export_onnx
 
     make_photo_folder(folder / "photos", samples)
     files = {}

@@ -33,6 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from dnx.benchmarks.scripts import save_result
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.machine import machine_info
+from dnx.data.photos import find_photos, make_photo_folder, reencode_jpeg
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.runtime.batching import Batcher
+from dnx.runtime.serve.process import ServeProcess
+import dnx
 
 CONCURRENCY = (1, 8, 32)
 TIME_LIMIT_S = 120.0  # per measurement: a bound on every loop, whatever the request count
@@ -48,15 +57,11 @@ def latency_stats(latencies: list[float], errors: int, seconds: float) -> dict:
 
 def _photos(folder: Path, n: int = 16) -> list[bytes]:
     """Real JPEG photos (random crops of the offline photos), so requests differ as a service's would."""
-    from dnx.data.photos import make_photo_folder
 
     return [p.read_bytes() for p in make_photo_folder(folder, n, size=320, seed=1)]
 
 
 def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, photos: list[bytes]) -> dict:
-    import dnx
-    from dnx.runtime.batching import Batcher
-
     with dnx.load(artifact) as clf:
         if batching:
             clf.warm_up(range(1, 9))  # as dnx serve does: every batch size the batcher can form
@@ -122,7 +127,6 @@ async def closed_loop(url: str, concurrency: int, requests: int, photos: list[by
 def photos_2mp(n: int = 16) -> list[bytes]:
     """``n`` real photos (the offline ones at least 1000 px on both sides, JPEG camera photos first)
     centre-cropped to 4:3 and re-encoded at 1600x1200 as JPEG quality 90 (~2 MP)."""
-    from dnx.data.photos import find_photos, reencode_jpeg
 
     found = sorted(find_photos(min_side=1000), key=lambda p: (p.suffix.lower() not in (".jpg", ".jpeg"), str(p)))
     return [reencode_jpeg(path, size=(1600, 1200)) for path in found[:n]]
@@ -146,8 +150,6 @@ def e2e_2mp(arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
 
     The machine may be shared, so the two are interleaved: ``rounds`` x (inference window, service
     window, inference window), each service window compared with the mean of the two around it."""
-    import dnx
-    from dnx.runtime.serve.process import ServeProcess
 
     photos = photos_2mp()
     rows = []
@@ -200,10 +202,6 @@ def _server_stages(url: str) -> dict:
 
 def prepare(workdir: Path, quick: bool, only: list[str] | None = None) -> dict[str, Path]:
     """The artifacts: densenet121 FP32 and INT8 (best CPU placement), and the shipped Fashion-MNIST model."""
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import make_photo_folder
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import create_model
 
     want = set(only or (["fmnist-fp32"] if quick else ["fmnist-fp32", "densenet121-fp32", "densenet121-int8"]))
     arts = {}
@@ -233,9 +231,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--photos-2mp", action="store_true",
                         help="Whole requests with 2 MP JPEG photos at concurrency 8 vs inference only (issue 21).")
     args = parser.parse_args(argv)
-    from dnx.core.machine import machine_info
-    from dnx.benchmarks.scripts import save_result
-    from dnx.runtime.serve.process import ServeProcess
 
     if args.photos_2mp:
         with tempfile.TemporaryDirectory(prefix="dnx-serve-2mp-") as tmp:

@@ -30,6 +30,11 @@ import numpy as np
 
 from dnx.benchmarks.scripts import RESULTS, save_result
 from dnx.runtime.serve.process import free_ports
+from dnx.core.machine import machine_info
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.runtime.artifact import open_artifact
+import dnx
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 
@@ -144,7 +149,6 @@ def load_run(grpc_port: int, model: str, input_name: str, sample: np.ndarray, co
 
 def in_process(artifact: Path, backend: str, threads: int | None, max_batch: int, seconds: float = 5.0) -> dict:
     """dnx.load in this process: batch-1 latency and max-batch throughput, each for about ``seconds``."""
-    import dnx
 
     with dnx.load(artifact, backend=backend, threads=threads) as clf:
         c, h, w = clf.input_chw
@@ -163,11 +167,6 @@ def in_process(artifact: Path, backend: str, threads: int | None, max_batch: int
 
 
 def bench_model(name: str, args, workdir: Path) -> dict:
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.runtime.artifact import open_artifact
-
-    from dnx.models import create_model
-
     # Verified like any served artifact (dnx.load refuses one without a passed parity certificate).
     artifact = export_onnx(create_model(name), workdir / f"{name}.onnx", ExportOptions()).path
     model = artifact.stem
@@ -197,8 +196,6 @@ def bench_model(name: str, args, workdir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from dnx.core.machine import machine_info
-
     parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.triton_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="densenet_bc22_fmnist", help="comma-separated registry names")
     parser.add_argument("--concurrency", default="1,8,32", help="in-flight requests per run")

@@ -48,6 +48,19 @@ from pathlib import Path
 import numpy as np
 
 from dnx.core.errors import DnxError
+from dnx.calibration.budget_pareto import (check_plot_path, count_transposes, latencies as measure_latencies,
+                                           mark_pareto, plot_pareto)
+from dnx.calibration.data import open_calibration_data
+from dnx.calibration.qdq import calibrate_qdq, default_cache_path
+from dnx.calibration.source import open_fp32_source
+from dnx.core.compare import compare_logits
+from dnx.core.fileio import atomic_path, check_writable
+from dnx.core.machine import isa_flags, machine_info
+from dnx.data.datasets import LabelledImages, load_labelled
+from dnx.data.preprocess import preprocess_array
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.schemas.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
 
 WEIGHTED_OPS = ("Conv", "Gemm")
 _LAYER_OR_TRANSITION = re.compile(r"^features\.(denseblock\d+\.denselayer\d+|transition\d+)(\.|$)")
@@ -176,8 +189,6 @@ def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _metrics(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Metrics:
-    from dnx.core.compare import compare_logits
-
     c = compare_logits(reference, logits, labels)
     ref, out = np.asarray(reference, np.float64), np.asarray(logits, np.float64)
     nmse = float(np.mean(((out - ref) ** 2).sum(1) / np.maximum((ref ** 2).sum(1), 1e-30)))
@@ -200,9 +211,6 @@ class _Search:
     evaluations: int = 0
 
     def logits(self, path: Path, half: str) -> np.ndarray:
-        from dnx.runtime.backends.base import run_in_batches
-        from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-
         with OnnxRuntimeRunner(path, threads=self.threads) as runner:
             return run_in_batches(runner, self.x[half], 250)
 
@@ -240,20 +248,9 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
     """
     import onnx
 
-    from dnx.core.machine import machine_info
-    from dnx.calibration.budget_pareto import count_transposes, isa_flags, latencies, mark_pareto
-    from dnx.calibration.data import open_calibration_data
-    from dnx.calibration.qdq import calibrate_qdq, default_cache_path
-    from dnx.calibration.source import open_fp32_source
-    from dnx.data.datasets import LabelledImages, load_labelled
-    from dnx.data.preprocess import preprocess_array
-    from dnx.schemas.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
-    from dnx.core.fileio import atomic_path, check_writable
-
     step = progress or (lambda _msg: None)
     budget = Budget(max_accuracy_drop, max_agreement_loss)
     if plot is not None:
-        from dnx.calibration.budget_pareto import check_plot_path, plot_pareto
 
         check_plot_path(plot)
     source, output, manifest, proto = open_fp32_source(
@@ -313,7 +310,7 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
 
         step("latency of each Pareto point")
         x1 = x[search_idx[:1]]
-        *latencies, fp32_latency = latencies([*(search.path(s) for s, _ in tried), source], x1, threads, latency_s)
+        *latencies, fp32_latency = measure_latencies([*(search.path(s) for s, _ in tried), source], x1, threads, latency_s)
         pareto = [{"float_units": len(float_set), "added": float_set[-1] if float_set else None,
                    "accuracy": m.accuracy, "agreement": m.agreement, "accuracy_drop_pt": round(m.accuracy_drop, 4),
                    "agreement_loss_pt": round(m.agreement_loss, 4), "meets_budget": budget.met(m, margin_se), "latency": latency,
@@ -341,7 +338,7 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
                        "held_apart_meets_budget": budget.met(held_best)},
             "pareto": {"backend": "onnxruntime CPU", "batch": 1, "threads": threads, "fp32_latency": fp32_latency,
                        "points": pareto},
-            "machine": {"cpu": machine_info(threads)["cpu"], "isa_flags": isa_flags()},
+            "machine": {"cpu": machine_info(threads)["cpu"], "isa_flags": isa_flags() or []},
             "notes": notes,
         }
         best_proto = onnx.load(str(search.path(best)))

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.core.errors import DnxError
+from dnx.core.errors import DnxError, require
+from dnx.core.fileio import atomic_path, check_writable
+from dnx.runtime.backends.latency import measure_latency
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def count_transposes(path: Path, workdir: Path) -> int:
@@ -29,8 +32,6 @@ def latencies(paths: list[Path], x1: np.ndarray, threads: int, duration_s: float
     """Batch-1 latency of each graph, interleaved: ``LATENCY_ROUNDS`` rounds over all graphs, each
     graph's figure from its fastest round (a neighbour's burst on a shared CPU slows one round, not
     one graph's every sample)."""
-    from dnx.runtime.backends.latency import measure_latency
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     runners = [OnnxRuntimeRunner(p, threads=threads).activate() for p in paths]
     try:
@@ -53,23 +54,11 @@ def mark_pareto(points: list[dict]) -> None:
                                       and (q["accuracy"] > a or q["latency"]["median_ms"] < t) for q in points)
 
 
-def isa_flags() -> list[str]:
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [w for w in wanted if w in flags]
-
-
 PLOT_FORMATS = ("png", "svg", "pdf")
 
 
 def check_plot_path(path: str | Path) -> None:
     """Before minutes of search: a plot format matplotlib writes, matplotlib installed, a writable path."""
-    from dnx.core.errors import require
-    from dnx.core.fileio import check_writable
 
     if Path(path).suffix.lstrip(".").lower() not in PLOT_FORMATS:
         raise DnxError(f"--budget-plot {path}: use a file ending in {', '.join('.' + f for f in PLOT_FORMATS)}")
@@ -81,8 +70,6 @@ def plot_pareto(report: dict, path: str | Path) -> None:
     """Accuracy (search half) vs onnxruntime CPU batch-1 latency for 0, 1, 2, ... float units."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from dnx.core.fileio import atomic_path
 
     check_plot_path(path)
     points = report["pareto"]["points"]

@@ -15,6 +15,7 @@ import numpy as np
 from dnx.data.preprocess import IMAGE_SUFFIXES, load_image, preprocess_array, preprocess_image
 from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
+from dnx.data.datasets import read_idx
 
 
 @dataclass
@@ -96,14 +97,12 @@ def open_calibration_data(path: str | Path, pre: Preprocess, samples: int | None
     if path.is_file() and path.suffix in (".npy", ".npz"):
         return _open_array(path, pre, samples, seed, notes)
     if path.is_file() and "idx" in path.name:
-        from dnx.data.datasets import read_idx
 
         return _from_array(read_idx(path), path, pre, samples, seed, notes)
     if path.is_dir():
         # training images first: calibrating on a test split would leak it into the evaluation
         idx_files = sorted(path.glob("*images-idx3-ubyte*"), key=lambda p: (not p.name.startswith("train"), p.name))
         if idx_files:
-            from dnx.data.datasets import read_idx
 
             return _from_array(read_idx(idx_files[0]), idx_files[0], pre, samples, seed, notes)
         return _open_folder(path, pre, samples, seed, notes)

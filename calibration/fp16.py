@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from dnx.core.compare import Comparison
+from dnx.core.compare import compare_logits, Comparison, DEFAULT_TOLERANCES
+from dnx.calibration.parity import certify_derived
+from dnx.calibration.source import open_fp32_source
+from dnx.core.fileio import atomic_path
+from dnx.core.hashing import sha256_file
+from dnx.export.verify import verification_inputs
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
 
 
 @dataclass
@@ -41,11 +49,6 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     real images (:mod:`dnx.calibration.parity`); the verdict goes into the manifest's certificate."""
     import onnx
 
-    from dnx.calibration.source import open_fp32_source
-    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.core.fileio import atomic_path
-    from dnx.core.hashing import sha256_file
-
     start = time.perf_counter()
     source, output, source_manifest, proto = open_fp32_source(
         source, output, action="convert", required=False,
@@ -64,7 +67,6 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
         embed(fp16, manifest)
         onnx.save(fp16, str(tmp))
         if check and "preprocess" in source_manifest:
-            from dnx.calibration.parity import certify_derived
 
             manifest["certificate"], comparison = certify_derived(
                 fp16, source, tmp, "fp16", source_manifest, preprocess_from_manifest(source_manifest))
@@ -78,11 +80,6 @@ def compare_onnx_files(reference: str | Path, test: str | Path, pre, seed: int =
     """Logits of ``test`` vs ``reference`` in onnxruntime CPU on the export's verification inputs
     (random and the bundled photos)."""
     import numpy as np
-
-    from dnx.core.compare import DEFAULT_TOLERANCES, compare_logits
-    from dnx.export.verify import verification_inputs
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     x = np.concatenate([batch for _, batch in verification_inputs(pre, None, seed)])
     outs = []

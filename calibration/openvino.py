@@ -26,9 +26,13 @@ from pathlib import Path
 from typing import Sequence
 
 from dnx.calibration.data import CalibrationData, open_calibration_data
-from dnx.calibration.qdq import (CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path,
-                                 split_exclude)
+from dnx.calibration.common import (CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path,
+                                    split_exclude)
 from dnx.core.errors import DnxError, require
+from dnx.calibration.source import open_fp32_source
+from dnx.core.fileio import atomic_path, write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
 
 # NNCF's own default for activations: the mean over calibration batches of each batch's min and max.
 METHOD = "mean-minmax"
@@ -117,11 +121,6 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
     """Write an OpenVINO-placed INT8 Q/DQ copy of ``source`` calibrated on ``data`` to ``output``
     (arguments as :func:`dnx.calibration.qdq.calibrate_qdq`'s); returns a CalibrationResult."""
     import onnx
-
-    from dnx.calibration.source import open_fp32_source
-    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.core.fileio import atomic_path, write_json_atomic
-    from dnx.core.hashing import sha256_file
 
     if method not in (None, METHOD):
         raise DnxError(f"--target openvino takes NNCF's own statistic ({METHOD}); --method {method} applies to "

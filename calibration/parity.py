@@ -23,6 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from dnx.core.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare_logits
+from dnx.core.hashing import sha256_file
+from dnx.data.datasets import shipped_fashion_mnist_test
+from dnx.data.photos import make_photo_folder, photo_parity_set
+from dnx.data.preprocess import preprocess_array, preprocess_image
+from dnx.models import ASSETS
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.schemas.certificate import data_fingerprint, make_certificate
 
 FMNIST_TEST_IMAGES = 1000
 PHOTO_CROPS = 64  # default calibration images cut from the offline photos (another seed than the parity set)
@@ -43,17 +51,13 @@ def labels_source(manifest: dict | None) -> str | None:
 
 def reference_set(pre, labels: str | None) -> ParitySet:
     """The real images a model (whose labels come from ``labels``, e.g. "fashion-mnist") is judged on."""
-    from dnx.data.preprocess import preprocess_image
 
     if labels == "fashion-mnist" and pre.in_channels == 1:
-        from dnx.data.datasets import shipped_fashion_mnist_test
-        from dnx.data.preprocess import preprocess_array
 
         data = shipped_fashion_mnist_test()
         n = FMNIST_TEST_IMAGES
         return ParitySet(f"fashion-mnist test {n}", preprocess_array(data.images[:n], pre), data.labels[:n],
                          f"dnx's shipped Fashion-MNIST test split, first {n}")
-    from dnx.data.photos import photo_parity_set
 
     photos, source = photo_parity_set(max(pre.resize_size, pre.image_size), lambda img: preprocess_image(img, pre),
                                       PARITY_CROPS_PER_PHOTO, seed=0)
@@ -65,10 +69,8 @@ def default_calibration_data(labels: str | None, workdir: Path) -> Path:
     """Calibration images when none are given, in distribution and apart from :func:`reference_set`:
     the shipped Fashion-MNIST *training* subset, or 64 crops of the offline photos cut with another seed."""
     if labels == "fashion-mnist":
-        from dnx.models import ASSETS
 
         return ASSETS / "fashion_mnist_calib512.npz"
-    from dnx.data.photos import make_photo_folder
 
     folder = Path(workdir) / "calibration-photos"
     if not (folder.is_dir() and len(list(folder.glob("*.jpg"))) >= PHOTO_CROPS):
@@ -94,8 +96,6 @@ def tolerance_for(precision: str, manifest: dict | None) -> Tolerance:
 def check_derived(reference: str | Path, candidate: str | Path, precision: str, manifest: dict | None,
                   pre) -> tuple[Comparison, ParitySet]:
     """``candidate`` vs its FP32 ``reference`` ONNX in onnxruntime CPU on :func:`reference_set`."""
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     data = reference_set(pre, labels_source(manifest))
     outs = []
@@ -111,9 +111,6 @@ def certify_derived(proto, reference: str | Path, candidate: str | Path, precisi
     """Check ``candidate`` (already written, graph = ``proto``) against its FP32 ``reference`` and return
     the certificate to put in its manifest, and the comparison."""
     import onnxruntime
-
-    from dnx.schemas.certificate import data_fingerprint, make_certificate
-    from dnx.core.hashing import sha256_file
 
     comparison, data = check_derived(reference, candidate, precision, manifest, pre)
     tolerance = tolerance_for(precision, manifest)

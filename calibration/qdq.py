@@ -25,12 +25,22 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from dnx.calibration.common import (CACHE_SCHEMA, CalibrationResult, cache_key, certify, default_cache_path,
+                                    split_exclude)
 from dnx.calibration.data import CalibrationData, open_calibration_data
 from dnx.core.errors import DnxError
+from dnx.calibration.fp16 import to_fp16_proto
+from dnx.calibration.openvino import calibrate_openvino
+from dnx.calibration.source import check_input_shape, open_fp32_source
+from dnx.core.fileio import atomic_path, check_writable, write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.core.machine import isa_flags
+from dnx.core.onnx_graph import depthwise_rewrites
+from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
 
 TARGETS = ("tensorrt", "onnxruntime", "openvino")
 METHODS = ("entropy", "percentile", "minmax")
@@ -42,18 +52,6 @@ DEFAULT_METHOD = {"tensorrt": "entropy", "onnxruntime": "percentile"}
 # Each collect_data call keeps only this many batches of intermediate tensors in memory before they
 # are folded into histograms (onnxruntime's default keeps them all: ~7 GB for 32 images of densenet121).
 STRIDE_BATCHES = 2
-CACHE_SCHEMA = "dnx.calibration-cache/1"
-
-
-@dataclass
-class CalibrationResult:
-    path: Path
-    manifest: dict
-    cache_path: Path
-    cache_hit: bool
-    seconds: float
-    samples: int
-    notes: list[str] = field(default_factory=list)
 
 
 class _Reader:
@@ -97,21 +95,9 @@ def _method(name: str):
 
 def cpu_has_vnni() -> bool:
     """Whether this x86 CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
-    from dnx.core.machine import isa_flags
 
     flags = isa_flags()
     return True if flags is None else ("avx512_vnni" in flags or "avx_vnni" in flags)  # unknown: full 8-bit weights
-
-
-def split_exclude(model_proto, exclude: Sequence[str]) -> tuple[set[str], list[str]]:
-    """(the graph's op types, the --exclude entries that are node names); unknown entries are refused."""
-    ops_in_graph = {n.op_type for n in model_proto.graph.node}
-    names_in_graph = {n.name for n in model_proto.graph.node}
-    unknown = [e for e in exclude if e not in ops_in_graph and e not in names_in_graph]
-    if unknown:
-        raise DnxError(f"--exclude {', '.join(unknown)}: no such node name or op type in the graph "
-                       f"(op types: {', '.join(sorted(ops_in_graph))}; `dnx inspect` lists nodes)")
-    return ops_in_graph, [e for e in exclude if e in names_in_graph and e not in ops_in_graph]
 
 
 def _placement(target: str, model_proto, exclude: Sequence[str]):
@@ -137,16 +123,6 @@ def _placement(target: str, model_proto, exclude: Sequence[str]):
         kw = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=not cpu_has_vnni())
     extra["CalibStridedMinMax"] = STRIDE_BATCHES  # despite the name: chunked collection for every method
     return ops, excluded_nodes, dict(extra_options=extra, **kw)
-
-
-def cache_key(source_sha256: str, data_fingerprint: str, method: str, target: str, samples: int) -> dict:
-    # reduce_range changes the weights' scales, not the activation ranges, so it is not part of the key
-    return {"source_sha256": source_sha256, "data_fingerprint": data_fingerprint, "method": method,
-            "target": target, "samples": samples}
-
-
-def default_cache_path(output: Path) -> Path:
-    return output.with_name(output.name + ".calib.json")
 
 
 def _load_cache(path: Path, key: dict) -> dict | None:
@@ -176,15 +152,9 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    from dnx.calibration.source import check_input_shape, open_fp32_source
-    from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
-    from dnx.core.fileio import atomic_path, check_writable, write_json_atomic
-    from dnx.core.hashing import sha256_file
-
     if target not in TARGETS:
         raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     if target == "openvino":
-        from dnx.calibration.openvino import calibrate_openvino
 
         return calibrate_openvino(source, output, data, method=method, samples=samples, seed=seed, exclude=exclude,
                                   high_precision=high_precision, cache_path=cache_path, batch_size=batch_size,
@@ -209,7 +179,6 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
         raise DnxError(f"--exclude {' '.join(exclude)} leaves nothing to quantize for --target {target}")
     rewrites = {}
     if target == "onnxruntime" and depthwise:
-        from dnx.core.onnx_graph import depthwise_rewrites
 
         rewritable = [op for op in ("BatchNormalization", "AveragePool") if op not in exclude]
         rewrites = {f"{op}->depthwise Conv": n
@@ -242,7 +211,6 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                 raise DnxError(f"nothing in {source} was quantized (ops to quantize: {', '.join(ops)}); "
                                "check --exclude")
             if high_precision == "fp16":
-                from dnx.calibration.fp16 import to_fp16_proto
 
                 qproto = to_fp16_proto(qproto, keep_float32_ops=("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"))
             manifest = {
@@ -269,21 +237,6 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     write_sidecar(output, manifest)
     return CalibrationResult(output, manifest, cache_path, cached is not None, time.perf_counter() - start,
                              len(calib), list(calib.notes))
-
-
-def certify(qproto, source: Path, written: Path, manifest: dict, source_manifest: dict | None, pre) -> None:
-    """Check the written Q/DQ graph against its FP32 source on real images and store the certificate
-    in ``manifest`` (and the file at ``written``); a failed verdict is recorded, not raised: the caller
-    reports it (``dnx calibrate`` exits 1) and the runtime refuses the file."""
-    import onnx
-
-    from dnx.calibration.parity import certify_derived
-    from dnx.schemas.manifest import embed
-
-    manifest["certificate"], _ = certify_derived(qproto, source, written, manifest["precision"],
-                                                 source_manifest or manifest, pre)
-    embed(qproto, manifest)
-    onnx.save(qproto, str(written))
 
 
 def qdq_summary(model_proto) -> dict:

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from dnx.core.errors import DnxError
+from dnx.core.fileio import check_writable
+from dnx.core.onnx_graph import graph_inputs, has_qdq, load_onnx
+from dnx.schemas.manifest import manifest_of
 
 
 def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq_message: str,
@@ -15,10 +18,6 @@ def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq
     to do with the FP32 export instead; ``qdq_message`` is the error for a source that already holds
     Q/DQ nodes; ``hint`` what else to do when a ``required`` manifest is missing)."""
     from onnx import TensorProto
-
-    from dnx.core.onnx_graph import graph_inputs, has_qdq, load_onnx
-    from dnx.schemas.manifest import manifest_of
-    from dnx.core.fileio import check_writable
 
     source, output = Path(source), check_writable(output, sidecar=True)
     if source.resolve() == output.resolve():
@@ -44,7 +43,6 @@ def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq
 def check_input_shape(proto, pre, source: Path) -> None:
     """Refuse preprocessing (from --image-size or a manifest) that contradicts the graph's fixed input
     shape, before any data is read."""
-    from dnx.core.onnx_graph import graph_inputs
 
     dims = [d.dim_value if d.HasField("dim_value") else None
             for d in graph_inputs(proto)[0].type.tensor_type.shape.dim]

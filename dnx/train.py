@@ -18,6 +18,9 @@ import numpy as np
 from dnx.data.datasets import LabelledImages
 from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig
+from dnx.core.fileio import atomic_path, write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.data.preprocess import preprocess_array
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,6 @@ class TrainConfig:
 def to_tensor_batch(images: np.ndarray, cfg: ModelConfig):
     """uint8 (N, H, W[, C]) at the model's size -> normalised float32 torch tensor (N, C, H, W)."""
     import torch
-
-    from dnx.data.preprocess import preprocess_array
 
     channels = 1 if images.ndim == 3 else images.shape[3]
     if channels != cfg.in_channels:
@@ -141,9 +142,6 @@ def train(cfg: ModelConfig, train_set: LabelledImages, test_set: LabelledImages 
 def save_checkpoint(model, path: str | Path, manifest: dict) -> None:
     """Write the state dict and a ``PATH.json`` manifest, each atomically."""
     import torch
-
-    from dnx.core.fileio import atomic_path, write_json_atomic
-    from dnx.core.hashing import sha256_file
 
     path = Path(path)
     with atomic_path(path) as tmp:

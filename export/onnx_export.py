@@ -22,6 +22,8 @@ from dnx.schemas.manifest import embed, model_manifest, write_sidecar
 from dnx.export.verify import VerificationReport, verify_onnx
 from dnx.core.fileio import atomic_path, check_writable
 from dnx.models import LoadedModel
+from dnx.core.onnx_graph import remove_identities
+from dnx.schemas.certificate import make_certificate
 
 # TensorRT 10.x and 11.x parse opsets up to 20 from this exporter; per-channel Q/DQ needs >= 13.
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 20, 17
@@ -64,8 +66,6 @@ def export_certificate(proto, report: VerificationReport, loaded: LoadedModel) -
     """The parity certificate of an export: onnxruntime CPU against the PyTorch model (torchvision's form)."""
     import onnxruntime
 
-    from dnx.schemas.certificate import make_certificate
-
     cert = make_certificate(
         proto=proto, preprocess=loaded.config.preprocess,
         reference={"what": f"PyTorch {loaded.config.name} (torchvision form)", "weights": loaded.weights},
@@ -85,8 +85,6 @@ def export_onnx(loaded: LoadedModel, output: str | Path, options: ExportOptions 
     """
     import onnx
     import torch
-
-    from dnx.core.onnx_graph import remove_identities
 
     options.validate()
     if options.simplify:

@@ -15,6 +15,9 @@ import numpy as np
 from dnx.core.compare import Comparison, Tolerance, compare_logits
 from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
+from dnx.data.preprocess import photo_batch
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.schemas.certificate import data_fingerprint
 
 
 @dataclass
@@ -47,7 +50,6 @@ def check_onnx(path: str | Path) -> None:
 
 def verification_inputs(pre: Preprocess, batch: int | None, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """Named input batches: random at batch 1 and 3 (or the fixed batch) and the bundled photos."""
-    from dnx.data.preprocess import photo_batch
 
     rng = np.random.default_rng(seed)
     shape = (pre.in_channels, pre.image_size, pre.image_size)
@@ -65,11 +67,8 @@ def verify_onnx(path: str | Path, reference, pre: Preprocess, batch: int | None,
     """Compare the ONNX file at ``path`` with the PyTorch ``reference`` module."""
     import torch
 
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-
     check_onnx(path)
     report = VerificationReport()
-    from dnx.schemas.certificate import data_fingerprint
 
     inputs = verification_inputs(pre, batch)
     report.images, report.fingerprint = sum(len(x) for _, x in inputs), data_fingerprint(*(x for _, x in inputs))

@@ -14,6 +14,11 @@ from typing import Any
 
 from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
+from dnx.core.hashing import sha256_file
+from dnx.core.onnx_graph import load_onnx
+from dnx.schemas.certificate import check_certificate, check_preprocess_certified
+from dnx.schemas.engine_manifest import read_engine_manifest
+from dnx.schemas.manifest import manifest_of, preprocess_from_manifest, sidecar_path
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -119,7 +124,6 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
     """Read an artifact's manifest (or take the caller's preprocessing for a foreign ONNX file) and check
     its parity certificate: an unverified dnx artifact is refused unless ``allow_unverified``. A foreign
     ONNX file is not a dnx artifact: it has no certificate to check, loads, and is marked unverified."""
-    from dnx.core.hashing import sha256_file
 
     path = Path(path)
     if not path.exists():
@@ -131,8 +135,6 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
         return _checked(_open_engine(path, sha256_file(path), preprocess, labels), allow_unverified)
     if suffix != ".onnx":
         raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
-    from dnx.core.onnx_graph import load_onnx
-    from dnx.schemas.manifest import manifest_of
 
     proto = load_onnx(path, load_external_data=False)
     try:
@@ -148,7 +150,6 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
         _check_input(path, shape, preprocess)
         return Artifact(path, "onnx", sha, "fp32" if not _has_qdq(proto) else "int8", preprocess, labels,
                         name, shape, classes, None, None, "not a dnx artifact (foreign ONNX, caller's preprocessing)")
-    from dnx.schemas.certificate import check_certificate
 
     why = check_certificate(manifest, proto)
     if why is None and _sidecar_sha(path) not in (None, sha):
@@ -171,8 +172,6 @@ def _checked(art: Artifact, allow_unverified: bool) -> Artifact:
 def _sidecar_sha(path: Path) -> str | None:
     import json
 
-    from dnx.schemas.manifest import sidecar_path
-
     try:
         return json.loads(sidecar_path(path).read_text()).get("sha256")
     except (OSError, ValueError, AttributeError):
@@ -180,8 +179,6 @@ def _sidecar_sha(path: Path) -> str | None:
 
 
 def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) -> Artifact:
-    from dnx.schemas.engine_manifest import read_engine_manifest
-
     manifest = read_engine_manifest(path, required=True)
     source = (manifest.get("source_onnx") or {}).get("manifest") or {}
     if preprocess is None and not source:
@@ -200,7 +197,6 @@ def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) ->
     elif ((source.get("certificate") or {}).get("verdict")) != "passed":
         why = "its source ONNX carries no passed parity certificate"
     else:
-        from dnx.schemas.certificate import check_preprocess_certified
 
         why = check_preprocess_certified(source)
     return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
@@ -209,8 +205,6 @@ def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) ->
 
 
 def _manifest_preprocess(manifest: dict, path: Path, shape=None) -> Preprocess:
-    from dnx.schemas.manifest import preprocess_from_manifest
-
     return preprocess_from_manifest(manifest, f"{path}'s dnx manifest", shape)
 
 

@@ -31,6 +31,7 @@ from dnx.runtime.artifact import Artifact, UnverifiedArtifact, manual_preprocess
 from dnx.runtime.selection import BackendChoice, choose_backend, make_runner
 from dnx.runtime.runtime_precision import check_precision_request, check_runtime_precision
 from dnx.runtime.timings import StageTimings
+from dnx.runtime.backends.base import run_in_batches
 
 # Chunk size for a large float batch on a backend without a fixed batch: bounds activation memory.
 _CHUNK = 64
@@ -195,8 +196,6 @@ class Classifier:
 
     # -- inference ---------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        from dnx.runtime.backends.base import run_in_batches
-
         start = time.perf_counter()
         fixed = self.artifact.input_shape[0]
         limit = fixed or self.artifact.max_batch or _CHUNK

@@ -18,6 +18,8 @@ from dnx.calibration.parity import labels_source, reference_set, summary, tolera
 from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact
 from dnx.runtime.backends.base import Runner, run_in_batches
+from dnx.core.compare import compare_logits
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 # What a caller may ask for: None/"fp32" = the artifact's own precision; "bf16" = float ops in BF16.
 RUNTIME_PRECISIONS = ("fp32", "bf16")
@@ -41,9 +43,6 @@ def check_runtime_precision(artifact: Artifact, runner: Runner, precision: str) 
     """Parity of ``runner`` (activated, running ``artifact`` at ``precision``) with the artifact as
     written, on real data; a dict for ``info()``."""
     import onnxruntime
-
-    from dnx.core.compare import compare_logits
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     data = reference_set(artifact.preprocess, labels_source(artifact.manifest))
     fixed = artifact.input_shape[0]

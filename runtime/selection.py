@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact
 from dnx.runtime.backends.base import Runner, UnavailableBackend
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner, provider_available
+from dnx.runtime.backends.openvino_runner import OpenVINORunner
+from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,8 +50,6 @@ def _openvino_installed() -> tuple[bool, str]:
 
 
 def _cuda_ready() -> tuple[bool, str]:
-    from dnx.runtime.backends.onnxruntime_runner import provider_available
-
     return provider_available("cuda")
 
 
@@ -109,13 +110,10 @@ def make_runner(artifact: Artifact, choice: BackendChoice, threads: int | None =
     """The (not yet activated) Runner for ``choice``. ``options`` go to the backend's constructor."""
     options = dict(options or {})
     if choice.backend == "tensorrt":
-        from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
         return TensorRTRunner(artifact.path, **options)
     if choice.backend == "openvino":
-        from dnx.runtime.backends.openvino_runner import OpenVINORunner
 
         return OpenVINORunner(artifact.path, threads=threads or 0, **options)
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     return OnnxRuntimeRunner(artifact.path, device=choice.device, threads=threads or 0, **options)

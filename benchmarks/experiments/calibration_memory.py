@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 from dnx.benchmarks.scripts import run_script, save_result
+from dnx.core.machine import machine_info
+from dnx.data.photos import find_photos, make_photo_folder
 
 
 def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
-    from dnx.core.machine import machine_info
-    from dnx.data.photos import find_photos, make_photo_folder
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

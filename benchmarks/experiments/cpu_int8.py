@@ -20,6 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.scripts import run_script, save_result, time_interleaved
+from dnx.calibration.data import open_calibration_data
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.compare import compare_logits
+from dnx.core.machine import machine_info
+from dnx.data.photos import make_photo_folder
+from dnx.data.preprocess import load_image, preprocess_image
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.backends.openvino_runner import cpu_capabilities, OpenVINORunner
 
 CONFIGS = ((1, 1), (2, 1), (2, 8))  # (threads, batch)
 
@@ -27,13 +38,6 @@ CONFIGS = ((1, 1), (2, 1), (2, 8))  # (threads, batch)
 def _files(tmp: Path, samples: int) -> tuple[dict[str, Path], np.ndarray, dict]:
     import nncf
     import openvino as ov
-
-    from dnx.calibration.data import open_calibration_data
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import make_photo_folder
-    from dnx.data.preprocess import load_image, preprocess_image
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import create_model
 
     loaded = create_model("densenet121")
     pre = loaded.config.preprocess
@@ -72,20 +76,12 @@ def _rows(files: dict[str, Path], ov_bf16: bool) -> dict[str, tuple[str, Path, s
 
 
 def _runner(runtime: str, path: Path, precision: str, threads: int):
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-    from dnx.runtime.backends.openvino_runner import OpenVINORunner
-
     if runtime == "ort":
         return OnnxRuntimeRunner(path, threads=threads).activate()
     return OpenVINORunner(path, threads=threads, precision=precision).activate()
 
 
 def main(samples: int = 64, rounds: int = 10, per_round: int = 3) -> dict:
-    from dnx.core.machine import machine_info
-    from dnx.core.compare import compare_logits
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.openvino_runner import cpu_capabilities
-
     ov_bf16 = "BF16" in cpu_capabilities()
     with tempfile.TemporaryDirectory(prefix="dnx-cpu-int8-") as tmp:
         files, parity_images, calib_seconds = _files(Path(tmp), samples)

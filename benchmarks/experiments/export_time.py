@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 from dnx.benchmarks.scripts import run_script, save_result
+from dnx.core.machine import machine_info
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
 
 
 def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3) -> dict:
-    from dnx.core.machine import machine_info
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import create_model
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:

@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.scripts import both_forms, run_script, save_result, time_interleaved
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.machine import machine_info
+from dnx.models import create_model
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
-    from dnx.core.machine import machine_info
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.models import create_model
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-
     loaded = create_model("densenet121")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

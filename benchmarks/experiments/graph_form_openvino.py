@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from dnx.benchmarks.scripts import both_forms, run_script, save_result, time_interleaved
+from dnx.core.machine import machine_info
+from dnx.models import create_model
+from dnx.runtime.backends.openvino_runner import cpu_capabilities, OpenVINORunner
 
 
 class _DynamicCompile:
@@ -35,10 +38,6 @@ class _DynamicCompile:
 
 
 def main(rounds: int = 15, per_round: int = 4, samples: int = 32) -> dict:
-    from dnx.core.machine import machine_info
-    from dnx.models import create_model
-    from dnx.runtime.backends.openvino_runner import OpenVINORunner, cpu_capabilities
-
     loaded = create_model("densenet121")
     with tempfile.TemporaryDirectory() as tmp:
         files = both_forms(loaded, Path(tmp), samples, "openvino")

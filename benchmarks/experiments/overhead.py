@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from dnx.runtime.backends.latency import measure_latency
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 
 def bare_median_ms(session, feed: dict[str, np.ndarray], warmup_s: float, duration_s: float) -> float:
@@ -41,8 +44,6 @@ def compare(onnx_path: Path, batch: int, threads: int, rounds: int, duration_s: 
             warmup_s: float) -> list[tuple[float, float]]:
     """(harness median, bare median) per round, in ms."""
     import onnxruntime as ort
-
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner(onnx_path, "cpu", threads=threads).activate()
     opts = ort.SessionOptions()
@@ -83,8 +84,6 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="dnx-overhead-") as tmp:
         path = args.onnx
         if path is None:
-            from dnx.export.onnx_export import ExportOptions, export_onnx
-            from dnx.models import create_model
 
             path = Path(tmp) / f"{args.model}.onnx"
             export_onnx(create_model(args.model), path, ExportOptions(verify=False))

@@ -24,6 +24,14 @@ import numpy as np
 
 from dnx.core.machine import machine_info
 from dnx.core.fileio import atomic_path, write_json_atomic
+from dnx.calibration.parity import reference_set
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.data.photos import find_photos
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import ASSETS, create_model
+from dnx.runtime.artifact import manual_preprocess
+from dnx.runtime.backends.base import run_in_batches
+from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
 OUT = Path(__file__).resolve().parent / "results" / "parity_margin.json"
 MARGINS = (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -91,21 +99,11 @@ def margin_stats(reference: np.ndarray, test: np.ndarray) -> dict:
 
 
 def _logits(path: Path, images: np.ndarray) -> np.ndarray:
-    from dnx.runtime.backends.base import run_in_batches
-    from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-
     with OnnxRuntimeRunner(path) as runner:
         return run_in_batches(runner, images, 32)
 
 
 def main() -> dict:
-    from dnx.calibration.parity import reference_set
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.data.photos import find_photos
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import ASSETS, create_model
-    from dnx.runtime.artifact import manual_preprocess
-
     out: dict = {"machine": machine_info(0), "runtime": "onnxruntime CPU, FP32 reference = the FP32 ONNX", "models": {}}
     with tempfile.TemporaryDirectory(prefix="dnx-margin-") as tmp:
         tmp = Path(tmp)

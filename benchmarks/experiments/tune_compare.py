@@ -17,6 +17,9 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from dnx.benchmarks.scripts import save_result
+from dnx.benchmarks.tune.load import LoadSpec
+from dnx.benchmarks.tune.run import tune, TuneOptions
 
 SPACE = dict(variants=("fp32", "int8-openvino"), backends=("openvino", "onnxruntime"), workers=(1, 2),
              threads=(0,), max_batch=(1, 4, 8), max_delay_ms=(2.0, 8.0))
@@ -40,9 +43,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="build/tune_compare")
     parser.add_argument("--budget-min", type=float, default=40.0, help="Bound on the exhaustive search.")
     args = parser.parse_args(argv)
-    from dnx.benchmarks.scripts import save_result
-    from dnx.benchmarks.tune.load import LoadSpec
-    from dnx.benchmarks.tune.run import TuneOptions, tune
 
     work = Path(args.workdir)
     reports = {}

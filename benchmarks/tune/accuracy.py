@@ -20,6 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from dnx.core.errors import DnxError
+from dnx.calibration.budget import _metrics, Metrics, split_halves
+from dnx.calibration.parity import labels_source, reference_set
+from dnx.core.compare import compare_logits
+from dnx.core.fileio import write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.data.datasets import load_labelled, shipped_fashion_mnist_test
+from dnx.data.preprocess import preprocess_array
+from dnx.schemas.certificate import data_fingerprint
+from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
+import dnx
 
 
 @dataclass
@@ -36,13 +46,6 @@ class EvalSet:
 
 
 def eval_set(fp32: Path, eval_data: str | None, split_seed: int = 0) -> EvalSet:
-    from dnx.calibration.budget import split_halves
-    from dnx.calibration.parity import labels_source, reference_set
-    from dnx.data.datasets import load_labelled, shipped_fashion_mnist_test
-    from dnx.data.preprocess import preprocess_array
-    from dnx.schemas.certificate import data_fingerprint
-    from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
-
     manifest = read_manifest(fp32, required=False)
     if manifest is None:
         raise DnxError(f"{fp32} has no dnx manifest; export it with `dnx export` (dnx tune needs its preprocessing)")
@@ -67,8 +70,6 @@ def eval_set(fp32: Path, eval_data: str | None, split_seed: int = 0) -> EvalSet:
 
 
 def _logits(path: Path, backend: str, x: np.ndarray, chunk: int) -> np.ndarray:
-    import dnx
-
     name, _, device = backend.partition("-")
     with dnx.load(path, backend=name, device=device or "auto", warmup=False) as clf:
         return np.concatenate([clf.logits(x[i:i + chunk]) for i in range(0, len(x), chunk)])
@@ -91,11 +92,8 @@ def logits_of(path: Path, backend: str, x: np.ndarray, chunk: int = 64) -> np.nd
 
 
 def metrics(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None):
-    from dnx.calibration.budget import Metrics, _metrics
-
     if labels is not None:
         return _metrics(reference, logits, labels)
-    from dnx.core.compare import compare_logits
 
     c = compare_logits(reference, logits)
     return Metrics(float("nan"), float("nan"), c.top1_agreement, c.cosine, float("nan"), c.samples)
@@ -110,14 +108,11 @@ class AccuracyCache:
         self.hits = 0
 
     def _key(self, path: Path, backend: str, half: str) -> str:
-        from dnx.core.hashing import sha256_file
-
         text = json.dumps([sha256_file(path), backend, self.es.fingerprint, half])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def measure(self, path: Path, backend: str, half: str = "search") -> dict:
         """``Metrics.to_dict()`` plus ``error`` (a variant the service would refuse to load)."""
-        from dnx.core.fileio import write_json_atomic
 
         file = self.folder / f"accuracy-{self._key(path, backend, half)}.json"
         if file.is_file():
@@ -138,7 +133,6 @@ class AccuracyCache:
 
 def within(m: dict, budget) -> bool:
     """Whether metrics ``m`` (a dict) keep ``budget`` (a Budget, or None: no budget)."""
-    from dnx.calibration.budget import Metrics
 
     if "error" in m:
         return False

@@ -26,6 +26,9 @@ from typing import Callable
 import numpy as np
 
 from dnx.core.errors import DnxError
+from dnx.benchmarks.serve_load import _photos, closed_loop, latency_stats
+from dnx.data.datasets import shipped_fashion_mnist_test
+from dnx.runtime.serve.process import ServeProcess
 
 FIRST_STEP, STEP_FACTOR = 0.9, 0.75
 
@@ -69,7 +72,6 @@ def request_bodies(pre, workdir: Path, n: int = 16) -> list[bytes]:
     from PIL import Image
 
     if pre.in_channels == 1:
-        from dnx.data.datasets import shipped_fashion_mnist_test
 
         bodies = []
         for img in shipped_fashion_mnist_test().images[:n]:
@@ -77,7 +79,6 @@ def request_bodies(pre, workdir: Path, n: int = 16) -> list[bytes]:
             Image.fromarray(np.asarray(img, np.uint8).squeeze()).convert("L").save(buf, "JPEG", quality=95)
             bodies.append(buf.getvalue())
         return bodies
-    from dnx.benchmarks.serve_load import _photos
 
     return _photos(workdir / "requests", n)
 
@@ -87,8 +88,6 @@ async def open_loop(url: str, rate: float, seconds: float, max_requests: int, bo
     """Poisson arrivals at ``rate``/s for ``seconds`` (at most ``max_requests``); latency from the
     scheduled send time. With ``slo_ms``, stops once over 1% of the planned requests broke it."""
     import httpx
-
-    from dnx.benchmarks.serve_load import latency_stats
 
     n = max(1, min(max_requests, round(rate * seconds)))
     gaps = np.random.default_rng(seed).exponential(1 / rate, n)
@@ -149,7 +148,6 @@ def measure_url(url: str, load: LoadSpec, bodies: list[bytes], probe_concurrency
                 progress: Callable[[str], None] = lambda _m: None) -> dict:
     """One deployment's numbers at ``url``: ``score`` (requests/s it sustains within the SLO, 0 if
     none), ``feasible``, and the latencies of the measurement that decided it (``steps`` lists all)."""
-    from dnx.benchmarks.serve_load import closed_loop
 
     slo = load.slo_p99_ms
     if load.mode == "concurrency":
@@ -206,7 +204,6 @@ def measure_deployment(artifact: Path | None, args: list[str], load: LoadSpec, b
     With ``workers`` > 1, /readyz answers as soon as the first worker is up, while the others may still
     be loading (and taking CPU from it); they load side by side, so waiting as long again (at most 60 s)
     lets the measurement start with all of them serving."""
-    from dnx.runtime.serve.process import ServeProcess
 
     started = time.perf_counter()
     progress("starting dnx serve")

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnx.core.errors import DnxError
+from dnx.core.errors import DnxError, require
+from dnx.benchmarks.tune.space import Deployment
+from dnx.core.fileio import atomic_path
+from dnx.runtime.serve.config_file import write_serve_config as write
+from dnx.runtime.serve.repository import export_repository, RepositoryOptions
 
 
 def accuracy_value(row: dict) -> float | None:
@@ -32,7 +36,6 @@ def mark_pareto(rows: list[dict]) -> list[dict]:
 
 def winner_settings(row: dict, artifact: Path, config_path: Path) -> dict:
     """The winner's serve flags for the --config file (artifact relative to the file when it can be)."""
-    from dnx.benchmarks.tune.space import Deployment
 
     d = Deployment(**row["deployment"])
     try:
@@ -43,8 +46,6 @@ def winner_settings(row: dict, artifact: Path, config_path: Path) -> dict:
 
 
 def write_serve_config(row: dict, artifact: Path, path: Path, load: dict) -> Path:
-    from dnx.runtime.serve.config_file import write_serve_config as write
-
     what = (f"{row['score']:.1f} requests/s" if load["mode"] != "rate" else f"{load['rate']:g} requests/s")
     comments = [f"written by dnx tune: the fastest measured deployment with p99 <= {load['slo_p99_ms']:g} ms",
                 f"measured: {what}, p99 {row['p99_ms']:.1f} ms ({load['mode']} load)",
@@ -55,7 +56,6 @@ def write_serve_config(row: dict, artifact: Path, path: Path, load: dict) -> Pat
 def write_triton(row: dict, artifact: Path, repo: Path) -> dict:
     """A Triton repository for the winner: max_batch_size, dynamic batching delay, preferred batch
     sizes and instance count from its settings (the search measured them through dnx serve)."""
-    from dnx.runtime.serve.repository import RepositoryOptions, export_repository
 
     d = row["deployment"]
     preferred = tuple(sorted({b for b in (d["max_batch"] // 2, d["max_batch"]) if b >= 1}))
@@ -70,15 +70,12 @@ def write_triton(row: dict, artifact: Path, repo: Path) -> dict:
 
 def plot_front(rows: list[dict], path: Path, title: str, slo_ms: float | None = None) -> Path:
     """Score vs p99 of every measured deployment (colour: accuracy; ring: on the Pareto front)."""
-    from dnx.core.errors import require
 
     require("matplotlib", "plot", "the Pareto plot")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dnx.core.fileio import atomic_path
 
     pts = [r for r in rows if r.get("p99_ms") is not None and r.get("score") is not None]
     if not pts:

@@ -13,8 +13,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from dnx.benchmarks.tune.load import LoadSpec
+from dnx.benchmarks.tune.load import LoadSpec, measure_deployment, request_bodies
 from dnx.core.errors import DnxError
+from dnx.benchmarks.tune import outputs, search
+from dnx.benchmarks.tune.accuracy import AccuracyCache, eval_set, within
+from dnx.benchmarks.tune.space import Deployment, SERVE_DEFAULTS, Space
+from dnx.benchmarks.tune.variants import available, fp32_source, make_variants, VARIANTS
+from dnx.calibration.budget import Budget
+from dnx.calibration.parity import default_calibration_data, labels_source
+from dnx.core.fileio import write_json_atomic
+from dnx.runtime.backends.onnxruntime_runner import provider_available
+from dnx.runtime.backends.openvino_runner import openvino_available
+from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 
 TARGETS = ("serve", "triton")
 BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
@@ -44,7 +54,6 @@ class TuneOptions:
         self.load.validate()
         if self.target not in TARGETS:
             raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        from dnx.benchmarks.tune.variants import VARIANTS
 
         unknown = [v for v in self.variants or () if v not in VARIANTS]
         if unknown:
@@ -72,8 +81,6 @@ class _Events:
 
 def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], bool]:
     """The backends to search (onnxruntime, openvino, onnxruntime-cuda), notes, and whether CUDA is here."""
-    from dnx.runtime.backends.onnxruntime_runner import provider_available
-    from dnx.runtime.backends.openvino_runner import openvino_available
 
     cuda, why_cuda = provider_available("cuda")
     ov, why_ov = openvino_available()
@@ -102,15 +109,6 @@ def _openvino_here() -> bool:
 
 def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) -> dict:
     """Search ``opts``' space; returns the report (also written as ``OUTDIR/tune.json``)."""
-    from dnx.benchmarks.tune import outputs, search
-    from dnx.benchmarks.tune.accuracy import AccuracyCache, eval_set, within
-    from dnx.benchmarks.tune.load import measure_deployment, request_bodies
-    from dnx.benchmarks.tune.space import SERVE_DEFAULTS, Deployment, Space
-    from dnx.benchmarks.tune.variants import available, fp32_source, make_variants
-    from dnx.calibration.budget import Budget
-    from dnx.calibration.parity import default_calibration_data, labels_source
-    from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
-    from dnx.core.fileio import write_json_atomic
 
     opts.validate()
     started = time.perf_counter()

@@ -23,6 +23,10 @@ from typing import Callable
 
 from dnx.benchmarks.tune.load import LoadSpec, measure_deployment
 from dnx.benchmarks.tune.space import ORDERED_AXES, Deployment, Space
+from dnx.core.fileio import write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.core.machine import cpu_model, isa_flags
+from dnx.core.version import __version__
 
 CACHE_SCHEMA = "dnx.tune.measure/2"  # bump when what a measurement records or decides changes
 
@@ -31,9 +35,6 @@ def machine_key() -> dict:
     """What makes a measurement belong to this machine and software (part of every cache key)."""
     import os
     from importlib.metadata import PackageNotFoundError, version
-
-    from dnx.core.version import __version__
-    from dnx.core.machine import cpu_model, isa_flags
 
     versions = {}
     for package in ("onnxruntime", "onnxruntime-gpu", "openvino"):
@@ -57,8 +58,6 @@ class Measurer:
 
     def __init__(self, paths: dict[str, Path], load: LoadSpec, bodies: list[bytes], cache_dir: Path,
                  progress: Callable[[dict], None] = lambda _e: None) -> None:
-        from dnx.core.hashing import sha256_file
-
         self.paths, self.load, self.bodies, self.cache_dir = paths, load, bodies, cache_dir
         self.sha = {name: sha256_file(p) for name, p in paths.items()}
         self.machine = machine_key()
@@ -76,7 +75,6 @@ class Measurer:
     def __call__(self, d: Deployment) -> dict:
         if d in self.rows:
             return self.rows[d]
-        from dnx.core.fileio import write_json_atomic
 
         file, key = self._cache_file(d)
         if file.is_file():

@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from dnx.core.errors import DnxError
+from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
+from dnx.calibration.fp16 import convert_fp16
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.hashing import sha256_file
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model
+from dnx.schemas.manifest import read_manifest
 
 VARIANTS = ("fp32", "fp16", "int8-tensorrt", "int8-onnxruntime", "int8-openvino", "int8-budget")
 
@@ -32,7 +39,6 @@ class Variant:
 
 def fp32_source(model_or_path: str, workdir: Path, progress: Callable[[str], None]) -> Path:
     """The FP32 ONNX to tune: the file given, or ``dnx export MODEL`` written once into ``workdir``."""
-    from dnx.schemas.manifest import read_manifest
 
     given = Path(model_or_path)
     if given.suffix == ".onnx" or given.exists():
@@ -42,8 +48,6 @@ def fp32_source(model_or_path: str, workdir: Path, progress: Callable[[str], Non
         if manifest and manifest.get("precision", "fp32") != "fp32":
             raise DnxError(f"{given} is {manifest['precision']}; give its FP32 export: dnx tune derives every precision")
         return given
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.models import create_model
 
     out = workdir / f"{model_or_path}.onnx"
     if out.is_file() and (read_manifest(out, required=False) or {}).get("model", {}).get("name") == model_or_path:
@@ -71,7 +75,6 @@ def available(requested: tuple[str, ...] | None, *, cuda: bool, openvino: bool, 
 
 def _reusable(path: Path, source_sha: str, budget: dict | None = None) -> bool:
     """Made from the same FP32 file (and, for int8-budget, for the same budget on as many images)."""
-    from dnx.schemas.manifest import read_manifest
 
     if not path.is_file():
         return False
@@ -90,9 +93,6 @@ def make_variants(fp32: Path, names: list[str], workdir: Path, *, calib_data, la
                   progress: Callable[[str], None] = lambda _m: None) -> tuple[list[Variant], list[str]]:
     """Write (or reuse) each variant of ``fp32`` named in ``names`` under ``workdir``; returns them and notes.
     ``labelled`` (LabelledImages) and ``budget`` (max_accuracy_drop, max_agreement_loss) feed int8-budget."""
-    from dnx.calibration.fp16 import convert_fp16
-    from dnx.calibration.qdq import calibrate_qdq
-    from dnx.core.hashing import sha256_file
 
     workdir.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_file(fp32)
@@ -122,8 +122,6 @@ def make_variants(fp32: Path, names: list[str], workdir: Path, *, calib_data, la
 
 
 def _budget_graph(fp32: Path, out: Path, calib_data, labelled, budget: dict, notes: list[str], progress) -> None:
-    from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
-
     # onnxruntime's placement: each candidate is re-quantized from cached ranges in a second (NNCF's
     # openvino placement re-runs its statistics per candidate, minutes for a DenseNet).
     try:

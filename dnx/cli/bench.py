@@ -6,7 +6,12 @@ import click
 
 from dnx.cli.common import LateProgress, make_console, parse_batches
 from dnx.cli.group import cli
-from dnx.core.errors import DnxError
+from dnx.core.errors import DnxError, MissingDependencyError, require
+from dnx.benchmarks import report
+from dnx.benchmarks.e2e import markdown, run_e2e, user_images
+from dnx.benchmarks.harness import BenchConfig, run_bench
+from dnx.core.fileio import check_writable, write_bytes_atomic, write_json_atomic
+from dnx.schemas.manifest import read_manifest
 
 
 @cli.command("bench")
@@ -71,10 +76,6 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
 
     if e2e_images:
         return _bench_e2e(target, e2e_images, threads, json_path, markdown_path)
-    from dnx.benchmarks import report
-    from dnx.benchmarks.harness import BenchConfig, run_bench
-    from dnx.core.errors import MissingDependencyError, require
-    from dnx.core.fileio import check_writable
 
     writers = {"json": (json_path, report.write_json), "CSV": (csv_path, report.write_csv),
                "Markdown": (markdown_path, report.write_markdown), "plot": (plot_path, report.plot)}
@@ -85,7 +86,6 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
     if workdir and Path(workdir).exists() and not Path(workdir).is_dir():
         raise DnxError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
     if target and Path(target).suffix.lower() == ".onnx" and Path(target).is_file():
-        from dnx.schemas.manifest import read_manifest
 
         if read_manifest(target, required=False) is None:
             # bench's reference is the PyTorch model a dnx manifest names; a foreign ONNX has none
@@ -117,9 +117,6 @@ def bench_cmd(target, engine, backends, batch, iterations, duration, warmup, thr
 def _bench_e2e(target, images, threads, json_path, markdown_path) -> None:
     """`dnx bench ARTIFACT --e2e IMAGES`: the request end to end on the user's photos (benchmarks/e2e.py)."""
     from pathlib import Path
-
-    from dnx.benchmarks.e2e import markdown, run_e2e, user_images
-    from dnx.core.fileio import check_writable, write_bytes_atomic, write_json_atomic
 
     if not target or not Path(target).is_file():
         raise DnxError("--e2e needs TARGET to be an artifact file (an ONNX made by dnx, or an engine)")

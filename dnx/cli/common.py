@@ -7,6 +7,8 @@ import math
 import click
 
 from dnx.core.errors import DnxError
+from dnx.core.tables import new_table, verdict
+from dnx.models.registry import Preprocess
 
 
 def make_console():
@@ -53,7 +55,6 @@ def manual_preprocess(mean, std, image_size):
     if not (mean and std and image_size):
         raise DnxError("give all of --mean, --std and --image-size (e.g. --mean 0.485,0.456,0.406 "
                        "--std 0.229,0.224,0.225 --image-size 224)")
-    from dnx.models.registry import Preprocess
 
     try:
         m, s = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))
@@ -69,8 +70,6 @@ def manual_preprocess(mean, std, image_size):
 
 
 def comparison_table(title: str, rows: list[tuple[str, object]]):
-    from dnx.core.tables import new_table, verdict
-
     table = new_table(title, ("case", "samples", "max|diff|", "mean|diff|", "max rel", "cosine", "top-1", "top-5",
                               "result"), left=("case", "result"))
     for name, c in rows:

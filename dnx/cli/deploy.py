@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from dnx.cli.group import cli
+from dnx.core.errors import require
+from dnx.runtime.deploy.k8s import default_name, plan_k8s, write_plan
+from dnx.runtime.deploy.manifests import DeployOptions
+from dnx.runtime.deploy.memory import measure_serve_memory
 
 
 @cli.group("deploy")
@@ -43,10 +47,6 @@ def k8s_cmd(artifact, repo, out, replicas, max_replicas, gpu, kserve, name, name
             startup_timeout_s, target_queue_ms, force, allow_unverified) -> None:
     """Write Deployment, Service, PodDisruptionBudget, HPA (+ prometheus-adapter rule, Dockerfile or Triton
     model repository, InferenceService) for ARTIFACT into OUT; each is validated first."""
-    from dnx.core.errors import require
-    from dnx.runtime.deploy.k8s import default_name, plan_k8s, write_plan
-    from dnx.runtime.deploy.manifests import DeployOptions
-    from dnx.runtime.deploy.memory import measure_serve_memory
 
     require("yaml", "deploy", "dnx deploy k8s")
     require("kubernetes_validate", "deploy", "dnx deploy k8s")

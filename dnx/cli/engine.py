@@ -8,7 +8,11 @@ import click
 
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
-from dnx.core.errors import DnxError
+from dnx.core.errors import DnxError, MissingDependencyError
+from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
+from dnx.core.tables import new_table
+from dnx.runtime.tensorrt.builder import build_engine, BuildOptions, graph_precision, parse_size
+from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx
 
 
 @cli.command("build")
@@ -39,13 +43,6 @@ def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, m
 
     from rich.progress import Progress
 
-    from dnx.runtime.tensorrt.builder import (
-        BuildOptions,
-        build_engine,
-        graph_precision,
-        parse_size,
-    )
-
     src = Path(model)
     precision = precision or graph_precision(src)
     options = BuildOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
@@ -75,8 +72,6 @@ def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, m
 
 
 def _print_onnx_summary(info: dict) -> None:
-    from dnx.core.tables import new_table
-
     def shape(t: dict) -> str:
         return f"{t['name']} [{','.join('N' if d is None else str(d) for d in t['shape'])}] {t['dtype']}"
 
@@ -153,16 +148,11 @@ def inspect_cmd(artifact, layers, as_json) -> None:
     """Summarize an ONNX file (any machine) or a TensorRT engine (its layers need a GPU and TensorRT)."""
     from pathlib import Path
 
-    from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
-
     path = Path(artifact)
     if path.suffix == ".onnx":
-        from dnx.runtime.tensorrt.inspect import inspect_onnx
 
         info, show = inspect_onnx(path), _print_onnx_summary
     elif path.suffix in ENGINE_SUFFIXES:
-        from dnx.core.errors import MissingDependencyError
-        from dnx.runtime.tensorrt.inspect import inspect_engine
 
         if not path.is_file():
             raise DnxError(f"engine {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))

@@ -7,6 +7,9 @@ import click
 from dnx.cli.common import comparison_table, make_console, parse_batch
 from dnx.cli.group import cli
 from dnx.core.errors import DnxError
+from dnx.core.fileio import check_writable
+from dnx.export.onnx_export import export_onnx, ExportOptions
+from dnx.models import create_model, get_config
 
 
 # densenet121 at 2048x2048 already needs ~1 GiB per image for its first block's activations.
@@ -27,9 +30,6 @@ MAX_IMAGE_SIZE = 2048
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of a random initialisation.")
 def export_cmd(model, output, weights, num_classes, image_size, batch, opset, verify, simplify, seed) -> None:
     """Export a registered DenseNet to ONNX and prove it equals PyTorch."""
-    from dnx.export.onnx_export import ExportOptions, export_onnx
-    from dnx.core.fileio import check_writable
-    from dnx.models import create_model, get_config
 
     cfg = get_config(model)
     if image_size is not None and image_size > MAX_IMAGE_SIZE:

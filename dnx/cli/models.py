@@ -9,13 +9,18 @@ import click
 
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
+from dnx.core.fileio import check_writable
+from dnx.core.tables import new_table
+from dnx.core.version import __version__ as version
+from dnx.data.datasets import has_split, load_labelled
+from dnx.models.registry import get_config, list_models, model_stats
+from dnx.train import data_fingerprint, save_checkpoint, train, TrainConfig
 
 
 @cli.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def models_cmd(as_json: bool) -> None:
     """List the registered DenseNet variants."""
-    from dnx.models.registry import get_config, list_models, model_stats
 
     rows = []
     for name in list_models():
@@ -25,7 +30,6 @@ def models_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from dnx.core.tables import new_table
 
     table = new_table("DenseNet variants",
                       ("name", "depth", "k", "blocks", "params", "paper params", "GMACs", "input", "reference"),
@@ -54,12 +58,6 @@ def models_cmd(as_json: bool) -> None:
 def train_cmd(model, data_path, test_data, epochs, batch_size, lr, seed, threads, limit, output) -> None:
     """Train a registered DenseNet on a small labelled image set."""
     from rich.progress import Progress
-
-    from dnx.core.version import __version__ as version
-    from dnx.data.datasets import has_split, load_labelled
-    from dnx.core.fileio import check_writable
-    from dnx.models import get_config
-    from dnx.train import TrainConfig, data_fingerprint, save_checkpoint, train
 
     cfg = get_config(model)
     output = check_writable(output or f"{cfg.name}.pth", sidecar=True)

@@ -8,6 +8,11 @@ import click
 
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
+from dnx.core.fileio import check_writable, write_json_atomic
+from dnx.core.tables import new_table
+from dnx.paper.plot import plot_format, plot_reuse
+from dnx.paper.reuse import feature_reuse_report
+from dnx.paper.tables import table1, table2, table2_markdown
 
 
 @cli.group("paper")
@@ -22,7 +27,6 @@ def paper_group() -> None:
 @click.option("--markdown", is_flag=True, help="Print Markdown tables.")
 def tables_cmd(table1_models: str, as_json: bool, markdown: bool) -> None:
     """Table 1 (architectures) and Table 2 (parameters: the paper's printed counts beside dnx's)."""
-    from dnx.paper.tables import table1, table2, table2_markdown
 
     t1 = table1([m.strip() for m in table1_models.split(",") if m.strip()])
     t2 = table2()
@@ -33,7 +37,6 @@ def tables_cmd(table1_models: str, as_json: bool, markdown: bool) -> None:
         click.echo("Table 1: architectures (computed from dnx's modules)\n\n" + t1.markdown())
         click.echo("Table 2: parameters, the paper's printed count beside dnx's\n\n" + table2_markdown(t2), nl=False)
         return
-    from dnx.core.tables import new_table
 
     console = make_console()
     first = new_table("Table 1: architectures (computed from dnx's modules)",
@@ -63,15 +66,10 @@ def reuse_cmd(checkpoint, model, onnx_path, plot_path, json_path) -> None:
     """Figure 5: mean |w| each layer of a dense block gives each earlier layer's feature maps."""
     import numpy as np
 
-    from dnx.core.fileio import check_writable, write_json_atomic
-    from dnx.paper.reuse import feature_reuse_report
-    from dnx.core.tables import new_table
-
     for path in (plot_path, json_path):
         if path:
             check_writable(path)
     if plot_path:
-        from dnx.paper.plot import plot_format
 
         plot_format(plot_path)  # a missing matplotlib or an unknown suffix fails before the work
     report = feature_reuse_report(checkpoint, model=model, onnx_path=onnx_path)
@@ -92,6 +90,5 @@ def reuse_cmd(checkpoint, model, onnx_path, plot_path, json_path) -> None:
         write_json_atomic(json_path, report.to_dict())
         click.echo(f"wrote {json_path}")
     if plot_path:
-        from dnx.paper.plot import plot_reuse
 
         click.echo(f"wrote {plot_reuse(report, plot_path)}")

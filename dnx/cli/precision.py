@@ -12,6 +12,15 @@ from dnx.cli.common import (
 )
 from dnx.cli.group import cli
 from dnx.core.errors import DnxError
+from dnx.benchmarks.accuracy import evaluate_precisions
+from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
+from dnx.calibration.fp16 import convert_fp16
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.fileio import check_writable, write_json_atomic
+from dnx.core.tables import new_table, verdict
+from dnx.data.datasets import LabelledImages, load_labelled, shipped_fashion_mnist_test
+from dnx.models import ASSETS, create_model
+from dnx.schemas.manifest import read_manifest
 
 
 @cli.command("calibrate")
@@ -54,8 +63,6 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
     """Calibrate INT8 and write a Q/DQ ONNX graph (with a budget: the fewest float units that meet it)."""
     from pathlib import Path
 
-    from dnx.calibration.qdq import calibrate_qdq
-
     src = Path(model)
     suffix = ("best" if high_precision == "fp16" else "int8") + ("" if target == "tensorrt" else f"-{target}")
     output = output or str(src.with_name(f"{src.stem}.{suffix}.onnx"))
@@ -93,8 +100,6 @@ def _report_certificate(path, manifest: dict) -> None:
 
 def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop, max_agreement_loss, budget_plot,
                            exclude, options: dict) -> None:
-    from dnx.calibration.budget import BudgetNotMetError, calibrate_with_budget
-
     if max_accuracy_drop is None and max_agreement_loss is None:
         raise DnxError("--eval-data/--budget-plot need a budget: add --max-accuracy-drop and/or --max-agreement-loss")
     if not eval_data:
@@ -124,14 +129,11 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
                f"latency {chosen['latency']['median_ms']:.3f} ms vs plain INT8 {points[0]['latency']['median_ms']:.3f} ms "
                f"and FP32 {fp32_ms:.3f} ms ({report['pareto']['backend']}, batch 1); "
                f"{report['search']['evaluations']} evaluations in {report['search']['seconds']:.0f} s")
-    from dnx.schemas.manifest import read_manifest
 
     _report_certificate(output, read_manifest(output))  # the chosen graph's parity check, as without a budget
 
 
 def _pareto_table(report: dict):
-    from dnx.core.tables import new_table
-
     table = new_table(f"accuracy vs latency, search half ({report['eval_data']['search']} images), "
                       f"{report['pareto']['backend']} batch 1; FP32 {report['pareto']['fp32_latency']['median_ms']:.3f} ms",
                       ("float units", "added", "accuracy", "drop", "agreement", "median ms", "transposes", "Pareto", "budget"),
@@ -151,8 +153,6 @@ def _pareto_table(report: dict):
 def convert_cmd(model, precision, check, output) -> None:
     """Convert an FP32 ONNX file to FP16 (FP32 inputs/outputs kept)."""
     from pathlib import Path
-
-    from dnx.calibration.fp16 import convert_fp16
 
     src = Path(model)
     result = convert_fp16(src, output or src.with_name(f"{src.stem}.{precision}.onnx"), check=check)
@@ -190,16 +190,6 @@ def eval_cmd(model, weights, data_path, calib_data, samples, method, limit, thre
     """Accuracy of PyTorch FP32 vs ONNX FP32 / FP16 / INT8 QDQ over a labelled set."""
     from dataclasses import replace
     from pathlib import Path
-
-    from dnx.benchmarks.accuracy import evaluate_precisions
-    from dnx.data.datasets import (
-        LabelledImages,
-        load_labelled,
-        shipped_fashion_mnist_test,
-    )
-    from dnx.core.fileio import check_writable, write_json_atomic
-    from dnx.models import ASSETS, create_model
-    from dnx.core.tables import new_table, verdict
 
     if json_path:
         check_writable(json_path, "--json")  # before minutes of evaluation, not after

@@ -5,6 +5,11 @@ from __future__ import annotations
 import click
 
 from dnx.cli.group import cli
+from dnx.cli.common import manual_preprocess
+from dnx.core.errors import DnxError, require
+from dnx.runtime.serve.config_file import read_serve_config
+from dnx.runtime.serve.service import ServeConfig
+from dnx.runtime.serve.supervisor import serve
 
 
 def _load_config(ctx, param, value):
@@ -12,7 +17,6 @@ def _load_config(ctx, param, value):
     flag on the command line overrides the file; ``artifact`` may be given too (relative to the file)."""
     if value is None:
         return None
-    from dnx.runtime.serve.config_file import read_serve_config
 
     keys = {opt.lstrip("-"): p.name for p in ctx.command.params if isinstance(p, click.Option)
             for opt in p.opts if opt.startswith("--") and p.name != "config"}
@@ -71,10 +75,6 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0 (with
     --workers N, after every worker has stopped). A model that cannot be loaded: exit 1, one line.
     """
-    from dnx.cli.common import manual_preprocess
-    from dnx.core.errors import DnxError, require
-    from dnx.runtime.serve.service import ServeConfig
-    from dnx.runtime.serve.supervisor import serve
 
     if artifact is None:
         raise DnxError("give the ARTIFACT to serve (or an `artifact = ...` line in --config); see 'dnx serve --help'")

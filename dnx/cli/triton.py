@@ -7,11 +7,12 @@ import logging
 import click
 
 from dnx.cli.group import cli
+from dnx.core.errors import DnxError, require
+from dnx.runtime.serve.repository import export_repository, RepositoryOptions
+from dnx.runtime.serve.triton import serve, TritonServeConfig
 
 
 def _sizes(value: str | None) -> tuple[int, ...]:
-    from dnx.core.errors import DnxError
-
     if not value:
         return ()
     try:
@@ -49,8 +50,6 @@ def triton_group() -> None:
 def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_batch, queue_delay_us,
                trt_accelerator, ensemble, force, allow_unverified) -> None:
     """Write a Triton model repository for ARTIFACTS (ONNX files from `dnx export`, engines from `dnx build`)."""
-    from dnx.core.errors import require
-    from dnx.runtime.serve.repository import RepositoryOptions, export_repository
 
     require("tritonclient.grpc.model_config_pb2", "triton", "dnx triton export")
     options = RepositoryOptions(max_batch=max_batch, instances=instances, kind=kind,
@@ -91,8 +90,6 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
 
     Stops cleanly on SIGINT/SIGTERM (exit 0), leaving no server process behind.
     """
-    from dnx.core.errors import require
-    from dnx.runtime.serve.triton import TritonServeConfig, serve
 
     require("pytriton", "triton", "dnx triton serve")
     # PyTriton logs each failure with a traceback before raising it; dnx reports it once, as one line.

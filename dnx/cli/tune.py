@@ -5,6 +5,13 @@ from __future__ import annotations
 import click
 
 from dnx.cli.group import cli
+from dnx.benchmarks.tune.load import LoadSpec
+from dnx.benchmarks.tune.run import tune, TuneOptions
+from dnx.benchmarks.tune.space import parse_values
+from dnx.cli.common import make_console, print_notes
+from dnx.core.errors import DnxError, require
+from dnx.core.fileio import check_writable, write_json_atomic
+from dnx.core.tables import new_table
 
 
 @cli.command("tune")
@@ -47,13 +54,6 @@ def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_
     `dnx serve --config DIR/serve.toml`), DIR/tune.json and DIR/pareto.png.
     """
     from pathlib import Path
-
-    from dnx.benchmarks.tune.load import LoadSpec
-    from dnx.benchmarks.tune.run import TuneOptions, tune
-    from dnx.benchmarks.tune.space import parse_values
-    from dnx.cli.common import make_console, print_notes
-    from dnx.core.errors import require
-    from dnx.core.fileio import check_writable, write_json_atomic
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart", "httpx"):
         require(module, "serve", "dnx tune")
@@ -127,8 +127,6 @@ def _pt(value) -> str:
 
 
 def _accuracy_table(report: dict):
-    from dnx.core.tables import new_table
-
     table = new_table(f"accuracy first ({report['accuracy_data']}, search half; budget: {report['budget'] or 'none'})",
                       ("variant", "backend", "accuracy", "drop", "agreement", "budget"), left=("variant", "backend"))
     for a in report["accuracy"]:
@@ -140,8 +138,6 @@ def _accuracy_table(report: dict):
 
 
 def _ranking_table(report: dict):
-    from dnx.core.tables import new_table
-
     load = report["load"]
     table = new_table(f"deployments, ranked (p99 SLO {load['slo_p99_ms']:g} ms, {load['mode']} load; "
                       f"{report['search']['method']})",
@@ -158,8 +154,6 @@ def _ranking_table(report: dict):
 
 
 def _summary(report: dict) -> None:
-    from dnx.core.errors import DnxError
-
     s = report["search"]
     click.echo(f"search: {s['evaluations']} deployments ({s['cache_hits']} from the cache) in {s['seconds']:.0f} s"
                + (" (stopped: --budget-min reached)" if s["stopped"] else ""))

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from dnx.core.version import __version__
 
 
 def cuda_available() -> bool:
@@ -85,8 +86,6 @@ def _nvidia_driver() -> str | None:
 def machine_info(threads: int = 0) -> dict:
     """What a number was measured on: CPU, cores, GPU, library versions, threads."""
     import torch
-
-    from dnx.core.version import __version__
 
     cpu, physical = _cpu_model()
     gpu = None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnx.data.preprocess import IMAGE_SUFFIXES
+from dnx.data.preprocess import IMAGE_SUFFIXES, load_image
 from dnx.core.errors import DnxError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -120,8 +120,6 @@ def has_split(path: str | Path, split: str) -> bool:
 
 
 def _load_image_folder(folder: Path, pre=None) -> LabelledImages:
-    from dnx.data.preprocess import load_image
-
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if not classes:
         raise DnxError(f"{folder} has no class subfolders (expected FOLDER/CLASS/IMAGE.jpg)")

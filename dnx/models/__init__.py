@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dnx.models.registry import ModelConfig, Preprocess, get_config, list_models
+from dnx.models.weights import load_weights
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -37,8 +38,6 @@ def create_model(name: str | ModelConfig, weights: str | Path | None = None, see
     """Build a registered DenseNet in eval mode, with weights from ``weights``, else dnx's bundled
     checkpoint for that name, else a seeded random initialisation."""
     import torch
-
-    from dnx.models.weights import load_weights
 
     cfg = name if isinstance(name, ModelConfig) else get_config(name)
     cfg = cfg.with_overrides(num_classes=num_classes, image_size=image_size)

@@ -14,6 +14,7 @@ import numpy as np
 
 from dnx.core.errors import DnxError, require
 from dnx.paper.reuse import BlockReuse, ReuseReport
+from dnx.core.fileio import atomic_path
 
 
 def _ticks(ax, block: BlockReuse) -> None:
@@ -58,8 +59,6 @@ def plot_reuse(report: ReuseReport, path: str | Path, dpi: int = 120) -> Path:
     """Write the heat maps of ``report`` to ``path`` (format from its suffix: .png, .pdf, .svg)."""
     fmt = plot_format(path)
     from matplotlib.figure import Figure
-
-    from dnx.core.fileio import atomic_path
 
     path = Path(path)
     rows = [("FP32 (checkpoint)", report.fp32)]

@@ -24,6 +24,10 @@ import numpy as np
 
 from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig, get_config
+from dnx.core.hashing import sha256_file
+from dnx.core.onnx_graph import load_onnx
+from dnx.models.weights import fix_legacy_keys, read_state_dict
+from dnx.schemas.manifest import manifest_of, sidecar_path
 
 # The BatchNorm that torch.onnx's constant folding merges into a conv when it follows it directly.
 _FOLDED_BN = {"conv1": "norm2"}
@@ -135,8 +139,6 @@ def checkpoint_config(checkpoint: str | Path, model: str | None) -> ModelConfig:
         return get_config(model)
     import json
 
-    from dnx.schemas.manifest import sidecar_path
-
     side = sidecar_path(checkpoint)
     if side.is_file():
         try:
@@ -147,8 +149,6 @@ def checkpoint_config(checkpoint: str | Path, model: str | None) -> ModelConfig:
 
 
 def checkpoint_weights(path: str | Path) -> dict[str, np.ndarray]:
-    from dnx.models.weights import fix_legacy_keys, read_state_dict
-
     return {k: v.detach().double().numpy() for k, v in fix_legacy_keys(read_state_dict(path)).items()
             if v.is_floating_point()}
 
@@ -244,9 +244,6 @@ def feature_reuse_report(checkpoint: str | Path, model: str | None = None,
     report = ReuseReport(cfg.name, str(checkpoint), feature_reuse(cfg, weights))
     if onnx_path is None:
         return report
-    from dnx.core.onnx_graph import load_onnx
-    from dnx.schemas.manifest import manifest_of
-    from dnx.core.hashing import sha256_file
 
     proto = load_onnx(onnx_path)
     manifest = manifest_of(proto, onnx_path, required=False)

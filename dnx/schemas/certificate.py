@@ -17,13 +17,15 @@ import json
 import platform
 from datetime import datetime, timezone
 from typing import Any
+from dnx.core.machine import cpu_model, isa_flags
+from dnx.models.registry import Preprocess
+from dnx.schemas.manifest import METADATA_KEY
 
 SCHEMA = "dnx.certificate/1"
 
 
 def content_sha256(proto) -> str:
     """sha256 of the model with its ``dnx.manifest`` metadata removed (deterministic serialization)."""
-    from dnx.schemas.manifest import METADATA_KEY
 
     keep = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
     saved = [(p.key, p.value) for p in proto.metadata_props]
@@ -50,8 +52,6 @@ def data_fingerprint(*arrays) -> str:
 
 
 def machine_summary() -> dict[str, Any]:
-    from dnx.core.machine import cpu_model, isa_flags
-
     return {"cpu": cpu_model(), "isa": isa_flags(), "python": platform.python_version()}
 
 
@@ -66,8 +66,6 @@ def make_certificate(*, proto, preprocess, reference: dict, data: dict, cases: d
 
 
 def _same_preprocess(certified, declared) -> bool:
-    from dnx.models.registry import Preprocess
-
     try:
         return Preprocess.from_dict(certified) == Preprocess.from_dict(declared)
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dnx.core.errors import DnxError
+from dnx.core.fileio import write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.schemas.manifest import sidecar_path
 
 ENGINE_SCHEMA = "dnx.engine-manifest/1"
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
@@ -68,8 +71,6 @@ def machine_facts(trt, device: int = 0) -> dict[str, Any]:
 
 
 def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict[str, Any] | None:
-    from dnx.schemas.manifest import sidecar_path
-
     engine_path = Path(engine_path)
     if not engine_path.is_file():
         raise DnxError(f"engine {engine_path} does not exist; build one with `dnx build MODEL.onnx -o {engine_path}`")
@@ -97,9 +98,6 @@ def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict
 
 def write_engine_manifest(engine_path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the sidecar of an engine that is already on disk, adding its size and sha256."""
-    from dnx.schemas.manifest import sidecar_path
-    from dnx.core.fileio import write_json_atomic
-    from dnx.core.hashing import sha256_file
 
     engine_path = Path(engine_path)
     manifest = {**manifest, "engine_sha256": sha256_file(engine_path), "engine_bytes": engine_path.stat().st_size}

@@ -15,6 +15,10 @@ from typing import Any
 
 from dnx.core.errors import DnxError
 from dnx.models.registry import ModelConfig, Preprocess
+from dnx.core.fileio import write_json_atomic
+from dnx.core.hashing import sha256_file
+from dnx.core.onnx_graph import load_onnx
+from dnx.core.version import __version__
 
 SCHEMA = "dnx.manifest/1"
 METADATA_KEY = "dnx.manifest"
@@ -30,8 +34,6 @@ def base_manifest(with_torch: bool = True) -> dict[str, Any]:
     and FP16 graphs): importing torch only to read its version would cost seconds, and a derived
     file keeps its source's ``torch_version`` (the exporter's) through the merged source manifest."""
     import onnx
-
-    from dnx.core.version import __version__
 
     base = {"schema": SCHEMA, "dnx_version": __version__, "onnx_version": onnx.__version__,
             "python": platform.python_version()}
@@ -73,7 +75,6 @@ def embed(model_proto, manifest: dict[str, Any]) -> None:
 
 def read_manifest(path: str | Path, required: bool = True) -> dict[str, Any] | None:
     """The manifest of an ONNX file: from its metadata_props, else from its sidecar."""
-    from dnx.core.onnx_graph import load_onnx
 
     return manifest_of(load_onnx(path, load_external_data=False), path, required)
 
@@ -155,7 +156,4 @@ def preprocess_from_manifest(manifest: dict[str, Any], where: str = "the dnx man
 
 
 def write_sidecar(path: str | Path, manifest: dict[str, Any]) -> None:
-    from dnx.core.fileio import write_json_atomic
-    from dnx.core.hashing import sha256_file
-
     write_json_atomic(sidecar_path(path), {**manifest, "sha256": sha256_file(path)})

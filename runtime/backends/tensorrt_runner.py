@@ -21,7 +21,11 @@ import numpy as np
 
 from dnx.core.errors import DnxError
 from dnx.runtime.backends.base import Runner, TensorMeta
-from dnx.runtime.backends.tensorrt_compat import TensorRTError
+from dnx.runtime.backends.tensorrt_compat import (
+    dtype_name, import_tensorrt, make_logger, require_cuda_device, TensorRTError)
+from dnx.schemas.engine_manifest import (
+    check_engine_compatible, check_engine_digest, machine_facts, read_engine_manifest, rebuild_command_with,
+    rebuild_hint)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -42,7 +46,6 @@ class LoadedEngine:
 
 def io_tensors(trt, engine: trt.ICudaEngine) -> list[dict[str, Any]]:
     """Name, mode, shape (-1: dynamic), dtype and, for inputs, profile 0's min/opt/max of every I/O tensor."""
-    from dnx.runtime.backends.tensorrt_compat import dtype_name
 
     tensors = []
     for i in range(engine.num_io_tensors):
@@ -65,9 +68,6 @@ def load_engine(trt, path: str | Path, manifest: dict | None, device: int = 0) -
     Nothing is deserialized when the TensorRT version or GPU does not match: TensorRT's own errors
     for that case are cryptic, and the manifest can name the rebuild command.
     """
-    from dnx.schemas.engine_manifest import check_engine_compatible, check_engine_digest, machine_facts, \
-        rebuild_hint
-    from dnx.runtime.backends.tensorrt_compat import make_logger
 
     path = Path(path)
     warnings = check_engine_compatible(manifest, machine_facts(trt, device), path) if manifest else []
@@ -161,9 +161,6 @@ class TensorRTRunner(Runner):
     def _activate(self) -> None:
         import torch
 
-        from dnx.schemas.engine_manifest import read_engine_manifest
-        from dnx.runtime.backends.tensorrt_compat import import_tensorrt, require_cuda_device
-
         require_cuda_device(self.device)
         self.manifest = read_engine_manifest(self.path, required=self.require_manifest)
         trt = import_tensorrt(self.device)
@@ -253,7 +250,6 @@ class TensorRTRunner(Runner):
         low, high = profile["min"], profile["max"]
         if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
             return
-        from dnx.schemas.engine_manifest import rebuild_command_with
 
         flag, value = ("--max-batch", shape[0]) if shape and shape[0] > high[0] else \
             ("--min-batch", shape[0] if shape else 1)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from dnx.core.errors import DnxError, MissingDependencyError
+from dnx.core.fileio import write_bytes_atomic
 
 BACKEND = "replicas"
 
@@ -73,8 +74,6 @@ class HAProxy:
 
     def __init__(self, workdir: Path, port: int, servers: dict[str, int], health_path: str,
                  disabled: tuple[str, ...] = ()) -> None:
-        from dnx.core.fileio import write_bytes_atomic
-
         binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
         if binary is None:
             raise MissingDependencyError("haproxy is not installed: sudo apt-get install haproxy (make haproxy-deps)")

@@ -18,6 +18,13 @@ from typing import Any
 
 from dnx.core.errors import DnxError
 from dnx.runtime.deploy.manifests import DeployError, DeployOptions, dns_name
+from dnx.core.fileio import write_bytes_atomic
+from dnx.core.version import __version__
+from dnx.runtime.artifact import open_artifact
+from dnx.runtime.deploy import images, manifests
+from dnx.runtime.deploy.kserve_isvc import serve_inference_service, triton_inference_service
+from dnx.runtime.deploy.validate import validate_object
+from dnx.runtime.serve.repository import export_repository, RepositoryOptions
 
 SUMMARY = "deploy.json"
 
@@ -47,9 +54,6 @@ def plan_k8s(artifact_path: str | Path, options: DeployOptions, gpu: bool, kserv
              allow_unverified: bool = False, measure=None) -> DeployPlan:
     """Build and validate every object. ``measure(artifact) -> MemoryMeasurement`` supplies dnx serve's
     memory when ``options.memory_source`` is "default" (the CLI passes ``measure_serve_memory``)."""
-    from dnx.runtime.artifact import open_artifact
-    from dnx.runtime.deploy import images, manifests
-    from dnx.runtime.deploy.validate import validate_object
 
     art = open_artifact(artifact_path, allow_unverified=allow_unverified)
     annotations = {"dnx.io/artifact": art.path.name, "dnx.io/artifact-sha256": art.sha256,
@@ -69,13 +73,11 @@ def plan_k8s(artifact_path: str | Path, options: DeployOptions, gpu: bool, kserv
         annotations.update({"dnx.io/image-reason": why, "dnx.io/memory-source": options.memory_source})
         objects = manifests.triton_objects(options, image, flags, annotations)
         if kserve:
-            from dnx.runtime.deploy.kserve_isvc import triton_inference_service
 
             objects["inferenceservice"] = triton_inference_service(options, image, flags)
         target = "triton"
     else:
         pins = images.serve_pins(art.manifest)
-        from dnx.core.version import __version__
 
         image, why = options.image or f"dnx-serve:{pins['dnx'] or __version__}", "the image the Dockerfile builds"
         if options.memory_source == "default":
@@ -86,7 +88,6 @@ def plan_k8s(artifact_path: str | Path, options: DeployOptions, gpu: bool, kserv
         annotations.update({"dnx.io/image-reason": why, "dnx.io/memory-source": options.memory_source})
         objects = manifests.serve_objects(options, image, art.path.name, annotations)
         if kserve:
-            from dnx.runtime.deploy.kserve_isvc import serve_inference_service
 
             objects["inferenceservice"] = serve_inference_service(options, image, art.path.name)
         texts["Dockerfile"] = manifests.dockerfile(pins)
@@ -100,8 +101,6 @@ def write_plan(plan: DeployPlan, out: str | Path, force: bool = False, repositor
     pods read (``out/model-repository``), to copy onto the claim or bucket ``--repo`` names."""
     import yaml
 
-    from dnx.core.fileio import write_bytes_atomic
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DnxError(f"-o {out} exists and is not a folder")
@@ -110,7 +109,6 @@ def write_plan(plan: DeployPlan, out: str | Path, force: bool = False, repositor
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if plan.target == "triton" and repository:
-        from dnx.runtime.serve.repository import RepositoryOptions, export_repository
 
         result = export_repository([plan.artifact.path], out / "model-repository",
                                    RepositoryOptions(force=True, allow_unverified=plan.artifact.unverified is not None),

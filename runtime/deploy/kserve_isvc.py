@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dnx.core.errors import DnxError, require
-from dnx.runtime.deploy.manifests import (TRITON_PORTS, DeployOptions, http_probe, labels_for, resources_for,
-                                          serve_container)
+from dnx.core.errors import DnxError, MissingDependencyError, require
+from dnx.runtime.deploy.manifests import (TRITON_PORTS, DeployOptions, ManifestInvalid, http_probe, labels_for,
+                                          resources_for, serve_container)
 
 KSERVE_MOUNT = "/mnt/models"
 
@@ -103,7 +103,6 @@ def _model_class(name: str):
 
 def parse_model(data: Any, type_name: str, where: str = "") -> Any:
     """``data`` (camelCase dict from YAML) as an instance of the SDK class ``type_name``, strictly."""
-    from dnx.runtime.deploy.validate import ManifestInvalid
 
     if data is None:
         return None
@@ -136,7 +135,6 @@ def parse_model(data: Any, type_name: str, where: str = "") -> Any:
 
 def parse_inference_service(data: dict[str, Any]):
     """An InferenceService dict as the SDK's ``V1beta1InferenceService``; fails on any field it does not define."""
-    from dnx.runtime.deploy.validate import ManifestInvalid
 
     kserve, _ = _sdk()
     if data.get("apiVersion") != kserve.constants.KSERVE_V1BETA1 or data.get("kind") != "InferenceService":
@@ -163,8 +161,6 @@ def _child_main() -> None:
     import json
     import sys
 
-    from dnx.runtime.deploy.validate import ManifestInvalid
-
     request = json.load(sys.stdin)
     args = request["args"]
     try:
@@ -185,11 +181,7 @@ def isolated(action: str, *args: Any) -> Any:
     import subprocess
     import sys
 
-    from dnx.runtime.deploy.validate import ManifestInvalid
-
     import importlib.util
-
-    from dnx.core.errors import MissingDependencyError
 
     if importlib.util.find_spec("kserve") is None:  # found, never imported, here
         raise MissingDependencyError("kserve is not installed (needed for --kserve): pip install 'dnx[deploy]'")

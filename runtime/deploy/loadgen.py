@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from dnx.runtime.deploy.replicas import TRITON_MODEL
 
 
 @dataclass
@@ -67,7 +68,6 @@ def request_for(kind: str, image_png: bytes, tensor: np.ndarray) -> tuple[str, d
 
     if kind == "serve":
         return "/v1/classify?top_k=1", {"content-type": "image/png"}, image_png
-    from dnx.runtime.deploy.replicas import TRITON_MODEL
 
     body = {"inputs": [{"name": "input", "shape": list(tensor.shape), "datatype": "FP32",
                         "data": tensor.ravel().round(5).tolist()}]}

@@ -24,6 +24,7 @@ from typing import Any
 from dnx.core.errors import DnxError
 from dnx.runtime.serve.supervisor import GRACEFUL_S as GRACEFUL_SHUTDOWN_S
 
+
 MODELS_DIR = "/models"
 PRE_STOP_S = 5  # endpoints controllers and load balancers stop routing to the pod before it drains
 TRITON_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -31,6 +32,10 @@ SERVE_PORT = 8000
 TRITON_QUEUE_METRIC = "triton_queue_us_per_request"
 SERVE_QUEUE_METRIC = "dnx_queue_depth"
 _DNS = re.compile(r"[^a-z0-9-]+")
+
+
+class ManifestInvalid(DnxError):
+    """A generated object the schemas refuse (a dnx bug, or a hand edit)."""
 
 
 class DeployError(DnxError):

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dnx.core.errors import DnxError
+from dnx.data.preprocess import bundled_photos
+from dnx.runtime.serve.process import ServeProcess
 
 HEADROOM = 1.25  # over the measured peak: allocator growth under a long run, other images
 STEP_MIB = 64
@@ -44,9 +46,6 @@ def measure_serve_memory(artifact: str | Path, threads: int = 1, max_batch: int 
     """Start ``dnx serve ARTIFACT``, send ``requests`` classify requests (``max_batch`` at a time, a
     bundled photo each), and read its memory."""
     import httpx
-
-    from dnx.data.preprocess import bundled_photos
-    from dnx.runtime.serve.process import ServeProcess
 
     photo = bundled_photos()[0].read_bytes()
     with ServeProcess(artifact, "--threads", str(threads), "--max-batch", str(max_batch), *extra_args) as server:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnx.core.errors import DnxError, require
+from dnx.core.errors import require
+from dnx.runtime.deploy.kserve_isvc import isolated
+from dnx.runtime.deploy.manifests import ManifestInvalid
 
 # The oldest minor still common on managed clusters, and the newest the validator ships.
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0", "1.37.0")
-
-
-class ManifestInvalid(DnxError):
-    """A generated object the schemas refuse (a dnx bug, or a hand edit)."""
 
 
 def _first_line(exc: Exception) -> str:
@@ -48,8 +46,6 @@ def validate_object(obj: dict[str, Any], versions: tuple[str, ...] = KUBERNETES_
 
 
 def validate_inference_service(obj: dict[str, Any], versions: tuple[str, ...] = KUBERNETES_VERSIONS) -> list[str]:
-    from dnx.runtime.deploy.kserve_isvc import isolated
-
     checked = ["InferenceService@kserve-sdk"]
     for i, container in enumerate(isolated("containers", obj)):
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{i}"},

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from dnx.core.errors import DnxError
+from dnx.core.fileio import atomic_path
 
 
 def read_serve_config(path: str | Path, keys: dict[str, str]) -> dict:
@@ -72,7 +73,6 @@ def serve_config_text(settings: dict, comments: list[str] = ()) -> str:
 
 def write_serve_config(path: str | Path, settings: dict, comments: list[str] = (), option: str = "-o") -> Path:
     """Write ``settings`` as a ``dnx serve --config`` file, atomically."""
-    from dnx.core.fileio import atomic_path
 
     with atomic_path(path, option) as tmp:
         tmp.write_text(serve_config_text(settings, comments))

@@ -26,8 +26,9 @@ from contextlib import asynccontextmanager
 
 from dnx.runtime.serve.body import ClientGone, check_pixel_budget, images_of, read_body, top_k_of
 from dnx.runtime.serve.service import RETRY_AFTER_S, Refused, ServeConfig, Service
+from dnx.core.version import __version__
 
-__all__ = ["ServeConfig", "Service", "build_app", "close_when_stopping", "serve"]
+__all__ = ["ServeConfig", "Service", "build_app", "close_when_stopping"]
 
 log = logging.getLogger("dnx.serve")
 
@@ -60,8 +61,6 @@ def build_app(config: ServeConfig, service: Service | None = None):
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-
-    from dnx.core.version import __version__
 
     service = service or Service(config.validate())
 
@@ -180,9 +179,3 @@ def build_app(config: ServeConfig, service: Service | None = None):
 
     return app
 
-
-def serve(config: ServeConfig) -> dict:
-    """Run the service until SIGINT/SIGTERM (see :func:`dnx.runtime.serve.supervisor.serve`)."""
-    from dnx.runtime.serve.supervisor import serve as run
-
-    return run(config)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from dnx.core.errors import DnxError
+from dnx.data.preprocess import bundled_photos
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -113,8 +114,6 @@ def _demo(artifact: str) -> None:
     import json
 
     import httpx
-
-    from dnx.data.preprocess import bundled_photos
 
     photo = bundled_photos()[0]
     with ServeProcess(artifact) as server:

@@ -29,6 +29,9 @@ from typing import Any
 
 from dnx.runtime.serve.repository_folders import (  # noqa: F401 (MARKER: re-exported)
     MARKER, RepositoryError, check_replaceable, check_repo, commit, stage_model)
+from dnx.core.onnx_graph import load_onnx
+from dnx.runtime.artifact import open_artifact
+from dnx.schemas.manifest import read_manifest
 
 # Triton serves a model under its folder name in URLs (/v2/models/NAME) and in ensemble steps; this
 # is the set every Triton tool accepts (PyTriton's own check), and a leading dot would hide the folder.
@@ -111,8 +114,6 @@ def _triton_dtype(numpy_name: str, what: str) -> str:
 def _onnx_output(path: Path) -> tuple[str, str, tuple[int | None, ...]]:
     import onnx
 
-    from dnx.core.onnx_graph import load_onnx
-
     proto = load_onnx(path, load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
         raise RepositoryError(f"{path} keeps its weights in external data files; Triton's model.onnx must be "
@@ -125,11 +126,9 @@ def _onnx_output(path: Path) -> tuple[str, str, tuple[int | None, ...]]:
 
 def network_spec(path: str | Path, options: RepositoryOptions, name: str | None = None) -> NetworkSpec:
     """Read and check one artifact; refuses what Triton could not serve as asked."""
-    from dnx.runtime.artifact import open_artifact
 
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".onnx":
-        from dnx.schemas.manifest import read_manifest
 
         if read_manifest(path, required=False) is None:  # open_artifact would ask for mean/std instead
             raise RepositoryError(f"{path} has no dnx manifest (not exported by dnx); a Triton repository needs "

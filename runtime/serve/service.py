@@ -19,6 +19,9 @@ import numpy as np
 
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS
 from dnx.core.errors import DnxError
+from dnx.runtime.batching import Batcher, Overloaded
+from dnx.runtime.classifier import InvalidInput, load
+from dnx.runtime.serve.metrics import ServeMetrics
 
 RETRY_AFTER_S = "1"
 
@@ -86,8 +89,6 @@ class Service:
     idempotent."""
 
     def __init__(self, config: ServeConfig, multiprocess: bool = False) -> None:
-        from dnx.runtime.serve.metrics import ServeMetrics
-
         self.config = config
         self.classifier = None
         self.batcher = None
@@ -99,9 +100,6 @@ class Service:
         self.metrics = ServeMetrics.create(multiprocess)
 
     def open(self) -> None:
-        from dnx.runtime.batching import Batcher
-        from dnx.runtime.classifier import load
-
         pre = self.config.preprocess or {}
         self.classifier = load(self.config.artifact, backend=self.config.backend, device=self.config.device,
                                threads=self.config.threads, max_pixels=self.config.max_pixels,
@@ -148,7 +146,6 @@ class Service:
     async def prepare(self, blobs: list[bytes]) -> tuple[np.ndarray, float, float]:
         """Decode and preprocess every image on the decode pool, concurrently; per-image errors name the
         image. Returns the (N, C, H, W) input and the summed decode and preprocess seconds."""
-        from dnx.runtime.classifier import InvalidInput
 
         futures = [asyncio.wrap_future(self.pool.submit(self.classifier.preprocess_one, blob)) for blob in blobs]
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -164,8 +161,6 @@ class Service:
     async def infer(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Logits, queue seconds and inference seconds (through the batcher when there is one)."""
         from starlette.concurrency import run_in_threadpool
-
-        from dnx.runtime.batching import Overloaded
 
         if self.batcher is None:
             start = time.perf_counter()

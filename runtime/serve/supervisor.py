@@ -22,9 +22,11 @@ import signal
 import socket
 import time
 
-from dnx.core.errors import DnxError
+from dnx.core.errors import DnxError, DnxError as Error
 from dnx.runtime.serve.process import bind_listener
-from dnx.runtime.serve.service import ServeConfig
+from dnx.runtime.serve.service import ServeConfig, Service
+from dnx.runtime.serve.http import build_app, close_when_stopping
+from dnx.runtime.serve.metrics import MULTIPROC_ENV
 
 GRACEFUL_S = 30  # uvicorn's wait for requests in flight after a stop signal (Kubernetes' grace period exceeds it)
 START_TIMEOUT_S = 600  # a worker's model load and warm-up
@@ -47,8 +49,6 @@ def _ignore_reraise() -> None:
 
 def _run_here(config: ServeConfig, sock: socket.socket, multiprocess: bool, ready=None) -> dict:
     """Load the model, then serve on ``sock`` until a stop signal; ``ready()`` is called once loaded."""
-    from dnx.runtime.serve.http import build_app, close_when_stopping
-    from dnx.runtime.serve.service import Service
 
     service = Service(config, multiprocess=multiprocess)
     try:
@@ -70,7 +70,6 @@ def _run_here(config: ServeConfig, sock: socket.socket, multiprocess: bool, read
 
 def _worker_main(config: ServeConfig, sock: socket.socket, conn) -> None:
     """A worker process: report ("ready") or ("failed", line), serve, report ("done", tally)."""
-    from dnx.core.errors import DnxError as Error  # fresh interpreter (spawn)
 
     try:
         tally = _run_here(config, sock, multiprocess=True, ready=lambda: conn.send(("ready",)))
@@ -105,8 +104,6 @@ def _supervise(config: ServeConfig, sock: socket.socket) -> dict:
     import multiprocessing
     import shutil
     import tempfile
-
-    from dnx.runtime.serve.metrics import MULTIPROC_ENV
 
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}

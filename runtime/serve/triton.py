@@ -48,6 +48,9 @@ import numpy as np
 from dnx.core.errors import DnxError, require
 from dnx.runtime.serve.triton_front import LABEL_OUTPUT, NETWORK_SUFFIX, front_models, load_front_models
 from dnx.runtime.serve.triton_process import ServerTree, become_subreaper
+from dnx.runtime.classifier import load
+from dnx.runtime.serve.process import check_port_free
+from dnx.runtime.serve.repository import network_spec, RepositoryOptions
 
 IMAGE_SUFFIX = "_image"
 
@@ -101,7 +104,6 @@ class TritonServeConfig:
 
 def _free_port(host: str, port: int, option: str) -> int:
     """``port`` if it can be bound on ``host`` (a free one for 0); a one-line error when it is taken."""
-    from dnx.runtime.serve.process import check_port_free
 
     return check_port_free(host, port, option)
 
@@ -201,8 +203,6 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         require("pytriton", "triton", "dnx triton serve")
-        from dnx.runtime.classifier import load
-        from dnx.runtime.serve.repository import RepositoryOptions, network_spec
 
         c = self.config
         self.ports = {"http": _free_port(c.host, c.http_port, "--http-port"),
@@ -271,8 +271,6 @@ class TritonServer:
     def _start_triton(self) -> None:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
-
-        from dnx.runtime.serve.repository import RepositoryOptions
 
         c, spec = self.config, self.spec
         triton_config = TritonConfig(

@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from dnx.core.errors import DnxError
+from dnx.data.preprocess import image_to_input
+from dnx.models.registry import Preprocess
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         # Only the backend stub provides this module, so it is imported here, not at the top.
         import triton_python_backend_utils as pb_utils
-
-        from dnx.models.registry import Preprocess
 
         self.pb = pb_utils
         config = json.loads(args["model_config"])
@@ -50,9 +51,6 @@ class TritonPythonModel:
         return responses
 
     def _convert(self, blobs: np.ndarray) -> np.ndarray:
-        from dnx.data.preprocess import image_to_input
-        from dnx.core.errors import DnxError
-
         try:
             pixels = np.stack([image_to_input(bytes(blob), self.preprocess) for blob in blobs.reshape(-1)])
         except DnxError as exc:

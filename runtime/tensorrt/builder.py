@@ -21,8 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dnx.core.errors import DnxError
-from dnx.schemas.engine_manifest import HARDWARE_COMPAT
-from dnx.runtime.backends.tensorrt_compat import ProgressCallback
+from dnx.schemas.engine_manifest import ENGINE_SCHEMA, HARDWARE_COMPAT, machine_facts, write_engine_manifest
+from dnx.runtime.backends.tensorrt_compat import (
+    dtype_name, hardware_compatibility_level, import_tensorrt, make_logger, make_progress_monitor,
+    network_creation_flags, ProgressCallback, TensorRTError)
+from dnx.calibration.fp16 import convert_fp16
+from dnx.calibration.qdq import calibrate_qdq
+from dnx.core.fileio import check_writable, write_bytes_atomic
+from dnx.core.hashing import sha256_file
+from dnx.core.onnx_graph import load_onnx
+from dnx.core.version import __version__
+from dnx.runtime.tensorrt.inspect import onnx_precision
+from dnx.runtime.tensorrt.timing_cache import attach_timing_cache, write_timing_cache
+from dnx.schemas.manifest import read_manifest
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -175,8 +186,6 @@ class SelectedGraph:
 
 def graph_precision(onnx_path: str | Path) -> str:
     """The precision an ONNX file's types ask for (fp32, fp16, int8 or best); CPU only."""
-    from dnx.core.onnx_graph import load_onnx
-    from dnx.runtime.tensorrt.inspect import onnx_precision
 
     return onnx_precision(load_onnx(onnx_path, load_external_data=False))
 
@@ -188,7 +197,6 @@ def plan_graph(onnx_path: str | Path, precision: str, calib_data: str | Path | N
     Pure decision (reads the ONNX file, writes nothing), so ``dnx build`` can refuse bad options
     before it looks for a GPU. A converted graph goes to ``workdir/STEM.PRECISION.onnx``.
     """
-    from dnx.core.fileio import check_writable
 
     _check_precision(precision)
     source = Path(onnx_path)
@@ -230,11 +238,9 @@ def run_plan(plan: GraphPlan) -> SelectedGraph:
     if plan.action == "as-is":
         return SelectedGraph(plan.graph, plan.precision, plan.action, plan.source, 0.0, notes=list(plan.notes))
     if plan.action == "convert-fp16":
-        from dnx.calibration.fp16 import convert_fp16
 
         result = convert_fp16(plan.source, plan.graph)
     else:
-        from dnx.calibration.qdq import calibrate_qdq
 
         result = calibrate_qdq(plan.source, plan.graph, plan.calib_data, target="tensorrt", method="entropy",
                                high_precision="fp16" if plan.precision == "best" else None,
@@ -278,8 +284,6 @@ def _parser_errors(parser: trt.OnnxParser) -> list[str]:
 
 
 def _tensor_facts(tensor: trt.ITensor) -> dict[str, Any]:
-    from dnx.runtime.backends.tensorrt_compat import dtype_name
-
     return {"name": str(tensor.name), "shape": [int(d) for d in tensor.shape], "dtype": dtype_name(tensor.dtype)}
 
 
@@ -292,7 +296,6 @@ def _parse_onnx(trt, network: trt.INetworkDefinition, logger, graph_path: Path):
 
     Returns the parser, which owns the weights: keep it alive until the engine is built.
     """
-    from dnx.runtime.backends.tensorrt_compat import TensorRTError
 
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(graph_path)):
@@ -319,9 +322,6 @@ def _configure(trt, config: trt.IBuilderConfig, options: BuildOptions, hardware_
 def _build_serialized(trt, graph_path: Path, options: BuildOptions, progress: ProgressCallback | None,
                       notes: list[str], facts: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:
     """(serialized engine, I/O and profile facts, TensorRT warnings) of ``graph_path``."""
-    from dnx.runtime.backends.tensorrt_compat import TensorRTError, hardware_compatibility_level, make_logger, \
-        make_progress_monitor, network_creation_flags
-    from dnx.runtime.tensorrt.timing_cache import attach_timing_cache, write_timing_cache
 
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -380,13 +380,6 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
     TensorRT supports progress monitors.
     """
     import torch
-
-    from dnx.core.version import __version__
-    from dnx.schemas.manifest import read_manifest
-    from dnx.core.fileio import check_writable, write_bytes_atomic
-    from dnx.core.hashing import sha256_file
-    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, machine_facts, write_engine_manifest
-    from dnx.runtime.backends.tensorrt_compat import hardware_compatibility_level, import_tensorrt
 
     options.validate()
     output = check_writable(output)

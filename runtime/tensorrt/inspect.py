@@ -13,7 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dnx.core.onnx_graph import QDQ_OPS, has_qdq, load_onnx
+from dnx.core.onnx_graph import has_qdq, load_onnx, op_counts, QDQ_OPS
+from dnx.core.hashing import sha256_file
+from dnx.runtime.backends.tensorrt_compat import import_tensorrt
+from dnx.runtime.backends.tensorrt_runner import load_engine
+from dnx.schemas.certificate import check_certificate
+from dnx.schemas.engine_manifest import read_engine_manifest
+from dnx.schemas.manifest import manifest_of
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -58,11 +64,6 @@ def _value_info(value) -> dict[str, Any]:
 def inspect_onnx(path: str | Path) -> dict[str, Any]:
     """Summary of an ONNX file: operators, initializer and Cast types, Q/DQ count, precision, manifest."""
     import math
-
-    from dnx.core.onnx_graph import op_counts
-    from dnx.schemas.certificate import check_certificate
-    from dnx.schemas.manifest import manifest_of
-    from dnx.core.hashing import sha256_file
 
     path = Path(path)
     proto = load_onnx(path, load_external_data=False)
@@ -141,8 +142,6 @@ def engine_layers(trt, engine: trt.ICudaEngine) -> list:
 
 def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> dict[str, Any]:
     """An engine's manifest and file facts; with ``layers`` (needs a GPU and TensorRT) its I/O and layers."""
-    from dnx.core.hashing import sha256_file
-    from dnx.schemas.engine_manifest import read_engine_manifest
 
     path = Path(path)
     manifest = read_engine_manifest(path, required=False)
@@ -150,8 +149,6 @@ def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> di
                             "manifest": manifest}
     if not layers:
         return info
-    from dnx.runtime.backends.tensorrt_compat import import_tensorrt
-    from dnx.runtime.backends.tensorrt_runner import load_engine
 
     import torch
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from dnx.core.fileio import write_bytes_atomic, write_json_atomic
+from dnx.runtime.backends.tensorrt_compat import TensorRTError
+from dnx.schemas.manifest import sidecar_path
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -23,8 +26,6 @@ def timing_cache_matches(path: Path, facts: dict[str, Any]) -> bool:
     """Whether the sidecar of the timing cache at ``path`` says it was made with this TensorRT on this GPU."""
     import json
 
-    from dnx.schemas.manifest import sidecar_path
-
     try:
         made = json.loads(sidecar_path(path).read_text())
     except (OSError, ValueError):
@@ -34,7 +35,6 @@ def timing_cache_matches(path: Path, facts: dict[str, Any]) -> bool:
 
 def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None, facts: dict[str, Any], notes: list[str]):
     """Attach the timing cache at ``path`` (or an empty one); the caller keeps it alive during the build."""
-    from dnx.runtime.backends.tensorrt_compat import TensorRTError
 
     here = f"TensorRT {facts.get('tensorrt_version')} on {facts.get('gpu_name')}"
     data = b""
@@ -58,8 +58,5 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None, facts: di
 
 
 def write_timing_cache(path: Path, cache: trt.ITimingCache, facts: dict[str, Any]) -> None:
-    from dnx.schemas.manifest import sidecar_path
-    from dnx.core.fileio import write_bytes_atomic, write_json_atomic
-
     write_bytes_atomic(path, cache.serialize())  # the build added its timings
     write_json_atomic(sidecar_path(path), {k: facts.get(k) for k in TIMING_CACHE_KEYS})

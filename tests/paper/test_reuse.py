@@ -66,7 +66,9 @@ def test_known_weights_give_the_known_map(tmp_path):
     import torch
 
     cfg = get_config("densenet_bc22_fmnist")
-    value = lambda b, t, s: 0.001 * (100 * b + 10 * t + s)
+    def value(b, t, s):
+        return 0.001 * (100 * b + 10 * t + s)
+
     state = _known_weights(cfg, value)
     path = tmp_path / "known.pth"
     torch.save({k: torch.from_numpy(v).float() for k, v in state.items()}, path)
