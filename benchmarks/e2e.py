@@ -31,7 +31,7 @@ from dnx.benchmarks.serve_load import closed_loop, prepare
 from dnx.core.machine import machine_info
 from dnx.data.photos import find_photos, reencode_jpeg
 from dnx.runtime.serve.process import ServeProcess
-import dnx
+from dnx.runtime.classifier import load as load_classifier
 
 SIZES = {"0.26MP": (512, 512), "2MP": (1632, 1224), "12MP": (4000, 3000)}
 CPP_CLASSIFY = Path(__file__).resolve().parents[1] / "build" / "cpp" / "dnx-classify"
@@ -153,8 +153,8 @@ def run_e2e(artifact: str | Path, sets: dict[str, list[bytes]], *, threads: int 
     artifact = Path(artifact)
     result: dict = {"benchmark": "e2e", "artifact": str(artifact), "threads": threads, "rounds": rounds,
                     "machine": machine_info(threads), "sizes": {}, "notes": []}
-    with dnx.load(artifact, threads=threads, decode="exact") as exact, \
-            dnx.load(artifact, threads=threads, decode="fast") as fast:
+    with load_classifier(artifact, threads=threads, decode="exact") as exact, \
+            load_classifier(artifact, threads=threads, decode="fast") as fast:
         pre = exact.artifact.preprocess
         result["precision"] = exact.artifact.precision
         result["backend"] = exact.info()["backend"]

@@ -41,7 +41,7 @@ from dnx.export.onnx_export import export_onnx, ExportOptions
 from dnx.models import create_model
 from dnx.runtime.batching import Batcher
 from dnx.runtime.serve.process import ServeProcess
-import dnx
+from dnx.runtime.classifier import load as load_classifier
 
 CONCURRENCY = (1, 8, 32)
 TIME_LIMIT_S = 120.0  # per measurement: a bound on every loop, whatever the request count
@@ -62,7 +62,7 @@ def _photos(folder: Path, n: int = 16) -> list[bytes]:
 
 
 def in_process(artifact: Path, concurrency: int, requests: int, batching: bool, photos: list[bytes]) -> dict:
-    with dnx.load(artifact) as clf:
+    with load_classifier(artifact) as clf:
         if batching:
             clf.warm_up(range(1, 9))  # as dnx serve does: every batch size the batcher can form
         batcher = Batcher(clf, max_batch=8, max_delay_ms=2.0, max_queue=256) if batching else None
@@ -156,7 +156,7 @@ def e2e_2mp(arts: dict[str, Path], concurrency: int = 8, rounds: int = 3,
     for name, path in arts.items():
         server = ServeProcess(path, "--max-queue", "256", "--max-batch", "8")
         try:
-            with dnx.load(path) as clf:
+            with load_classifier(path) as clf:
                 clf.warm_up((8,))
                 x = clf.preprocess((photos * 8)[:8])
                 asyncio.run(closed_loop(server.url, concurrency, concurrency * 2, photos))  # warm-up

@@ -34,7 +34,7 @@ from dnx.core.machine import machine_info
 from dnx.export.onnx_export import export_onnx, ExportOptions
 from dnx.models import create_model
 from dnx.runtime.artifact import open_artifact
-import dnx
+from dnx.runtime.classifier import load as load_classifier
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 
@@ -150,7 +150,7 @@ def load_run(grpc_port: int, model: str, input_name: str, sample: np.ndarray, co
 def in_process(artifact: Path, backend: str, threads: int | None, max_batch: int, seconds: float = 5.0) -> dict:
     """dnx.load in this process: batch-1 latency and max-batch throughput, each for about ``seconds``."""
 
-    with dnx.load(artifact, backend=backend, threads=threads) as clf:
+    with load_classifier(artifact, backend=backend, threads=threads) as clf:
         c, h, w = clf.input_chw
         out = {"backend": clf.choice.backend}
         for batch in (1, max_batch):

@@ -1,5 +1,3 @@
-"""Runners for every backend behind one interface, the TensorRT builder, and the serving API."""
-
-from dnx.runtime.backends.base import Runner, TensorMeta, UnavailableBackend
-
-__all__ = ["Runner", "TensorMeta", "UnavailableBackend"]
+"""Running and serving artifacts. Inside, the layers show (docs/architecture.md): ``backends/`` (one Runner
+per engine, imports only the core), ``tensorrt/`` (the engine builder, a producer), and the deployment
+modules here (artifact, selection, classifier, batching), ``serve/`` and ``deploy/`` on top."""

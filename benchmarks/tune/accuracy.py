@@ -29,7 +29,7 @@ from dnx.data.datasets import load_labelled, shipped_fashion_mnist_test
 from dnx.data.preprocess import preprocess_array
 from dnx.schemas.certificate import data_fingerprint
 from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
-import dnx
+from dnx.runtime.classifier import load as load_classifier
 
 
 @dataclass
@@ -71,7 +71,7 @@ def eval_set(fp32: Path, eval_data: str | None, split_seed: int = 0) -> EvalSet:
 
 def _logits(path: Path, backend: str, x: np.ndarray, chunk: int) -> np.ndarray:
     name, _, device = backend.partition("-")
-    with dnx.load(path, backend=name, device=device or "auto", warmup=False) as clf:
+    with load_classifier(path, backend=name, device=device or "auto", warmup=False) as clf:
         return np.concatenate([clf.logits(x[i:i + chunk]) for i in range(0, len(x), chunk)])
 
 
