@@ -31,7 +31,7 @@ from dnx.cli import deploy  # noqa: F401
 from dnx.cli import tune  # noqa: F401
 from dnx.cli.common import err
 from dnx.cli.group import cli, options
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 
 __all__ = ["cli", "main"]
 

@@ -72,7 +72,7 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
     --workers N, after every worker has stopped). A model that cannot be loaded: exit 1, one line.
     """
     from dnx.cli.common import manual_preprocess
-    from dnx.errors import DnxError, require
+    from dnx.core.errors import DnxError, require
     from dnx.runtime.serve.service import ServeConfig
     from dnx.runtime.serve.supervisor import serve
 

@@ -10,7 +10,7 @@ from dnx.cli.group import cli
 
 
 def _sizes(value: str | None) -> tuple[int, ...]:
-    from dnx.errors import DnxError
+    from dnx.core.errors import DnxError
 
     if not value:
         return ()
@@ -49,7 +49,7 @@ def triton_group() -> None:
 def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_batch, queue_delay_us,
                trt_accelerator, ensemble, force, allow_unverified) -> None:
     """Write a Triton model repository for ARTIFACTS (ONNX files from `dnx export`, engines from `dnx build`)."""
-    from dnx.errors import require
+    from dnx.core.errors import require
     from dnx.runtime.serve.repository import RepositoryOptions, export_repository
 
     require("tritonclient.grpc.model_config_pb2", "triton", "dnx triton export")
@@ -91,7 +91,7 @@ def serve_cmd(artifact, name, host, http_port, grpc_port, metrics_port, backend,
 
     Stops cleanly on SIGINT/SIGTERM (exit 0), leaving no server process behind.
     """
-    from dnx.errors import require
+    from dnx.core.errors import require
     from dnx.runtime.serve.triton import TritonServeConfig, serve
 
     require("pytriton", "triton", "dnx triton serve")

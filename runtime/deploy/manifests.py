@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.runtime.serve.supervisor import GRACEFUL_S as GRACEFUL_SHUTDOWN_S
 
 MODELS_DIR = "/models"

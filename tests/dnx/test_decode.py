@@ -21,7 +21,7 @@ from dnx.data.preprocess import (
     image_to_input,
     preprocess_image,
 )
-from dnx.errors import DnxError
+from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess, get_config
 
 IMAGENET = dict(image_size=224, resize_size=256, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),

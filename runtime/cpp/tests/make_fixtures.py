@@ -204,7 +204,7 @@ def main(out: Path) -> None:
         int8_trt_backend = int8_trt_model.info().get("backend")
     # BF16 only when asked (Python: precision="bf16", C++: Options::inference_precision = "bf16"), on CPUs
     # that have it: its logits let C++'s BF16 be checked against Python's
-    from dnx.runtime.openvino.runner import cpu_capabilities
+    from dnx.runtime.backends.openvino_runner import cpu_capabilities
 
     if "BF16" in cpu_capabilities():
         with load(fp32, precision="bf16") as bf16_model:
