@@ -4,7 +4,7 @@ One module per command group registers its commands on the root group. Each comm
 options onto library calls; heavy packages are imported inside the callbacks so ``dnx --help``
 works with none of torch's optional companions installed.
 
-The error contract (README "Errors and exit codes"), the same for every command:
+The error contract (docs/cli.md "Errors and exit codes"), the same for every command:
   0    success
   1    user error (bad option or input, unwritable output, failed verification): one line ``dnx: ...``
   2    missing optional dependency or device: one line naming what to install

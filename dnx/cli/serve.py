@@ -31,7 +31,7 @@ def _load_config(ctx, param, value):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default="auto",
-              show_default=True, help="Runtime backend (auto: see the README's rule).")
+              show_default=True, help="Runtime backend (auto: the rule in docs/python.md).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), help="CPU intra-op threads (default: the backend's).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),

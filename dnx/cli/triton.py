@@ -71,7 +71,7 @@ def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_bat
 @click.option("--grpc-port", default=8001, show_default=True, type=int, help="KServe v2 gRPC port (0: any free).")
 @click.option("--metrics-port", default=8002, show_default=True, type=int, help="Prometheus port (0: any free).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default="auto",
-              show_default=True, help="Runtime backend inside the server (auto: see the README's rule).")
+              show_default=True, help="Runtime backend inside the server (auto: the rule in docs/python.md).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), help="CPU intra-op threads (default: the backend's).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),

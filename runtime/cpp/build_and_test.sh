@@ -2,7 +2,7 @@
 # Configure, build and test libdnx_runtime: what `make test` runs for the C++ runtime.
 #   runtime/cpp/build_and_test.sh          Release build, warnings as errors, all ctest tests
 #   runtime/cpp/build_and_test.sh asan     the same tests under AddressSanitizer + UBSan
-# Needs the project venv (cmake, ninja, openvino wheel) and the Debian packages named in README.
+# Needs the project venv (cmake, ninja, openvino wheel) and the Debian packages named in docs/cpp.md (CPP_DEBS in the Makefile).
 set -euo pipefail
 preset="${1:-ci}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

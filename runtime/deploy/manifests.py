@@ -1,6 +1,6 @@
 """Kubernetes objects (plain dicts) for one dnx artifact: Triton on GPU nodes, or ``dnx serve`` on CPU nodes.
 
-Each object is the smallest complete form of what the README's scale-out paragraph asks for:
+Each object is the smallest complete form of what docs/triton.md "Several instances" asks for:
 
 - Triton: Deployment (tritonserver image of the engine's TensorRT release, ``nvidia.com/gpu``, the
   model repository as a volume, the ``--backend-config`` flags the artifact needs, probes on

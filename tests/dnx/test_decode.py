@@ -1,4 +1,4 @@
-"""The decode contract of dnx.data.preprocess (README "Images"): exact and fast decode, EXIF orientation,
+"""The decode contract of dnx.data.preprocess (docs/images.md): exact and fast decode, EXIF orientation,
 and the inputs whose handling Python and C++ share (runtime/cpp/tests/test_preprocess.cpp checks the C++
 side on the same kinds of files): progressive, grey, CMYK, truncated, bad-CRC, 16-bit grey, extreme aspect."""
 

@@ -80,7 +80,7 @@ def synthetic_pngs(folder: Path) -> list[Path]:
 
 
 def decode_contract_images(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Images for the decode contract (README "Images"): large JPEGs the fast decode scales by 1/2, 1/4
+    """Images for the decode contract (docs/images.md): large JPEGs the fast decode scales by 1/2, 1/4
     and 1/8, progressive / grey / CMYK JPEGs, the seven EXIF orientations, a PNG's eXIf, 16-bit grey; and
     the files both runtimes refuse."""
     import io

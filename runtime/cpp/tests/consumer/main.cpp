@@ -1,4 +1,4 @@
-// The README's "Use it from C++" example, compiled against the installed package.
+// The example of docs/cpp.md, compiled against the installed package.
 #include <dnx/runtime.hpp>
 
 #include <iostream>
