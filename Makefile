@@ -27,9 +27,10 @@ demo: $(STAMP)
 	$(BIN)/dnx bench densenet121 --batch 1,8 --threads 1 --duration 3 --workdir $(DEMO)/bench --json $(DEMO)/bench.json
 	$(BIN)/python -m dnx.runtime.serve.process $(DEMO)/densenet121.onnx
 
-# Python tests, then the C++ runtime: configure, build (warnings as errors), Python-written parity
-# fixtures, ctest.
+# ruff (pyflakes + pycodestyle; the layer contract is a test), the Python tests, then the C++ runtime:
+# configure, build (warnings as errors), Python-written parity fixtures, ctest.
 test: $(STAMP) cpp-deps photo-deps haproxy-deps
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 	runtime/cpp/build_and_test.sh
 
