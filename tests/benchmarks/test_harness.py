@@ -13,7 +13,6 @@ from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends,
 from dnx.benchmarks.parity_data import load_parity_data
 from dnx.core.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
 from dnx.core.errors import DnxError
-from dnx.runtime.backends.base import UnavailableBackend
 
 MODEL = "densenet_bc22_fmnist"  # 28x28 grey, ~70k parameters: a run takes seconds
 FAST = dict(batches=(1, 2), iterations=3, warmup_s=0.0, samples=6)
@@ -181,15 +180,6 @@ def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_p
     assert ort.status == "ok" and ort.parity_passed  # the ONNX named by the engine's manifest
     if not harness.cuda_available():
         assert trt.status == "unavailable" and "CUDA" in trt.reason
-
-
-def test_missing_tensorrt_runner_is_unavailable(monkeypatch, tmp_path):
-    from dnx.benchmarks import backends
-
-    monkeypatch.setattr(backends, "cuda_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "dnx.runtime.backends.tensorrt_runner", None)
-    with pytest.raises(UnavailableBackend, match="cannot be imported"):
-        backends._tensorrt_runner(tmp_path / "x.engine")
 
 
 def test_engine_without_manifest_is_a_clear_error(tmp_path):
