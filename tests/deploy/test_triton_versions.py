@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +20,6 @@ import pytest
 pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (dnx[triton])")
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (dnx[triton])")
 
-from dnx.runtime.serve.process import free_port
 from dnx.runtime.serve.repository import RepositoryOptions, export_repository
 
 MODEL = "fmnist_preprocess"
@@ -31,57 +27,25 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def poll_server(tmp_path, fmnist_onnx):
-    """tritonserver (PyTriton's binary, laid out as tests/serve/test_triton_repository.py does) polling
-    a repository that holds version 1 of the preprocessing model."""
-    from pytriton.triton import TRITONSERVER_DIST_DIR
-    from pytriton.utils.distribution import get_libs_path, get_stub_path
-
-    from dnx.runtime.deploy.replicas import pytriton_env
-    from dnx.runtime.serve.triton import server_library_path
-
+def poll_server(tmp_path, fmnist_onnx, servers):
+    """tritonserver (PyTriton's binary) polling a repository that holds version 1 of the preprocessing model."""
     repo = tmp_path / "repo"
     export_repository([fmnist_onnx], repo, RepositoryOptions(kind="cpu", max_batch=8))
     for other in ("fmnist", "fmnist_image"):  # need the onnxruntime backend, which the bundled server lacks
         shutil.rmtree(repo / other)
-    server = tmp_path / "server"
-    shutil.copytree(TRITONSERVER_DIST_DIR, server, ignore=shutil.ignore_patterns("python_backend_stubs"))
-    shutil.copy(get_stub_path(f"{sys.version_info[0]}.{sys.version_info[1]}"),
-                server / "backends" / "python" / "triton_python_backend_stub")
-    port = free_port()
-    with server_library_path():
-        env = pytriton_env()  # finds nvidia_pytriton.libs where pytriton really lives (a worktree's venv)
-        env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                   LD_LIBRARY_PATH=f"{env['LD_LIBRARY_PATH']}:{get_libs_path()}")
-    with (tmp_path / "server.log").open("w") as log:
-        proc = subprocess.Popen([str(server / "bin" / "tritonserver"), f"--model-repository={repo}",
-                                 "--model-control-mode=poll", "--repository-poll-secs=1",
-                                 f"--backend-directory={server / 'backends'}", "--http-address=127.0.0.1",
-                                 f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false",
-                                 "--exit-timeout-secs=5"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc, port, log = servers.start_tritonserver(tmp_path, repo, "--model-control-mode=poll",
+                                                 "--repository-poll-secs=1", "--exit-timeout-secs=5")
     client = http.InferenceServerClient(f"127.0.0.1:{port}")
     try:
-        wait_for(lambda: client.is_model_ready(MODEL, "1"), proc, tmp_path / "server.log")
-        yield client, repo, proc, tmp_path / "server.log", port
+        servers.wait_ready(lambda: client.is_model_ready(MODEL, "1"), proc, log, "tritonserver")
+        yield client, repo, proc, log, port
     finally:
         client.close()
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def wait_for(condition, proc, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001  (not listening yet, or the version is not known yet)
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"tritonserver: condition not met: {log.read_text()[-2000:]}")
-
-
-def test_version_2_replaces_version_1_under_load(poll_server):
+def test_version_2_replaces_version_1_under_load(poll_server, servers):
     from dnx.data.preprocess import bundled_photos
 
     client, repo, proc, log, port = poll_server
@@ -111,7 +75,8 @@ def test_version_2_replaces_version_1_under_load(poll_server):
         stage = repo.parent / "stage"  # built beside the repository, renamed in whole
         shutil.copytree(repo / MODEL / "1", stage)
         os.rename(stage, repo / MODEL / "2")
-        wait_for(lambda: client.is_model_ready(MODEL, "2") and not client.is_model_ready(MODEL, "1"), proc, log)
+        servers.wait_ready(lambda: client.is_model_ready(MODEL, "2") and not client.is_model_ready(MODEL, "1"),
+                           proc, log, "tritonserver (version 2 in, version 1 out)")
         time.sleep(2)
     finally:
         stop.set()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,61 +29,16 @@ from tritonclient.utils import InferenceServerException
 
 import dnx
 from dnx.data.preprocess import bundled_photos
-from dnx.runtime.serve.process import free_ports
-from dnx.runtime.serve.triton_process import ServerTree
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 SHM = Path("/dev/shm")
 
 
-class Served:
-    """``dnx triton serve ARTIFACT`` on free loopback ports, ready, with its process tree recorded."""
-
-    def __init__(self, artifact: Path, log: Path, *args: str, new_session: bool = False) -> None:
-        self.ports = free_ports(3)
-        self.http_url, self.grpc_url = f"127.0.0.1:{self.ports[0]}", f"127.0.0.1:{self.ports[1]}"
-        self.log = log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [*CLI, "triton", "serve", str(artifact), "--backend", "onnxruntime", "--http-port", str(self.ports[0]),
-                 "--grpc-port", str(self.ports[1]), "--metrics-port", str(self.ports[2]), *args],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session)
-        deadline = time.monotonic() + 120
-        with http.InferenceServerClient(self.http_url) as client:
-            while True:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"dnx triton serve did not become ready: {log.read_text()[-3000:]}")
-                try:
-                    if client.is_model_ready("fmnist") and client.is_model_ready("fmnist_image"):
-                        break
-                except Exception:  # noqa: BLE001  (not listening yet)
-                    pass
-                time.sleep(0.3)
-        self.tree = ServerTree()
-        self.tree.record(self.proc.pid)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def left_behind(self) -> dict[str, list]:
-        """What this server's tree still holds: live processes, shared memory, localized model folders."""
-        shm = sorted(p.name for p in SHM.glob(f"{self.tree.shm_prefix}*")) if self.tree.shm_prefix else []
-        return {"processes": self.tree.alive(), "shared_memory": shm,
-                "folders": [str(f) for f in self.tree.folders if f.exists()]}
-
-
 @pytest.fixture(scope="module")
-def served(fmnist_onnx, tmp_path_factory):
+def served(fmnist_onnx, tmp_path_factory, servers):
     """One server for the bad-input cases: a 50 ms queue delay, so concurrent requests share batches."""
-    server = Served(fmnist_onnx, tmp_path_factory.mktemp("triton") / "serve.log", "--queue-delay-us", "50000")
+    server = servers.dnx_triton_serve(fmnist_onnx, tmp_path_factory.mktemp("triton") / "serve.log",
+                                      "--queue-delay-us", "50000")
     yield server
     server.stop()
 
@@ -248,12 +202,12 @@ def _classify(exc: BaseException) -> str:
     return "lost"
 
 
-def test_sigterm_under_load_drains_and_leaves_nothing(fmnist_onnx, tmp_path):
+def test_sigterm_under_load_drains_and_leaves_nothing(fmnist_onnx, tmp_path, servers):
     """16 clients (HTTP and gRPC, float and image models), each keeping one request in flight on its
     own connection until the server says no. SIGTERM after 2 s: every request in flight then is
     answered, later ones are refused, none is lost; exit 0 with no crash, and the server's processes,
     shared memory and localized model folders are all gone. Bounded: 16 clients, about 10 s."""
-    server = Served(fmnist_onnx, tmp_path / "serve.log")
+    server = servers.dnx_triton_serve(fmnist_onnx, tmp_path / "serve.log")
     assert len(server.tree.processes) >= 3 and server.tree.folders and server.tree.shm_prefix  # not vacuous
     photo = _jpeg()
     x = np.random.default_rng(3).standard_normal((1, 1, 28, 28)).astype(np.float32)
@@ -300,11 +254,12 @@ def test_sigterm_under_load_drains_and_leaves_nothing(fmnist_onnx, tmp_path):
     assert server.left_behind() == {"processes": [], "shared_memory": [], "folders": []}
 
 
-def test_sigterm_to_the_whole_process_group_leaves_nothing(fmnist_onnx, tmp_path):
+def test_sigterm_to_the_whole_process_group_leaves_nothing(fmnist_onnx, tmp_path, servers):
     """A terminal's Ctrl-C or `kill -- -PGID` signals tritonserver and its stubs too, and the stubs'
     helpers die: nothing is promised for requests in flight then, but the server exits 0 and leaves no
     process, shared memory or folder behind."""
-    server = Served(fmnist_onnx, tmp_path / "serve.log", new_session=True)  # its own group, not pytest's
+    # its own process group, not pytest's
+    server = servers.dnx_triton_serve(fmnist_onnx, tmp_path / "serve.log", new_session=True)
     os.killpg(server.proc.pid, signal.SIGTERM)
     assert server.proc.wait(60) == 0, server.log.read_text()[-2000:]
     assert server.left_behind() == {"processes": [], "shared_memory": [], "folders": []}

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -286,61 +282,25 @@ def test_cli_export_writes_and_refuses(tmp_path, fmnist_onnx):
 
 # -- the preprocessing model, run by the real tritonserver bundled with nvidia-pytriton ---------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def bundled_tritonserver(tmp_path_factory, fmnist_onnx):
+def bundled_tritonserver(tmp_path_factory, fmnist_onnx, servers):
     """The repository's fmnist_preprocess model loaded by PyTriton's tritonserver binary (Python backend)."""
     pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (dnx[triton])")
-    import os
-    import sys
-
-    from pytriton.triton import TRITONSERVER_DIST_DIR
-    from pytriton.utils.distribution import get_libs_path, get_stub_path
-
-    from dnx.runtime.serve.triton import server_library_path
+    import tritonclient.http as http
 
     work = tmp_path_factory.mktemp("tritonserver")
     repo = work / "repo"
     export_repository([fmnist_onnx], repo, RepositoryOptions(kind="cpu", max_batch=4))
-    server = work / "server"  # the backend folder needs the stub for this Python, as PyTriton lays it out
-    shutil.copytree(TRITONSERVER_DIST_DIR, server, ignore=shutil.ignore_patterns("python_backend_stubs"))
-    shutil.copy(get_stub_path(f"{sys.version_info[0]}.{sys.version_info[1]}"),
-                server / "backends" / "python" / "triton_python_backend_stub")
-    port = _free_port()
-    with server_library_path():
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               "LD_LIBRARY_PATH": f"{os.environ['LD_LIBRARY_PATH']}:{get_libs_path()}"}
-    log = (work / "server.log").open("w")
-    proc = subprocess.Popen([str(server / "bin" / "tritonserver"), f"--model-repository={repo}",
-                             "--model-control-mode=explicit", "--load-model=fmnist_preprocess",
-                             f"--backend-directory={server / 'backends'}", "--http-address=127.0.0.1",
-                             f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false",
-                             "--exit-timeout-secs=2"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    import tritonclient.http as http
-
+    proc, port, log = servers.start_tritonserver(work, repo, "--model-control-mode=explicit",
+                                                 "--load-model=fmnist_preprocess", "--exit-timeout-secs=2")
     client = http.InferenceServerClient(f"127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if client.is_model_ready("fmnist_preprocess"):
-                    break
-            except Exception:  # noqa: BLE001  (not listening yet)
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"tritonserver did not load fmnist_preprocess: {(work / 'server.log').read_text()[-2000:]}")
+        servers.wait_ready(lambda: client.is_model_ready("fmnist_preprocess"), proc, log, "tritonserver", timeout=60)
         yield client
     finally:
         client.close()
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
 
 
 def test_preprocessing_model_runs_in_real_triton_as_dnx_does(bundled_tritonserver, fmnist_onnx):

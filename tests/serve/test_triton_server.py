@@ -24,7 +24,6 @@ grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient is not inst
 from tritonclient.utils import InferenceServerException
 
 import dnx
-from dnx.runtime.serve.process import free_ports
 
 CLI = [sys.executable, "-c", "import sys; from dnx.cli import main; main(sys.argv[1:])"]
 MAX_BATCH = 8
@@ -55,40 +54,14 @@ def alive(pid: int) -> bool:
         return False
 
 
-class Server:
-    def __init__(self, proc, http_port, grpc_port, metrics_port, log) -> None:
-        self.proc, self.http_url, self.grpc_url = proc, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
-        self.metrics_port, self.log = metrics_port, log
-
-
 @pytest.fixture(scope="module")
-def server(fmnist_onnx, tmp_path_factory):
-    ports = free_ports(3)
-    log = tmp_path_factory.mktemp("triton_serve") / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*CLI, "triton", "serve", str(fmnist_onnx), "--backend", "onnxruntime",
-                                 "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-                                 "--metrics-port", str(ports[2]), "--max-batch", str(MAX_BATCH),
-                                 "--queue-delay-us", "2000"], stdout=out, stderr=subprocess.STDOUT)
-    client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+def server(fmnist_onnx, tmp_path_factory, servers):
+    served = servers.dnx_triton_serve(fmnist_onnx, tmp_path_factory.mktemp("triton_serve") / "serve.log",
+                                      "--max-batch", str(MAX_BATCH), "--queue-delay-us", "2000")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dnx triton serve did not become ready: {log.read_text()[-3000:]}")
-            try:
-                if client.is_model_ready("fmnist") and client.is_model_ready("fmnist_image"):
-                    break
-            except Exception:  # noqa: BLE001  (not listening yet)
-                pass
-            time.sleep(0.3)
-        client.close()
-        yield Server(proc, *ports, log)
+        yield served
     finally:
-        client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+        served.stop(signal.SIGINT)
 
 
 @pytest.fixture(scope="module")
