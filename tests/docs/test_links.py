@@ -88,5 +88,5 @@ def test_the_check_sees_a_missing_file_and_a_missing_anchor(tmp_path):
 def test_slug_matches_github_for_the_headings_linked_here():
     assert slug("`dnx calibrate`") == "dnx-calibrate"
     assert slug("Graph form (`python -m dnx.benchmarks.experiments.graph_form`, `results/graph_form.json`)") == \
-        "graph-form-python--m-dnxbenchmarksgraph_form-resultsgraph_formjson"
+        "graph-form-python--m-dnxbenchmarksexperimentsgraph_form-resultsgraph_formjson"
     assert slug("`dnx triton export --force`") == "dnx-triton-export---force"
