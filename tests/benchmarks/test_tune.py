@@ -233,9 +233,10 @@ def test_budget_minutes_stop_the_search_before_measuring(fmnist_onnx, tmp_path):
     import time
 
     from dnx.benchmarks.tune import search
+    from dnx.benchmarks.tune.measure import Measurer
 
     space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(1,), max_batch=(1, 4), max_delay_ms=(2.0,))
-    measurer = search.Measurer({"fp32": fmnist_onnx}, LoadSpec(100, rate=5, seconds=1), [b""], tmp_path)
+    measurer = Measurer({"fp32": fmnist_onnx}, LoadSpec(100, rate=5, seconds=1), [b""], tmp_path)
     for how in (search.quick, search.exhaustive):
         result = how(space, measurer, deadline=time.perf_counter() - 1)
         assert result.stopped == "budget" and result.evaluations == 0 and result.rows == []
