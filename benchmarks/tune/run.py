@@ -80,6 +80,8 @@ class TuneOptions:
         unknown = [b for b in self.backends or () if b not in BACKENDS]
         if unknown:
             raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        if not self.ov_hints or not set(self.ov_hints) <= set(OV_HINTS):
+            raise DnxError(f"--ov-hint values must be latency or throughput, got {','.join(self.ov_hints) or 'none'}")
         if not 0 <= self.recheck <= 20:
             raise DnxError(f"--recheck must be from 0 to 20 finalists, got {self.recheck}")
         if self.budget_min is not None and not self.budget_min > 0:

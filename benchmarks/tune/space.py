@@ -44,9 +44,8 @@ class Deployment:
         return [a for k, v in self.serve_flags().items() for a in (f"--{k}", str(v))]
 
     def label(self) -> str:
-        hint = f"[{self.ov_hint}]" if self.ov_hint else ""
-        return (f"{self.variant}/{self.backend}{hint} b{self.max_batch} d{self.max_delay_ms:g}ms "
-                f"w{self.workers} t{self.threads or 'def'}")
+        return (f"{self.variant}/{self.backend} b{self.max_batch} d{self.max_delay_ms:g}ms "
+                f"w{self.workers} t{self.threads or 'def'}" + (f" ov-{self.ov_hint}" if self.ov_hint else ""))
 
     def to_dict(self) -> dict:
         return asdict(self)

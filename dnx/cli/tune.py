@@ -122,7 +122,7 @@ class _Progress:
             why = "" if event["why"] == "search" else f" [{event['why']} run {event['run']}"
             why += f", ranked by {_verdict(row)}]" if event["run"] > 1 else ("]" if why else "")
             self.bar.console.print(f"  {event['label']}: {_verdict(run)}{' (cached)' if run.get('cached') else ''}"
-                                   f"{why}", highlight=False)
+                                   f"{why}", highlight=False, markup=False)
 
     def __exit__(self, *exc) -> None:
         self.bar.stop()
@@ -132,6 +132,10 @@ def _verdict(r: dict) -> str:
     if r.get("feasible"):
         return f"{r['score']:.1f}/s p99 {r['p99_ms']:.1f} ms"
     return f"misses the SLO ({r.get('error') or 'p99 ' + format(r.get('p99_ms') or 0, '.1f') + ' ms'})"
+
+
+def _runs(n: int, median: str = "") -> str:
+    return f"{median if n > 2 else ''}{n} run{'s' if n > 1 else ''}"
 
 
 def _pt(value) -> str:
@@ -151,21 +155,24 @@ def _accuracy_table(report: dict):
 
 def _ranking_table(report: dict):
     load = report["load"]
+    # what ranks the runs: the p99 where every deployment that holds carries the same --rate
+    field, runs_title = ("p99_ms", "runs (p99 ms)") if load["mode"] == "rate" else ("score", "runs (req/s)")
     table = new_table(f"deployments, ranked (p99 SLO {load['slo_p99_ms']:g} ms, {load['mode']} load; "
                       f"{report['search']['method']})",
-                      ("#", "deployment", "float as", "req/s", "p50 ms", "p99 ms", "SLO", "runs (req/s)", "search",
-                       "Pareto", "cached"), left=("deployment", "runs (req/s)"))
+                      ("#", "deployment", "float as", "req/s", "p50 ms", "p99 ms", "SLO", runs_title, "search",
+                       "Pareto", "cached"), left=("deployment", runs_title))
     for i, r in enumerate(report["rows"], 1):
         p50, p99 = r.get("p50_ms"), r.get("p99_ms")
         # what the backend really computes the float parts in (OpenVINO: bf16 where the CPU has it)
         runs_as = (r.get("served") or {}).get("inference_precision", "-")
         # a finalist's numbers when the search ended, beside its median over the re-checks
-        at_search = f"{r['search']['score']:.1f} ({r['search']['runs']})" if "search" in r else ""
+        n = r.get("search", {}).get("runs", 0)
+        at_search = f"{r['search'][field] or 0:.1f} ({_runs(n)})" if n else ""
         table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)")
                       + (" (finalist)" if r.get("finalist") else ""), runs_as, f"{r.get('score', 0):.1f}",
                       "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
                       "held" if r.get("feasible") else "missed",
-                      " ".join(f"{x['score'] or 0:.1f}" for x in r["runs"]), at_search,
+                      " ".join(f"{x[field] or 0:.1f}" for x in r["runs"]), at_search,
                       "*" if r.get("pareto") else "", "yes" if r.get("cached") else "")
     return table
 
@@ -178,10 +185,11 @@ def _summary(report: dict) -> None:
                f"in {s['seconds']:.0f} s" + (" (stopped: --budget-min reached)" if s["stopped"] else ""))
     for f in report["finalists"]:
         again = ", ".join(_verdict(x) for x in f["rechecks"])
-        click.echo(f"finalist {f['label']}: at the end of the search {_verdict(f['search'])} ({f['search']['runs']} "
-                   f"run(s)); re-measured {again}; median of {len(f['runs'])}: {_verdict(f['final'])}")
+        click.echo(f"finalist {f['label']}: at the end of the search {_verdict(f['search'])} "
+                   f"({_runs(f['search']['runs'])}); re-measured {again}; median of {len(f['runs'])}: "
+                   f"{_verdict(f['final'])}")
     for b in report["baselines"]:
-        click.echo(f"dnx serve's defaults on {b['deployment']['variant']} (median of {len(b['runs'])}): "
+        click.echo(f"dnx serve's defaults on {b['deployment']['variant']} ({_runs(len(b['runs']), 'median of ')}): "
                    f"{b['score']:.1f}/s, p99 {b.get('p99_ms') or 0:.1f} ms "
                    f"({'holds' if b.get('feasible') else 'misses'} the SLO)")
     w = report["winner"]
