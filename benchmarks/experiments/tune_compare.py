@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     quick, ex = reports["quick"], reports["exhaustive"]
     qs, es = _summary(quick), _summary(ex)
     q_rate, e_rate = qs["winner_median"]["rate"], es["winner_median"]["rate"]
-    defaults = {b["deployment"]["variant"]: {**_numbers(b), "label": b["label"], "runs": [r["score"] for r in b["runs"]]}
-                for b in quick["baselines"]}
+    defaults = {b["deployment"]["variant"]: {**_numbers(b), "label": b["label"],
+                                             "runs": [r["score"] for r in b["runs"]]} for b in quick["baselines"]}
     result = {
         "model": args.model, "p99_ms": args.p99_ms, "space_name": args.space, "space": quick["space"],
         "load": quick["load"], "machine": quick["machine"], "quick": qs, "exhaustive": es,
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         # the quick winner as the exhaustive run measured it: the same runs' noise as the exhaustive best
         "exhaustive_numbers_of_quick_winner": next((_numbers(r) for r in ex["rows"] if r["label"] == qs["winner"]),
                                                    None),
-        "time": {"quick_s": qs["seconds"], "exhaustive_s": es["seconds"], "ratio_s": _share(qs["seconds"], es["seconds"]),
+        "time": {"quick_s": qs["seconds"], "exhaustive_s": es["seconds"],
+                 "ratio_s": _share(qs["seconds"], es["seconds"]),
                  "quick_runs": qs["runs"]["total"], "exhaustive_runs": es["runs"]["total"],
                  "ratio_runs": _share(qs["runs"]["total"], es["runs"]["total"])},
         "rows": {k: [{x: r.get(x) for x in ("label", "score", "p99_ms", "feasible", "capacity", "finalist", "search")}
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"exhaustive: {es['evaluations']} deployments, {t['exhaustive_runs']} runs, {t['exhaustive_s']:.0f} s; "
           f"winner {es['winner']} {e_rate}/s p99 {es['winner_median']['p99_ms']} ms (median of 3); fresh "
           f"{es['fresh']}")
-    print(f"quick: {qs['evaluations']} deployments, {t['quick_runs']} runs, {t['quick_s']:.0f} s; winner {qs['winner']} "
-          f"{q_rate}/s p99 {qs['winner_median']['p99_ms']} ms; fresh {qs['fresh']}")
+    print(f"quick: {qs['evaluations']} deployments, {t['quick_runs']} runs, {t['quick_s']:.0f} s; "
+          f"winner {qs['winner']} {q_rate}/s p99 {qs['winner_median']['p99_ms']} ms; fresh {qs['fresh']}")
     print(f"quick / exhaustive: rate {result['quick_vs_exhaustive_rate']}, runs {t['ratio_runs']}, seconds "
           f"{t['ratio_s']}; dnx serve's defaults: " + ", ".join(
               f"{v} {d['rate']}/s p99 {d['p99_ms']} ms (tuned x{result['tuned_vs_defaults'][v]})"

@@ -128,8 +128,9 @@ class Measurer(Runs):
         self.machine = machine_key()
 
     def _cache_file(self, d: Deployment, index: int) -> tuple[Path, dict]:
-        key = {"schema": CACHE_SCHEMA, "artifact_sha256": self.sha[d.variant], "deployment": {**d.to_dict(), "variant": None},
-               "load": self.load.to_dict(), "machine": self.machine, "run": index}
+        key = {"schema": CACHE_SCHEMA, "artifact_sha256": self.sha[d.variant],
+               "deployment": {**d.to_dict(), "variant": None}, "load": self.load.to_dict(), "machine": self.machine,
+               "run": index}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         return self.cache_dir / f"measure-{digest}.json", key
 

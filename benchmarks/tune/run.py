@@ -132,8 +132,9 @@ def _openvino_here() -> bool:
 
 def _side_by_side(row: dict) -> dict:
     """A finalist's numbers at the end of the search beside its re-measurements and the median that ranks it."""
-    return {"label": row["label"], "search": row["search"], "final": {k: row.get(k) for k in ("score", "p99_ms", "feasible")},
-            "rechecks": [{k: r[k] for k in ("score", "p99_ms", "feasible")} for r in row["runs"] if r["why"] == "recheck"],
+    numbers = ("score", "p99_ms", "feasible")
+    return {"label": row["label"], "search": row["search"], "final": {k: row.get(k) for k in numbers},
+            "rechecks": [{k: r[k] for k in numbers} for r in row["runs"] if r["why"] == "recheck"],
             "runs": [r["score"] for r in row["runs"]]}
 
 

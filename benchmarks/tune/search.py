@@ -126,8 +126,8 @@ def _finish(measure: Runs, started: float, stopped: str | None, recheck_k: int) 
     best = next((r for r in pool if r.get("feasible")), None)
     winner = None if best is None else {k: v for k, v in best.items() if k != "_full"}
     counts = {k: v for k, v in measure.counts.items() if k != "baseline"}
-    return SearchResult(ranked_rows(measure), finalists, winner, len(measure.rows), {**counts, "total": sum(counts.values())},
-                        time.perf_counter() - started, recheck_s, stopped)
+    return SearchResult(ranked_rows(measure), finalists, winner, len(measure.rows),
+                        {**counts, "total": sum(counts.values())}, time.perf_counter() - started, recheck_s, stopped)
 
 
 def exhaustive(space: Space, measure: Runs, deadline: float | None = None, recheck_k: int = 3) -> SearchResult:

@@ -48,8 +48,8 @@ from dnx.core.tables import new_table
 @click.option("-o", "--output", "outdir", default="dnx-tune", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the variants, the cache (resume: rerun the same command), serve.toml, pareto.png.")
 def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_loss, eval_data, target, budget_min,
-             exhaustive, precisions, backends, max_batch, max_delay_ms, workers, threads, ov_hint, recheck, load_seconds,
-             max_requests, no_remeasure, json_path, outdir) -> None:
+             exhaustive, precisions, backends, max_batch, max_delay_ms, workers, threads, ov_hint, recheck,
+             load_seconds, max_requests, no_remeasure, json_path, outdir) -> None:
     """Find the fastest deployment of MODEL (a model name or an FP32 ONNX from `dnx export`) whose p99 stays
     under --p99-ms and whose accuracy stays within the budget, by measuring `dnx serve` for real.
 

@@ -172,6 +172,7 @@ def test_the_ov_hint_axis():
     assert "ov-hint" not in Deployment("fp32", "onnxruntime", 8, 2.0, 1, 0).serve_flags()
     assert space.canonical(Deployment("fp32", "onnxruntime", 1, 8.0, 1, 0, "throughput")) == \
         Deployment("fp32", "onnxruntime", 1, 2.0, 1, 0)
-    assert serve_defaults("fp32", "openvino").ov_hint == "latency" and serve_defaults("fp32", "onnxruntime").ov_hint is None
+    assert serve_defaults("fp32", "openvino").ov_hint == "latency"
+    assert serve_defaults("fp32", "onnxruntime").ov_hint is None
     with pytest.raises(Exception, match="--ov-hint values"):
         Space((("fp32", "openvino"),), ov_hint=("fast",)).validate()
