@@ -3,7 +3,8 @@ and re-measures the winner. Progress goes to a callback (``progress(event: dict)
 
 Events: ``{"kind": "stage", "message"}``, ``{"kind": "total", "total"}`` (measurements expected, an
 estimate for the quick search), ``{"kind": "step", "label", "message"}`` (inside one measurement),
-``{"kind": "measured", "label", "row"}``.
+``{"kind": "measured", "label", "row", "result", "run", "why"}`` (one run: ``result`` its numbers, ``row``
+the deployment's ranking numbers over its runs so far, ``why`` search/confirm/recheck/baseline).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dnx.benchmarks.tune.load import LoadSpec, measure_deployment, request_bodie
 from dnx.core.errors import DnxError
 from dnx.benchmarks.tune import outputs, search
 from dnx.benchmarks.tune.accuracy import AccuracyCache, eval_set, within
-from dnx.benchmarks.tune.space import Deployment, SERVE_DEFAULTS, Space
+from dnx.benchmarks.tune.measure import Measurer
+from dnx.benchmarks.tune.space import Deployment, OV_HINTS, serve_defaults, Space
 from dnx.benchmarks.tune.variants import available, fp32_source, make_variants, VARIANTS
 from dnx.calibration.budget import Budget
 from dnx.calibration.parity import default_calibration_data, labels_source
@@ -28,6 +30,18 @@ from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 
 TARGETS = ("serve", "triton")
 BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
+# Why not --target cpp: libdnx_runtime is a call-level library (no batcher, no server, no settings file),
+# so the quantity tuned here, the request rate a process holds within a p99 SLO, has no C++ counterpart
+# to measure, and nothing could read the settings written; see docs/tune.md.
+CPP_REFUSAL = ("dnx tune --target cpp is not supported: the C++ library (libdnx_runtime) has no batcher, server "
+               "or settings file to tune; supported: --target serve (dnx serve --config) and --target triton; "
+               "time C++ threads and batch with `dnx-classify --bench --threads N --batch B MODEL IMAGE`")
+
+
+class UnsupportedTarget(DnxError):
+    """A --target dnx tune cannot tune for (exit 2, like a missing capability)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,16 @@ class TuneOptions:
     threads: tuple[int, ...] = (0, 1)
     max_batch: tuple[int, ...] = (1, 4, 8, 16)
     max_delay_ms: tuple[float, ...] = (0.5, 2.0, 8.0)
+    ov_hints: tuple[str, ...] = OV_HINTS  # searched on the openvino backend only
+    recheck: int = 3  # finalists re-measured to three runs each after the search (0: none)
+    baselines: bool = True  # measure dnx serve's defaults on each variant (as many runs as a finalist)
     remeasure: bool = True
     plot: bool = True
 
     def validate(self) -> "TuneOptions":
         self.load.validate()
+        if self.target == "cpp":
+            raise UnsupportedTarget(CPP_REFUSAL)
         if self.target not in TARGETS:
             raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
 
@@ -61,6 +80,10 @@ class TuneOptions:
         unknown = [b for b in self.backends or () if b not in BACKENDS]
         if unknown:
             raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        if not self.ov_hints or not set(self.ov_hints) <= set(OV_HINTS):
+            raise DnxError(f"--ov-hint values must be latency or throughput, got {','.join(self.ov_hints) or 'none'}")
+        if not 0 <= self.recheck <= 20:
+            raise DnxError(f"--recheck must be from 0 to 20 finalists, got {self.recheck}")
         if self.budget_min is not None and not self.budget_min > 0:
             raise DnxError(f"--budget-min must be a positive number of minutes, got {self.budget_min}")
         for name in ("max_accuracy_drop", "max_agreement_loss"):
@@ -105,6 +128,14 @@ def _openvino_here() -> bool:
     from importlib.util import find_spec
 
     return find_spec("openvino") is not None
+
+
+def _side_by_side(row: dict) -> dict:
+    """A finalist's numbers at the end of the search beside its re-measurements and the median that ranks it."""
+    numbers = ("score", "p99_ms", "feasible")
+    return {"label": row["label"], "search": row["search"], "final": {k: row.get(k) for k in numbers},
+            "rechecks": [{k: r[k] for k in numbers} for r in row["runs"] if r["why"] == "recheck"],
+            "runs": [r["score"] for r in row["runs"]]}
 
 
 def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) -> dict:
@@ -155,43 +186,48 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
                        "on any backend; loosen it")
     default_backend = _default_backend(backends, cuda)
     engines.sort(key=lambda e: (e[0] != "fp32", e[1] != default_backend))  # start where `dnx serve` starts
-    space = Space(tuple(engines), opts.workers, opts.threads, opts.max_batch, opts.max_delay_ms).validate()
+    space = Space(tuple(engines), opts.workers, opts.threads, opts.max_batch, opts.max_delay_ms,
+                  opts.ov_hints).validate()
 
     # 2. load through the real service
     ev.stage(f"searching {space.size()} deployments ({'exhaustive' if opts.exhaustive else 'quick'})")
     bodies = request_bodies(preprocess_from_manifest(manifest), out)
     paths = {v.name: v.path for v in variants}
-    measurer = search.Measurer(paths, opts.load, bodies, cache_dir, progress)
+    measurer = Measurer(paths, opts.load, bodies, cache_dir, progress)
     deadline = started + opts.budget_min * 60 if opts.budget_min else None
-    result = (search.exhaustive if opts.exhaustive else search.quick)(space, measurer, deadline)
+    result = (search.exhaustive if opts.exhaustive else search.quick)(space, measurer, deadline,
+                                                                       recheck_k=opts.recheck)
     by_engine = {(r["variant"], r["backend"]): r for r in accuracy_rows}
+    in_space = set(space.grid())
     baselines = []
-    for variant, backend in engines:  # dnx serve's defaults for each variant, where the space has the pair
+    for variant, backend in engines if opts.baselines else ():  # dnx serve's defaults for each variant
         if backend == default_backend and variant in {"fp32", "int8-openvino", "int8-onnxruntime", "int8-tensorrt"}:
             ev.stage(f"dnx serve's defaults on {variant}")
-            d = Deployment(variant, backend, SERVE_DEFAULTS["max_batch"], SERVE_DEFAULTS["max_delay_ms"],
-                           SERVE_DEFAULTS["workers"], SERVE_DEFAULTS["threads"])
-            baselines.append({**measurer(d), "in_search": d in set(space.grid())})
-    rows = search._ranked(measurer.rows.values(), opts.load.mode)
+            d = serve_defaults(variant, backend)
+            # as many runs as a finalist: the defaults are compared with the winner's median
+            measurer(d, search.RECHECK_RUNS if opts.recheck else 1, "baseline")
+            baselines.append(d)
+    rows = search.ranked_rows(measurer)
     for r in rows:
         r["accuracy"] = {k: by_engine[(r["deployment"]["variant"], r["deployment"]["backend"])].get(k)
                          for k in ("accuracy", "reference_accuracy", "agreement", "accuracy_drop_pt",
                                    "agreement_loss_pt")}
-    front = outputs.mark_pareto(rows)
-    in_space = set(space.grid())
-    for r in rows:
         r["in_space"] = Deployment(**r["deployment"]) in in_space  # False: a dnx serve default outside it
-    ranked = [r for r in rows if Deployment(**r["deployment"]) in in_space]
-    winner = next((r for r in ranked if r.get("feasible")), None)
+    front = outputs.mark_pareto(rows)
+    by_label = {r["label"]: r for r in rows}
+    winner = by_label[result.winner["label"]] if result.winner else None
     report = {"source": str(fp32), "target": opts.target, "load": opts.load.to_dict(),
               "budget": None if budget is None else budget.describe(), "accuracy_data": es.what,
               "machine": measurer.machine, "space": space.to_dict(), "search": {
                   "method": "exhaustive" if opts.exhaustive else "quick (coordinate descent)",
-                  "evaluations": result.evaluations, "cache_hits": measurer.cache_hits,
-                  "seconds": round(result.seconds, 1), "measured_seconds": round(measurer.measured_s, 1),
-                  "stopped": result.stopped},
+                  "evaluations": result.evaluations, "measurements": result.measurements,
+                  "cache_hits": measurer.cache_hits, "seconds": round(result.seconds, 1),
+                  "recheck_seconds": round(result.recheck_seconds, 1),
+                  "measured_seconds": round(measurer.measured_s, 1), "stopped": result.stopped},
+              "finalists": [_side_by_side(by_label[d.label()]) for d in result.finalists],
               "accuracy": accuracy_rows, "rows": rows, "pareto": [r["label"] for r in front],
-              "baselines": baselines, "winner": winner, "notes": ev.notes}
+              "baselines": [{**by_label[d.label()], "in_search": d in in_space} for d in baselines],
+              "winner": winner, "notes": ev.notes}
 
     # 3. the winner: written as config, re-measured in a fresh process from that config
     if winner is not None:

@@ -1,171 +1,175 @@
 """The search over deployments: a quick coordinate descent, or the exhaustive grid, both over measured
-points only, with every measurement cached on disk so an interrupted search resumes where it stopped.
+points only (each run a fresh ``dnx serve`` process, cached: :mod:`.measure`).
+
+Robust ranking, in both searches (as a careful tuner does: one load run on a busy CPU can be off by
+2-3x, and the best of many noisy numbers flatters itself):
+
+- **Confirm before leading.** A deployment whose first run beats the incumbent is run a second time
+  (and so is the incumbent, if it has one run); it takes the lead only if the worse of its two runs
+  still beats the worse of the incumbent's.
+- **Re-check the finalists.** After the search, the top ``k`` (3) deployments are run again, round-robin
+  (so drift in the machine's load hits them alike), until each has three runs, at least one of them
+  after the search; the winner is the finalist with the best median of three. Each finalist keeps its
+  search-time numbers (``search``) beside the re-measured ones (``runs``).
 
 Quick search (coordinate descent, as Model Analyzer's "quick" mode hill-climbs, over more axes): start
-at ``dnx serve``'s defaults; try every engine (variant x backend) at the current settings; then climb
-each ordered axis (workers, threads, max batch, max delay) from the current value, one step at a
-time in the direction that improves, stopping at the first step that does not (or breaks the SLO);
+at ``dnx serve``'s defaults; offer every engine (variant x backend) at the current settings; then climb
+each ordered axis (workers, threads, OpenVINO hint, max batch, max delay) from the current value, one
+step at a time in the direction that improves, stopping at the first step that does not take the lead;
 repeat the passes until one changes nothing. Each measurement itself stops early once p99 breaks the
 SLO (:mod:`.load`).
-
-Ranking: deployments that hold the SLO first, then by score (the sustained requests/s), then lower p99;
-with ``--rate`` every deployment that holds carries the same rate, so lower p99 decides.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import math
 import time
-from pathlib import Path
-from typing import Callable
 
-from dnx.benchmarks.tune.load import LoadSpec, measure_deployment
+from dnx.benchmarks.tune.measure import rank_key, Runs
 from dnx.benchmarks.tune.space import ORDERED_AXES, Deployment, Space
-from dnx.core.fileio import write_json_atomic
-from dnx.core.hashing import sha256_file
-from dnx.core.machine import cpu_model, isa_flags
-from dnx.core.version import __version__
 
-CACHE_SCHEMA = "dnx.tune.measure/2"  # bump when what a measurement records or decides changes
-
-
-def machine_key() -> dict:
-    """What makes a measurement belong to this machine and software (part of every cache key)."""
-    import os
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for package in ("onnxruntime", "onnxruntime-gpu", "openvino"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "isa": isa_flags(), "dnx": __version__, **versions}
-
-
-def rank_key(row: dict, mode: str) -> tuple:
-    p99 = row.get("p99_ms")
-    p99 = float("inf") if p99 is None or p99 != p99 else p99
-    if mode == "rate":
-        return (bool(row.get("feasible")), -p99)
-    return (bool(row.get("feasible")), row.get("score", 0.0), -p99)
-
-
-class Measurer:
-    """Measures deployments through ``dnx serve``; results cached by artifact, machine and parameters."""
-
-    def __init__(self, paths: dict[str, Path], load: LoadSpec, bodies: list[bytes], cache_dir: Path,
-                 progress: Callable[[dict], None] = lambda _e: None) -> None:
-        self.paths, self.load, self.bodies, self.cache_dir = paths, load, bodies, cache_dir
-        self.sha = {name: sha256_file(p) for name, p in paths.items()}
-        self.machine = machine_key()
-        self.progress = progress
-        self.rows: dict[Deployment, dict] = {}
-        self.cache_hits = 0
-        self.measured_s = 0.0
-
-    def _cache_file(self, d: Deployment) -> tuple[Path, dict]:
-        key = {"schema": CACHE_SCHEMA, "artifact_sha256": self.sha[d.variant], "deployment": {**d.to_dict(), "variant": None},
-               "load": self.load.to_dict(), "machine": self.machine}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        return self.cache_dir / f"measure-{digest}.json", key
-
-    def __call__(self, d: Deployment) -> dict:
-        if d in self.rows:
-            return self.rows[d]
-
-        file, key = self._cache_file(d)
-        if file.is_file():
-            result, cached = json.loads(file.read_text())["result"], True
-            self.cache_hits += 1
-        else:
-            started = time.perf_counter()
-            result = measure_deployment(self.paths[d.variant], d.serve_args(), self.load, self.bodies,
-                                        min(64, max(4, 2 * d.max_batch * d.workers)),
-                                        lambda m: self.progress({"kind": "step", "label": d.label(), "message": m}),
-                                        d.workers)
-            result["measure_s"] = round(time.perf_counter() - started, 2)
-            self.measured_s += result["measure_s"]
-            cached = False
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(file, {"key": key, "result": result}, "the tune cache")
-        row = {"deployment": d.to_dict(), "label": d.label(), "artifact": str(self.paths[d.variant]),
-               **result, "cached": cached}
-        self.rows[d] = row
-        self.progress({"kind": "measured", "label": d.label(), "row": row})
-        return row
+RECHECK_RUNS = 3  # runs of each finalist, the median of which decides
 
 
 @dataclasses.dataclass
 class SearchResult:
-    rows: list[dict]  # every deployment measured, ranked
-    evaluations: int
-    seconds: float
+    rows: list[dict]  # every deployment measured: finalists first (by their median), then the rest, ranked
+    finalists: list[Deployment]  # best first
+    winner: dict | None  # the best finalist that holds the SLO (no re-check: the best row that holds)
+    evaluations: int  # distinct deployments measured
+    measurements: dict  # runs by purpose: search, confirm, recheck (baseline: 0 here)
+    seconds: float  # the whole search, re-check included
+    recheck_seconds: float
     stopped: str | None  # why the search ended early ("budget"), else None
 
 
-def _ranked(rows, mode: str) -> list[dict]:
-    return sorted(rows, key=lambda r: rank_key(r, mode), reverse=True)
+class _Budget(Exception):
+    pass
 
 
-def exhaustive(space: Space, measure: Measurer, deadline: float | None = None) -> SearchResult:
+class _Lead:
+    """A search's incumbent and the rule that replaces it (confirm before leading)."""
+
+    def __init__(self, measure: Runs, deadline: float | None) -> None:
+        self.measure, self.deadline = measure, deadline
+        self.best: Deployment | None = None
+
+    def _key(self, d: Deployment) -> tuple:
+        return rank_key(self.measure.rows[d], self.measure.mode)
+
+    def run(self, d: Deployment, runs: int = 1, why: str = "search") -> dict:
+        if self.deadline is not None and time.perf_counter() > self.deadline and self.measure.runs(d) < runs:
+            raise _Budget
+        return self.measure(d, runs, why)
+
+    def offer(self, d: Deployment) -> bool:
+        """Measure ``d``; whether it took the lead."""
+        self.run(d)
+        if self.best is None:
+            self.best = d
+            return True
+        if d == self.best or self._key(d) <= self._key(self.best):
+            return False
+        self.run(d, 2, "confirm")  # it looks better: a second fresh run before it may lead
+        if "error" not in self.measure.rows[self.best]:  # a server that failed to start fails again
+            self.run(self.best, 2, "confirm")  # compared at equal counts: the worse of two each
+        if self._key(d) > self._key(self.best):
+            self.best = d
+            return True
+        return False
+
+
+def _estimate(row: dict, mode: str) -> tuple:
+    """What picks the finalists: the mean of the runs (a deployment that led the search is ranked by the
+    worse of its two runs, which is right for taking the lead but would drop a good deployment after one
+    unlucky run); ties and the SLO as :func:`rank_key` orders them."""
+    runs = row["runs"]
+    p99s = [r["p99_ms"] for r in runs if r.get("p99_ms") is not None]
+    mean = {"feasible": row.get("feasible"), "score": sum(r.get("score") or 0.0 for r in runs) / len(runs),
+            "p99_ms": sum(p99s) / len(p99s) if p99s else None}
+    return rank_key(mean, mode)
+
+
+def recheck(measure: Runs, k: int, runs: int = RECHECK_RUNS) -> list[Deployment]:
+    """Re-measure the top ``k`` deployments (by the mean of their runs so far; a server that failed to start
+    is no candidate) until each has ``runs`` runs and at least one more than now, round-robin. Returns them,
+    best first, each row marked ``finalist`` with its numbers before the re-check under ``search``."""
+
+    mode = measure.mode
+    ranked = sorted((d for d, row in measure.rows.items() if "error" not in row),
+                    key=lambda d: _estimate(measure.rows[d], mode), reverse=True)
+    finalists = ranked[:k]
+    want = {d: max(runs, measure.runs(d) + 1) for d in finalists}
+    for d in finalists:
+        measure.rows[d]["search"] = measure.snapshot(d)
+    while pending := [d for d in finalists if measure.runs(d) < want[d]]:
+        for d in pending:
+            measure(d, measure.runs(d) + 1, "recheck")
+    for d in finalists:
+        measure.rows[d]["finalist"] = True
+    return sorted(finalists, key=lambda d: rank_key(measure.rows[d], mode), reverse=True)
+
+
+def ranked_rows(measure: Runs) -> list[dict]:
+    """Every row: the finalists first, then the rest, each group best first."""
+    mode = measure.mode
+    return sorted(measure.report_rows(), key=lambda r: (bool(r.get("finalist")), rank_key(r, mode)), reverse=True)
+
+
+def _finish(measure: Runs, started: float, stopped: str | None, recheck_k: int) -> SearchResult:
+    recheck_started = time.perf_counter()
+    finalists = recheck(measure, recheck_k) if recheck_k > 0 else []
+    recheck_s = time.perf_counter() - recheck_started
+    pool = [measure.rows[d] for d in finalists] if finalists else \
+        sorted(measure.rows.values(), key=lambda r: rank_key(r, measure.mode), reverse=True)
+    best = next((r for r in pool if r.get("feasible")), None)
+    winner = None if best is None else {k: v for k, v in best.items() if k != "_full"}
+    counts = {k: v for k, v in measure.counts.items() if k != "baseline"}
+    return SearchResult(ranked_rows(measure), finalists, winner, len(measure.rows),
+                        {**counts, "total": sum(counts.values())}, time.perf_counter() - started, recheck_s, stopped)
+
+
+def exhaustive(space: Space, measure: Runs, deadline: float | None = None, recheck_k: int = 3) -> SearchResult:
     started, stopped = time.perf_counter(), None
     grid = space.grid()
-    measure.progress({"kind": "total", "total": len(grid)})
-    for d in grid:
-        if deadline is not None and time.perf_counter() > deadline:
-            stopped = "budget"
-            break
-        measure(d)
-    return SearchResult(_ranked(measure.rows.values(), measure.load.mode), len(measure.rows),
-                        time.perf_counter() - started, stopped)
-
-
-def quick(space: Space, measure: Measurer, deadline: float | None = None, max_passes: int = 3) -> SearchResult:
-    started = time.perf_counter()
-    mode = measure.load.mode
-    # an estimate for the ETA: one pass over the engines and every ordered value
-    measure.progress({"kind": "total", "total": len(space.engines) + sum(len(getattr(space, a)) - 1
-                                                                           for a in ORDERED_AXES)})
-
-    class _Budget(Exception):
-        pass
-
-    def run(d: Deployment) -> dict:
-        if deadline is not None and time.perf_counter() > deadline and d not in measure.rows:
-            raise _Budget
-        return measure(d)
-
-    current = space.start()
-    stopped = None
+    measure.progress({"kind": "total", "total": len(grid) + round(math.log2(len(grid) + 1)) + 2 * recheck_k})
+    lead = _Lead(measure, deadline)
     try:
-        best = run(current)
+        for d in grid:
+            lead.offer(d)
+    except _Budget:
+        stopped = "budget"
+    return _finish(measure, started, stopped, recheck_k)
+
+
+def quick(space: Space, measure: Runs, deadline: float | None = None, max_passes: int = 3,
+          recheck_k: int = 3) -> SearchResult:
+    started, stopped = time.perf_counter(), None
+    # an estimate for the ETA: one pass over the engines and every ordered value, a few confirmations
+    steps = len(space.engines) + sum(len(getattr(space, a)) - 1 for a in ORDERED_AXES)
+    measure.progress({"kind": "total", "total": steps + 4 + 2 * recheck_k})
+    lead = _Lead(measure, deadline)
+    try:
+        lead.offer(space.start())
         for _ in range(max_passes):
-            before = current
+            before = lead.best
             for variant, backend in space.engines:
-                cand = dataclasses.replace(current, variant=variant, backend=backend)
-                if rank_key(row := run(cand), mode) > rank_key(best, mode):
-                    best, current = row, cand
+                lead.offer(space.canonical(dataclasses.replace(lead.best, variant=variant, backend=backend)))
             for axis in ORDERED_AXES:
-                if axis == "max_delay_ms" and current.max_batch == 1:
-                    continue  # no batcher, no delay
+                if getattr(lead.best, axis) is None or (axis == "max_delay_ms" and lead.best.max_batch == 1):
+                    continue  # no hint on this backend; no batcher, no delay
                 values = getattr(space, axis)
                 for direction in (1, -1):
-                    moved, i = False, values.index(getattr(current, axis)) + direction
+                    moved, i = False, values.index(getattr(lead.best, axis)) + direction
                     while 0 <= i < len(values):
-                        cand = space.canonical(dataclasses.replace(current, **{axis: values[i]}))
-                        row = run(cand)
-                        if rank_key(row, mode) <= rank_key(best, mode):
-                            break  # ordered: the first step that does not improve ends the climb
-                        best, current, moved = row, cand, True
-                        i += direction
+                        if not lead.offer(space.canonical(dataclasses.replace(lead.best, **{axis: values[i]}))):
+                            break  # ordered: the first step that does not take the lead ends the climb
+                        moved, i = True, i + direction
                     if moved:
                         break
-            if current == before:
+            if lead.best == before:
                 break
     except _Budget:
         stopped = "budget"
-    return SearchResult(_ranked(measure.rows.values(), mode), len(measure.rows), time.perf_counter() - started,
-                        stopped)
+    return _finish(measure, started, stopped, recheck_k)

@@ -60,6 +60,8 @@ def _load_config(ctx, param, value):
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="fp32: run the artifact as written; bf16: OpenVINO BF16 (AVX-512 BF16/AMX CPUs), checked "
                    "against the file on real data at load.")
+@click.option("--ov-hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+              help="OpenVINO's performance hint (--backend openvino): latency = one stream, throughput = several.")
 @click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
 @click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
 @click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
@@ -69,7 +71,7 @@ def _load_config(ctx, param, value):
               help="Turn photos upright by their EXIF orientation tag.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
               body_timeout_s, max_request_pixels, decode_threads, default_top_k, workers, docs, allow_unverified,
-              model_version, precision, mean, std, image_size, decode, exif_orientation) -> None:
+              model_version, precision, ov_hint, mean, std, image_size, decode, exif_orientation) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0 (with
@@ -87,7 +89,7 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
                          max_request_pixels=max_request_pixels, decode_threads=decode_threads,
                          default_top_k=default_top_k, workers=workers, docs=docs, allow_unverified=allow_unverified,
                          model_version=model_version, decode=decode, exif_orientation=exif_orientation,
-                         precision=precision,
+                         precision=precision, ov_hint=ov_hint,
                          preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
                                                               "image_size": pre.image_size})
     config.validate()  # option errors before the "loading" line

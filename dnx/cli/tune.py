@@ -25,8 +25,9 @@ from dnx.core.tables import new_table
 @click.option("--max-agreement-loss", type=float, help="Budget: top-1 agreement with FP32 >= 100 minus this.")
 @click.option("--eval-data", type=click.Path(), help="Labelled set (IDX folder, class folders, .npz); default: "
               "the images of the model's parity certificate.")
-@click.option("--target", type=click.Choice(["serve", "triton"]), default="serve", show_default=True,
-              help="What the winner is written for (triton: also a model repository with its batching).")
+@click.option("--target", type=click.Choice(["serve", "triton", "cpp"]), default="serve", show_default=True,
+              help="What the winner is written for (triton: also a model repository with its batching; cpp: "
+                   "refused, see docs/tune.md).")
 @click.option("--budget-min", type=float, help="Stop starting new measurements after this many minutes.")
 @click.option("--exhaustive", is_flag=True, help="Measure the whole grid instead of the quick coordinate descent.")
 @click.option("--precisions", help="Comma-separated variants (fp32, fp16, int8-tensorrt, int8-onnxruntime, "
@@ -36,6 +37,10 @@ from dnx.core.tables import new_table
 @click.option("--max-delay-ms", "max_delay_ms", default="0.5,2,8", show_default=True, help="Values to search.")
 @click.option("--workers", default="1,2", show_default=True, help="Values to search.")
 @click.option("--threads", default="0,1", show_default=True, help="Values to search (0: the backend's default).")
+@click.option("--ov-hint", "ov_hint", default="latency,throughput", show_default=True,
+              help="OpenVINO performance hints to search (openvino backend only).")
+@click.option("--recheck", default=3, show_default=True, type=click.IntRange(0, 20),
+              help="Finalists re-measured after the search (three runs each; the median picks the winner).")
 @click.option("--load-seconds", default=5.0, show_default=True, type=float, help="Length of each load step.")
 @click.option("--max-requests", default=3000, show_default=True, type=int, help="Most requests of each load step.")
 @click.option("--no-remeasure", is_flag=True, help="Skip the winner's re-measurement in a fresh process.")
@@ -43,8 +48,8 @@ from dnx.core.tables import new_table
 @click.option("-o", "--output", "outdir", default="dnx-tune", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the variants, the cache (resume: rerun the same command), serve.toml, pareto.png.")
 def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_loss, eval_data, target, budget_min,
-             exhaustive, precisions, backends, max_batch, max_delay_ms, workers, threads, load_seconds, max_requests,
-             no_remeasure, json_path, outdir) -> None:
+             exhaustive, precisions, backends, max_batch, max_delay_ms, workers, threads, ov_hint, recheck,
+             load_seconds, max_requests, no_remeasure, json_path, outdir) -> None:
     """Find the fastest deployment of MODEL (a model name or an FP32 ONNX from `dnx export`) whose p99 stays
     under --p99-ms and whose accuracy stays within the budget, by measuring `dnx serve` for real.
 
@@ -72,7 +77,8 @@ def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_
         variants=split(precisions) if precisions else None, backends=split(backends) if backends else None,
         workers=parse_values(workers, int, "--workers"), threads=parse_values(threads, int, "--threads"),
         max_batch=parse_values(max_batch, int, "--max-batch"),
-        max_delay_ms=parse_values(max_delay_ms, float, "--max-delay-ms"), remeasure=not no_remeasure).validate()
+        max_delay_ms=parse_values(max_delay_ms, float, "--max-delay-ms"), ov_hints=tuple(sorted(set(split(ov_hint)))),
+        recheck=recheck, remeasure=not no_remeasure).validate()
     console = make_console()
     with _Progress() as bar:
         report = tune(opts, bar)
@@ -112,14 +118,24 @@ class _Progress:
             self.done += 1
             total = self.bar.tasks[0].total
             self.bar.update(self.task, completed=self.done, total=max(total or 0, self.done))
-            row = event["row"]
-            verdict = (f"{row['score']:.1f}/s p99 {row['p99_ms']:.1f} ms" if row.get("feasible")
-                       else f"misses the SLO ({row.get('error') or 'p99 ' + format(row.get('p99_ms') or 0, '.1f') + ' ms'})")
-            self.bar.console.print(f"  {row['label']}: {verdict}{' (cached)' if row.get('cached') else ''}",
-                                   highlight=False)
+            run, row = event["result"], event["row"]
+            why = "" if event["why"] == "search" else f" [{event['why']} run {event['run']}"
+            why += f", ranked by {_verdict(row)}]" if event["run"] > 1 else ("]" if why else "")
+            self.bar.console.print(f"  {event['label']}: {_verdict(run)}{' (cached)' if run.get('cached') else ''}"
+                                   f"{why}", highlight=False, markup=False)
 
     def __exit__(self, *exc) -> None:
         self.bar.stop()
+
+
+def _verdict(r: dict) -> str:
+    if r.get("feasible"):
+        return f"{r['score']:.1f}/s p99 {r['p99_ms']:.1f} ms"
+    return f"misses the SLO ({r.get('error') or 'p99 ' + format(r.get('p99_ms') or 0, '.1f') + ' ms'})"
+
+
+def _runs(n: int, median: str = "") -> str:
+    return f"{median if n > 2 else ''}{n} run{'s' if n > 1 else ''}"
 
 
 def _pt(value) -> str:
@@ -139,27 +155,43 @@ def _accuracy_table(report: dict):
 
 def _ranking_table(report: dict):
     load = report["load"]
+    # what ranks the runs: the p99 where every deployment that holds carries the same --rate
+    field, runs_title = ("p99_ms", "runs (p99 ms)") if load["mode"] == "rate" else ("score", "runs (req/s)")
     table = new_table(f"deployments, ranked (p99 SLO {load['slo_p99_ms']:g} ms, {load['mode']} load; "
                       f"{report['search']['method']})",
-                      ("#", "deployment", "float as", "req/s", "p50 ms", "p99 ms", "SLO", "Pareto", "start s", "cached"),
-                      left=("deployment",))
+                      ("#", "deployment", "float as", "req/s", "p50 ms", "p99 ms", "SLO", runs_title, "search",
+                       "Pareto", "cached"), left=("deployment", runs_title))
     for i, r in enumerate(report["rows"], 1):
         p50, p99 = r.get("p50_ms"), r.get("p99_ms")
         # what the backend really computes the float parts in (OpenVINO: bf16 where the CPU has it)
         runs_as = (r.get("served") or {}).get("inference_precision", "-")
-        table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)"), runs_as, f"{r.get('score', 0):.1f}", "-" if p50 is None else f"{p50:.1f}",
-                      "-" if p99 is None else f"{p99:.1f}", "held" if r.get("feasible") else "missed",
-                      "*" if r.get("pareto") else "", f"{r.get('start_s', 0):.1f}", "yes" if r.get("cached") else "")
+        # a finalist's numbers when the search ended, beside its median over the re-checks
+        n = r.get("search", {}).get("runs", 0)
+        at_search = f"{r['search'][field] or 0:.1f} ({_runs(n)})" if n else ""
+        table.add_row(str(i), r["label"] + ("" if r.get("in_space", True) else " (serve defaults)")
+                      + (" (finalist)" if r.get("finalist") else ""), runs_as, f"{r.get('score', 0):.1f}",
+                      "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
+                      "held" if r.get("feasible") else "missed",
+                      " ".join(f"{x[field] or 0:.1f}" for x in r["runs"]), at_search,
+                      "*" if r.get("pareto") else "", "yes" if r.get("cached") else "")
     return table
 
 
 def _summary(report: dict) -> None:
     s = report["search"]
-    click.echo(f"search: {s['evaluations']} deployments ({s['cache_hits']} from the cache) in {s['seconds']:.0f} s"
-               + (" (stopped: --budget-min reached)" if s["stopped"] else ""))
+    m = s["measurements"]
+    click.echo(f"search: {s['evaluations']} deployments, {m['total']} runs ({m['search']} searching, {m['confirm']} "
+               f"confirming a new lead, {m['recheck']} re-checking the finalists; {s['cache_hits']} from the cache) "
+               f"in {s['seconds']:.0f} s" + (" (stopped: --budget-min reached)" if s["stopped"] else ""))
+    for f in report["finalists"]:
+        again = ", ".join(_verdict(x) for x in f["rechecks"])
+        click.echo(f"finalist {f['label']}: at the end of the search {_verdict(f['search'])} "
+                   f"({_runs(f['search']['runs'])}); re-measured {again}; median of {len(f['runs'])}: "
+                   f"{_verdict(f['final'])}")
     for b in report["baselines"]:
-        click.echo(f"dnx serve's defaults on {b['deployment']['variant']}: {b['score']:.1f}/s, "
-                   f"p99 {b.get('p99_ms') or 0:.1f} ms ({'holds' if b.get('feasible') else 'misses'} the SLO)")
+        click.echo(f"dnx serve's defaults on {b['deployment']['variant']} ({_runs(len(b['runs']), 'median of ')}): "
+                   f"{b['score']:.1f}/s, p99 {b.get('p99_ms') or 0:.1f} ms "
+                   f"({'holds' if b.get('feasible') else 'misses'} the SLO)")
     w = report["winner"]
     if w is None:
         raise DnxError(f"no deployment held p99 <= {report['load']['slo_p99_ms']:g} ms; see the table (raise "

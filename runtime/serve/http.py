@@ -159,7 +159,8 @@ def build_app(config: ServeConfig, service: Service | None = None):
         info["serving"] = {"max_batch": config.max_batch, "max_delay_ms": config.max_delay_ms,
                            "max_queue": config.max_queue, "max_body_bytes": config.max_body_bytes,
                            "body_timeout_s": config.body_timeout_s, "max_request_pixels": config.max_request_pixels,
-                           "decode_threads": config.decode_pool_size, "workers": config.workers}
+                           "decode_threads": config.decode_pool_size, "workers": config.workers,
+                           **({"ov_hint": config.ov_hint} if service.classifier.choice.backend == "openvino" else {})}
         return info
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])

@@ -52,6 +52,7 @@ class ServeConfig:
     precision: str = "fp32"  # fp32: the artifact as written; bf16: OpenVINO BF16 after its own parity check
     decode: str | None = None  # exact | fast; None: the manifest's
     exif_orientation: bool = True
+    ov_hint: str = "latency"  # OpenVINO's performance hint: latency (one stream) or throughput (several)
 
     def validate(self) -> "ServeConfig":
         checks = [(self.max_batch >= 1, "--max-batch must be >= 1"),
@@ -65,7 +66,12 @@ class ServeConfig:
                   (self.decode_threads >= 0, "--decode-threads must be >= 0"),
                   (self.default_top_k >= 1, "--top-k must be >= 1"),
                   (self.workers >= 1, "--workers must be >= 1"),
-                  (0 <= self.port <= 65535, f"--port must be from 0 to 65535, got {self.port}")]
+                  (0 <= self.port <= 65535, f"--port must be from 0 to 65535, got {self.port}"),
+                  (self.ov_hint in ("latency", "throughput"),
+                   f"--ov-hint must be latency or throughput, got {self.ov_hint!r}"),
+                  # another backend has no such hint: asking for it must not pass unnoticed
+                  (self.ov_hint == "latency" or self.backend == "openvino",
+                   "--ov-hint throughput applies to OpenVINO only; add --backend openvino")]
         for ok, message in checks:
             if not ok:
                 raise DnxError(message)
@@ -105,7 +111,8 @@ class Service:
                                threads=self.config.threads, max_pixels=self.config.max_pixels,
                                allow_unverified=self.config.allow_unverified, decode=self.config.decode,
                                exif_orientation=self.config.exif_orientation, precision=self.config.precision,
-                               **pre)
+                               backend_options={"hint": self.config.ov_hint} if self.config.backend == "openvino"
+                               else None, **pre)
         chw = self.classifier.input_chw
         self.classes = (self.classifier.artifact.num_classes
                         or int(self.classifier.logits(np.zeros((1, *chw), np.float32)).shape[1]))

@@ -21,10 +21,11 @@ from dnx.benchmarks.tune.space import Deployment, Space  # noqa: E402
 from dnx.core.errors import DnxError  # noqa: E402
 from dnx.runtime.serve.process import ServeProcess  # noqa: E402
 
-# Two points (max batch 1 vs 4), one engine; a generous SLO: the machine is shared, the test checks
-# the plumbing (what is measured is what is written and what starts), not which point wins.
+# Two points (max batch 1 vs 4), one engine, both re-checked; a generous SLO: the machine is shared, the
+# test checks the plumbing (what is measured is what is written and what starts), not which point wins.
 TINY = ["--p99-ms", "5000", "--rate", "10", "--load-seconds", "2", "--precisions", "fp32", "--backends",
-        "onnxruntime", "--max-batch", "1,4", "--max-delay-ms", "2", "--workers", "1", "--threads", "1"]
+        "onnxruntime", "--max-batch", "1,4", "--max-delay-ms", "2", "--workers", "1", "--threads", "1",
+        "--recheck", "2"]
 
 
 def _dnx(*args, timeout=600):
@@ -51,9 +52,19 @@ def test_tiny_tune_end_to_end(tiny):
     for row in report["rows"]:  # every point really ran in a server with its own settings
         assert row["served"]["max_batch"] == row["deployment"]["max_batch"] and row["exit_code"] == 0
         assert row["planned"] == 20 and row["requests"] >= 1
+        # both are finalists: re-measured (fresh servers) to three runs, ranked by the median
+        assert row["finalist"] and len(row["runs"]) >= 3 and row["runs"][-1]["why"] == "recheck"
+    m = report["search"]["measurements"]
+    assert m["total"] == m["search"] + m["confirm"] + m["recheck"] == sum(len(r["runs"]) for r in report["rows"])
+    assert m["search"] == 2 and m["recheck"] >= 2
+    side = {f["label"]: f for f in report["finalists"]}
+    assert set(side) == labels and all(len(f["runs"]) >= 3 and f["rechecks"] and f["search"]["runs"] in (1, 2)
+                                       for f in side.values())
     winner = report["winner"]
     assert winner["feasible"] and winner["p99_ms"] <= 5000 and winner["score"] == 10
+    assert winner["label"] == report["finalists"][0]["label"] == report["rows"][0]["label"]
     assert "winner:" in r.stdout and "fresh process (dnx serve --config)" in r.stdout
+    assert "re-checking the finalists" in r.stdout and r.stdout.count("finalist ") == 2
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the written config starts dnx serve with exactly the winner's settings
@@ -93,7 +104,7 @@ def _jpeg() -> bytes:
 def _options(source, out, **kw) -> TuneOptions:
     base = dict(source=str(source), outdir=out, load=LoadSpec(5000, rate=10, seconds=2), variants=("fp32",),
                 backends=("onnxruntime",), workers=(1,), threads=(1,), max_batch=(1, 4), max_delay_ms=(2.0,),
-                remeasure=False, plot=False)
+                recheck=0, remeasure=False, plot=False)
     return TuneOptions(**{**base, **kw})
 
 
@@ -115,13 +126,15 @@ def test_interrupted_search_resumes_from_cache(fmnist_onnx, tmp_path):
     events = []
     report = tune(_options(fmnist_onnx, out), events.append)
     rows = {r["label"]: r for r in report["rows"]}
-    assert rows[measured[0]]["cached"] is True  # not measured again
-    assert sum(not r["cached"] for r in report["rows"]) == 1 and report["search"]["cache_hits"] == 1
+    assert rows[measured[0]]["runs"][0]["cached"] is True  # not measured again
+    assert report["search"]["cache_hits"] == 1
     starts = [e for e in events if e["kind"] == "step" and e["message"] == "starting dnx serve"]
-    assert len(starts) == 1
+    assert len(starts) == report["search"]["measurements"]["total"] - 1  # the rest (a confirmation too)
 
-    again = tune(_options(fmnist_onnx, out), lambda e: None)  # everything cached now: no server started
-    assert again["search"]["cache_hits"] == again["search"]["evaluations"] == 2
+    events = []
+    again = tune(_options(fmnist_onnx, out), events.append)  # everything cached now: no server started
+    assert again["search"]["cache_hits"] == again["search"]["measurements"]["total"] >= 2
+    assert not [e for e in events if e["kind"] == "step"] and all(r["cached"] for r in again["rows"])
     assert again["winner"]["label"] == report["winner"]["label"]
     # another SLO is another key: measured afresh, not read from the cache
     other = tune(_options(fmnist_onnx, out, load=LoadSpec(4000, rate=10, seconds=2), max_batch=(4,)), lambda e: None)
@@ -130,13 +143,14 @@ def test_interrupted_search_resumes_from_cache(fmnist_onnx, tmp_path):
 
 def test_space_grid_and_start():
     space = Space((("fp32", "openvino"), ("int8-openvino", "openvino")), workers=(1, 2), threads=(0,),
-                  max_batch=(1, 4, 16), max_delay_ms=(0.5, 4.0)).validate()
+                  max_batch=(1, 4, 16), max_delay_ms=(0.5, 4.0), ov_hint=("latency",)).validate()
     grid = space.grid()
     assert len(grid) == space.size() == 2 * 2 * (1 + 2 * 2)  # max batch 1 takes one delay only
     assert len(set(grid)) == len(grid)
     start = space.start()  # dnx serve's defaults (batch 8, delay 2, 1 worker), snapped to the axes
     assert (start.variant, start.max_batch, start.max_delay_ms, start.workers) == ("fp32", 4, 0.5, 1)
     assert start.serve_args()[:4] == ["--backend", "openvino", "--device", "auto"]
+    assert start.serve_args()[-2:] == ["--ov-hint", "latency"]
     cuda = Deployment("fp16", "onnxruntime-cuda", 8, 2.0, 1, 0).serve_flags()
     assert cuda["backend"] == "onnxruntime" and cuda["device"] == "cuda"
     with pytest.raises(DnxError, match="ascending"):
@@ -164,6 +178,15 @@ def test_cli_errors_one_line(args, message, tmp_path):
     assert r.returncode == 1, r.stderr
     assert message in r.stderr and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
 
+
+def test_target_cpp_is_refused_in_one_line(tmp_path):
+    r = _dnx("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--target", "cpp", "-o", str(tmp_path / "o"),
+             timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "--target cpp is not supported" in r.stderr
+    assert "--target serve" in r.stderr and "--target triton" in r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
@@ -233,9 +256,10 @@ def test_budget_minutes_stop_the_search_before_measuring(fmnist_onnx, tmp_path):
     import time
 
     from dnx.benchmarks.tune import search
+    from dnx.benchmarks.tune.measure import Measurer
 
     space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(1,), max_batch=(1, 4), max_delay_ms=(2.0,))
-    measurer = search.Measurer({"fp32": fmnist_onnx}, LoadSpec(100, rate=5, seconds=1), [b""], tmp_path)
+    measurer = Measurer({"fp32": fmnist_onnx}, LoadSpec(100, rate=5, seconds=1), [b""], tmp_path)
     for how in (search.quick, search.exhaustive):
         result = how(space, measurer, deadline=time.perf_counter() - 1)
         assert result.stopped == "budget" and result.evaluations == 0 and result.rows == []

@@ -190,6 +190,10 @@ CASES = [
     Case("tune-source-missing", ("tune", "nope.onnx", "--p99-ms", "100"), 1, r"nope.onnx is not a file"),
     Case("tune-bad-space", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--workers", "1,two"), 1,
          r"--workers takes comma-separated numbers"),
+    Case("tune-target-cpp", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--target", "cpp"), 2,
+         r"--target cpp is not supported.*supported: --target serve"),
+    Case("tune-bad-ov-hint", ("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--ov-hint", "fast"), 1,
+         r"--ov-hint values must be latency or throughput"),
     # -- deploy (the manifests and replicas themselves: tests/deploy/) --
     Case("deploy-artifact-missing", ("deploy", "k8s", "nope.onnx", "--repo", "pvc://models", "-o", "{in}/k8s"), 1,
          r"nope.onnx"),

@@ -73,3 +73,31 @@ def test_config_starts_serve_and_flags_override(fmnist_onnx, tmp_path):
     assert model["backend"] == "onnxruntime"
     assert model["serving"]["max_batch"] == 3  # the command line wins
     assert model["serving"]["max_delay_ms"] == 3.5 and model["serving"]["max_queue"] == 17  # the file's
+
+
+def test_ov_hint_is_checked_and_reaches_the_openvino_runner(fmnist_onnx, tmp_path):
+    from dnx.runtime.serve.service import ServeConfig, Service
+
+    with pytest.raises(DnxError, match="--ov-hint throughput applies to OpenVINO only; add --backend openvino"):
+        ServeConfig(artifact="m.onnx", ov_hint="throughput").validate()
+    with pytest.raises(DnxError, match="--ov-hint must be latency or throughput"):
+        ServeConfig(artifact="m.onnx", backend="openvino", ov_hint="fast").validate()
+    (tmp_path / "h.toml").write_text('backend = "onnxruntime"\nov-hint = "throughput"\n')  # a known key
+    r = _dnx("serve", "--config", str(tmp_path / "h.toml"), str(fmnist_onnx))
+    assert r.returncode == 1 and "--ov-hint throughput applies to OpenVINO only" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+    pytest.importorskip("openvino", reason="the hint is OpenVINO's (pip install 'dnx[openvino]')")
+    for hint in ("latency", "throughput"):
+        service = Service(ServeConfig(artifact=str(fmnist_onnx), backend="openvino", ov_hint=hint, max_batch=1))
+        try:
+            service.open()
+            assert service.classifier._runner.hint == hint
+        finally:
+            service.close()
+    config = tmp_path / "ov.toml"
+    config.write_text(f'artifact = "{fmnist_onnx.resolve()}"\nbackend = "openvino"\nov-hint = "throughput"\n'
+                      "max-batch = 1\n")
+    with ServeProcess(None, "--config", str(config)) as server:
+        model = httpx.get(f"{server.url}/v1/model", timeout=30).json()
+    assert model["backend"] == "openvino" and model["serving"]["ov_hint"] == "throughput"
