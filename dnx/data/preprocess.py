@@ -270,7 +270,7 @@ def preprocess_array(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     if images.shape[1:3] == (pre.image_size, pre.image_size) and channels == pre.in_channels:
         x = images.astype(np.float32) / 255.0
         x = x[:, None] if images.ndim == 3 else x.transpose(0, 3, 1, 2)
-        return normalize(x, pre)
+        return normalize(x, pre, out=x)  # x is a fresh float32 array
     # Pillow has no (H, W, 1) mode: single-channel images go in as (H, W)
     return np.stack([preprocess_image(Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img), pre)
                      for img in images])
