@@ -36,8 +36,9 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "h
                   "moon.png", "grass.png", "gravel.png", "brick.png", "ihc.png")
 
 
-def find_photos(min_side: int = 128) -> list[Path]:
-    """Every offline photo found on this machine with both sides >= ``min_side``."""
+def find_photos(min_side: int = 128, photos_only: bool = True) -> list[Path]:
+    """Every offline photo found on this machine with both sides >= ``min_side``. ``photos_only=False``: also
+    the system folders' images that are not photographs (:data:`NOT_PHOTOS`), a wider and harder set."""
     found = list(bundled_photos())
     try:
         import skimage.data
@@ -50,7 +51,7 @@ def find_photos(min_side: int = 128) -> list[Path]:
     for folder in SYSTEM_FOLDERS:
         if folder.is_dir():
             found += sorted(p for p in folder.rglob("*")
-                            if p.suffix.lower() in IMAGE_SUFFIXES and not NOT_PHOTOS.fullmatch(p.stem))
+                            if p.suffix.lower() in IMAGE_SUFFIXES and not (photos_only and NOT_PHOTOS.fullmatch(p.stem)))
     keep = []
     for p in found:
         try:  # the header only: decoding every photo here took seconds
@@ -94,13 +95,19 @@ def make_photo_folder(dest: str | Path, count: int, size: int = 256, seed: int =
     return written
 
 
+def parity_photos(size: int) -> list[Path]:
+    """The photos :func:`photo_parity_set` uses, whole, for a model whose preprocessing reads ``size`` pixels
+    (the larger of its resize and crop sizes): every offline photo whose short side is at least that."""
+    return find_photos(min_side=size)
+
+
 def photo_parity_set(size: int, transform: Callable, crops_per_photo: int = 2, seed: int = 0) -> tuple[list, str]:
     """The parity images of a model without labelled data: every offline photo whose short side is at
     least ``size``, whole (``transform``, the model's preprocessing, frames it), each followed by
     ``crops_per_photo`` seeded random crops of it (RGB, ``size`` square). Each photo is decoded once and
     each image handed to ``transform`` at once, so memory holds one photo. Returns (the transformed images,
     a description naming the sources)."""
-    photos = find_photos(min_side=size)
+    photos = parity_photos(size)
     rng = np.random.default_rng(seed)
     out = []
     for p in photos:

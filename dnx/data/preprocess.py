@@ -65,25 +65,27 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, what:
     if not data:
         raise DnxError(f"{what} is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise DnxError(f"{what} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
-            if img.format == "PNG":
-                _check_png_crcs(data, what)
-            side = draft_side(pre, margin)
-            if side is not None and img.format == "JPEG":
-                img.draft(None, (side, side))  # mode unchanged: only the DCT scale
-            img.load()
-            orientation = _orientation(img) if exif_orientation else 1
-            out = img.copy()
+        # No `with` and no copy: the source is a BytesIO over ``data`` (nothing to close), and after load()
+        # the pixels are in memory, so the opened image is returned as it is.
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise DnxError(f"{what} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
+        if img.format == "PNG":
+            _check_png_crcs(data, what)
+        side = draft_side(pre, margin)
+        # MPO: a phone's JPEG with more pictures after the first (the one decoded); C++ reads it as a JPEG
+        if side is not None and img.format in ("JPEG", "MPO"):
+            img.draft(None, (side, side))  # mode unchanged: only the DCT scale
+        img.load()
+        orientation = _orientation(img) if exif_orientation else 1
     except UnidentifiedImageError:
         raise DnxError(f"{what} is not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DnxError(f"{what} cannot be decoded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if orientation in _ORIENTATION_TRANSPOSE:
-        out = out.transpose(getattr(Image.Transpose, _ORIENTATION_TRANSPOSE[orientation]))
-    return out
+        img = img.transpose(getattr(Image.Transpose, _ORIENTATION_TRANSPOSE[orientation]))
+    return img
 
 
 def _orientation(img) -> int:
@@ -172,9 +174,36 @@ def image_to_input(item, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS,
     return preprocess_image(open_any_image(item, max_pixels, pre, exif_orientation), pre, max_pixels)
 
 
+def resized_size(w: int, h: int, resize_size: int) -> tuple[int, int]:
+    """The size a ``w`` x ``h`` image is resized to: its short side ``resize_size``, its aspect ratio kept
+    (rounded half to even, the C++ runtime's nearbyint)."""
+    scale = resize_size / min(w, h)
+    return max(resize_size, round(w * scale)), max(resize_size, round(h * scale))
+
+
+def crop_box(w: int, h: int, pre: Preprocess) -> tuple[float, float, float, float] | None:
+    """``fast``: the region of a ``w`` x ``h`` image that the centre crop keeps, as Pillow's resize box (float
+    source pixels), so the resize computes only the ``image_size`` square the network sees. It is the crop's
+    integer offsets in the resized image mapped back through the resize's own scale factors (w / W, h / H),
+    so Pillow samples the same source centres as resize-then-crop, up to the float32 rounding of the box
+    (docs/images.md). None where the crop is not inside the resized image (resize_size < image_size), and
+    for nearest-neighbour resizing, which is cheap in full and would pick neighbouring pixels from a box."""
+    if pre.interpolation == "nearest":
+        return None
+    s = pre.image_size
+    rw, rh = resized_size(w, h, pre.resize_size)
+    left, top = (rw - s) // 2, (rh - s) // 2
+    if left < 0 or top < 0:
+        return None
+    return left * w / rw, top * h / rh, (left + s) * w / rw, (top + s) * h / rh
+
+
 def preprocess_image(img, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A PIL image -> float32 array (C, H, W), converted to the model's channel count. The resized image is
-    bounded by ``max_pixels`` too: a 1x20000 strip would become 256x5,120,000 and is refused instead."""
+    bounded by ``max_pixels`` too: a 1x20000 strip would become 256x5,120,000 and is refused instead.
+
+    ``pre.decode`` "exact": resize the whole image, then crop. "fast": resize only the region the crop keeps
+    (:func:`crop_box`), straight to ``image_size``; at most one grey level away from exact's resize."""
     from PIL import Image
 
     mode = "L" if pre.in_channels == 1 else "RGB"
@@ -188,28 +217,36 @@ def preprocess_image(img, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS)
     w, h = img.size
     if w < 1 or h < 1:
         raise DnxError(f"image is {w}x{h}: it has no pixels")
-    scale = pre.resize_size / min(w, h)
-    if (w, h) != (pre.resize_size, pre.resize_size) and min(w, h) != pre.resize_size:
-        size = (max(pre.resize_size, round(w * scale)), max(pre.resize_size, round(h * scale)))
-        if max_pixels is not None and size[0] * size[1] > max_pixels:
+    s = pre.image_size
+    if min(w, h) != pre.resize_size:
+        size = resized_size(w, h, pre.resize_size)
+        if max_pixels is not None and size[0] * size[1] > max_pixels:  # refused in both modes alike
             raise DnxError(f"image of {w}x{h} would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} "
                            f"pixels, over the {max_pixels:,} limit: its aspect ratio is too extreme; crop it first")
         resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pre.interpolation]
-        img = img.resize(size, resample)
-    w, h = img.size
-    left, top = (w - pre.image_size) // 2, (h - pre.image_size) // 2
-    img = img.crop((left, top, left + pre.image_size, top + pre.image_size))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
+        box = crop_box(w, h, pre) if pre.decode == "fast" else None
+        img = img.resize((s, s), resample, box=box) if box is not None else img.resize(size, resample)
+    if img.size != (s, s):
+        w, h = img.size
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    arr = np.asarray(img)  # uint8 (s, s[, C])
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return normalize(arr.transpose(2, 0, 1), pre)
+    # float32 x / 255, then normalised in place: the arithmetic (and so every bit) of
+    # normalize(asarray(img, float32) / 255.0), with one array instead of five
+    x = np.empty((arr.shape[2], s, s), np.float32)  # C-contiguous (C, H, W)
+    np.divide(arr.transpose(2, 0, 1), np.float32(255.0), out=x, dtype=np.float32)
+    return normalize(x, pre, out=x)
 
 
-def normalize(chw01: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """[0,1] (..., C, H, W) -> normalised float32."""
+def normalize(chw01: np.ndarray, pre: Preprocess, out: np.ndarray | None = None) -> np.ndarray:
+    """[0,1] (..., C, H, W) -> normalised float32. ``out=chw01`` (float32) normalises in place."""
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
-    return ((chw01 - mean) / std).astype(np.float32)
+    x = np.subtract(chw01, mean, out=out)
+    x /= std
+    return x.astype(np.float32, copy=False)
 
 
 def bundled_photos() -> list[Path]:
@@ -233,7 +270,7 @@ def preprocess_array(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     if images.shape[1:3] == (pre.image_size, pre.image_size) and channels == pre.in_channels:
         x = images.astype(np.float32) / 255.0
         x = x[:, None] if images.ndim == 3 else x.transpose(0, 3, 1, 2)
-        return normalize(x, pre)
+        return normalize(x, pre, out=x)  # x is a fresh float32 array
     # Pillow has no (H, W, 1) mode: single-channel images go in as (H, W)
     return np.stack([preprocess_image(Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img), pre)
                      for img in images])

@@ -44,8 +44,9 @@ class Preprocess:
     in_channels: int
     interpolation: str = "bilinear"
     # "exact": decode every pixel; "fast": JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
-    # keeps the short side >= dnx.data.preprocess.FAST_DECODE_MARGIN x resize_size. A manifest without the
-    # field predates the mode and was verified on exact decodes; new artifacts are written with "fast".
+    # keeps the short side >= dnx.data.preprocess.FAST_DECODE_MARGIN x resize_size, and only the region the
+    # centre crop keeps is resized (crop_box, docs/images.md). A manifest without the field predates the
+    # mode and was verified on exact decodes; new artifacts are written with "fast".
     decode: str = "exact"
 
     def to_dict(self) -> dict[str, Any]:

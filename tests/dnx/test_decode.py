@@ -16,6 +16,7 @@ import dnx
 from dnx.data.preprocess import (
     FAST_DECODE_MARGIN,
     bundled_photos,
+    crop_box,
     decode_image,
     draft_side,
     image_to_input,
@@ -69,6 +70,39 @@ def test_fast_and_exact_inputs_stay_close_on_a_12mp_photo(photo):
     exact, fast = image_to_input(data, _pre("exact")), image_to_input(data, _pre("fast"))
     cosine = float(np.dot(exact.ravel(), fast.ravel()) / np.linalg.norm(exact) / np.linalg.norm(fast))
     assert cosine > 0.99, cosine
+
+
+@pytest.mark.parametrize("size", [(1632, 1224), (1224, 1632), (700, 1500), (300, 260)])
+def test_fast_resizes_only_what_the_crop_keeps(photo, size):
+    """fast: Pillow resizes the crop's source region straight to 224 (crop_box) instead of the whole image to
+    256 and then cropping: the same sampling positions up to float32 rounding, so at most one grey level
+    apart (bilinear) in a small share of the pixels; nearest keeps exact's pixels."""
+    img = photo.resize(size)
+    w, h = size
+    box = crop_box(w, h, _pre("fast"))
+    rw, rh = (256, round(h * 256 / w)) if w < h else (round(w * 256 / h), 256)
+    left, top = (rw - 224) // 2, (rh - 224) // 2
+    assert box == (left * w / rw, top * h / rh, (left + 224) * w / rw, (top + 224) * h / rh)
+    exact, fast = preprocess_image(img, _pre("exact")), preprocess_image(img, _pre("fast"))
+    assert fast.shape == exact.shape == (3, 224, 224) and fast.dtype == np.float32 and fast.flags.c_contiguous
+    levels = np.abs(fast - exact) * np.asarray(IMAGENET["std"], np.float32).reshape(3, 1, 1) * 255
+    assert levels.max() <= 1 + 1e-3 and (levels > 0.5).mean() < 0.01, (levels.max(), (levels > 0.5).mean())
+    nearest = {**IMAGENET, "interpolation": "nearest"}
+    assert crop_box(w, h, Preprocess(**nearest, decode="fast")) is None
+    np.testing.assert_array_equal(preprocess_image(img, Preprocess(**nearest, decode="fast")),
+                                  preprocess_image(img, Preprocess(**nearest, decode="exact")))
+    # a resize smaller than the crop pads with zeros in both modes: no box
+    assert crop_box(w, h, Preprocess(224, 200, (0.5,) * 3, (0.5,) * 3, 3, decode="fast")) is None
+
+
+def test_fast_decode_scales_mpo_like_jpeg(photo):
+    """Phones write MPO (a JPEG followed by more pictures); Pillow opens it as MPO, the C++ runtime as the JPEG
+    it starts with: both decode its first picture at the DCT scale."""
+    big = photo.resize((1632, 1224))
+    data = _encode(big, "MPO", quality=90, save_all=True, append_images=[big.rotate(90)])
+    img = decode_image(data, pre=_pre("fast"))
+    assert img.format == "MPO" and img.size == (816, 612)
+    assert decode_image(data, pre=_pre("exact")).size == (1632, 1224)
 
 
 @pytest.mark.parametrize("orientation", range(2, 9))

@@ -120,10 +120,8 @@ std::vector<Prediction> Classifier::classify(const Image* images, std::size_t co
     const std::size_t per_image = static_cast<std::size_t>(m.preprocess.in_channels) * m.preprocess.image_size *
                                   m.preprocess.image_size;
     std::vector<float> input(per_image * count);
-    for (std::size_t i = 0; i < count; ++i) {
-        const std::vector<float> one = preprocess(images[i], m.preprocess, impl_->max_pixels);
-        std::copy(one.begin(), one.end(), input.begin() + static_cast<std::ptrdiff_t>(i * per_image));
-    }
+    for (std::size_t i = 0; i < count; ++i)
+        detail::preprocess_into(images[i], m.preprocess, impl_->max_pixels, input.data() + i * per_image);
     t.preprocess_ms = ms_since(start);
     start = Clock::now();
     const std::vector<float> out = logits(input.data(), count);

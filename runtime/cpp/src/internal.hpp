@@ -23,6 +23,10 @@ int exif_orientation(const std::uint8_t* tiff, std::size_t size);
 // The image turned upright for an EXIF orientation (2..8: Pillow's transposes; others: unchanged).
 Image apply_orientation(Image image, int orientation);
 
+// dnx::preprocess into `out` (spec.in_channels x image_size x image_size floats), without a vector
+// of its own: Classifier::classify writes each image straight into the batch.
+void preprocess_into(const Image& image, const Preprocess& spec, std::uint64_t max_pixels, float* out);
+
 // The whole file as bytes/text; Error(NotFound) when it cannot be opened.
 std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);

@@ -12,9 +12,11 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
 * test images: the bundled photos (JPEG) and PNGs made here for the cases photos do not cover
   (palette, grey+alpha, RGBA, 1-bit, 1x1, odd sizes, upscaling), and JPEGs/PNGs for the decode
   contract (photos re-encoded at 2 and 12 MP, progressive, grey, CMYK, each EXIF orientation 2..8,
-  a PNG with an eXIf orientation, 16-bit grey), each preprocessed by dnx/data/preprocess.py for four
-  preprocess specs (the shipped model's 28x28 grey, and ImageNet's 256 -> 224 RGB with bilinear,
-  bicubic and nearest resampling) with the exact decode, and the JPEGs with the fast decode too;
+  a PNG with an eXIf orientation, 16-bit grey, a tall PNG that Pillow resizes vertical pass first,
+  an MPO: a JPEG followed by a second picture, as phones write), each preprocessed by
+  dnx/data/preprocess.py for four preprocess specs (the shipped model's 28x28 grey, and ImageNet's
+  256 -> 224 RGB with bilinear, bicubic and nearest resampling) in both decode modes (fast: JPEGs
+  scaled while decoding, and every image resized only where the centre crop keeps it);
 * files both runtimes must refuse in both decode modes (``refused``): a truncated JPEG, a PNG with
   a bad CRC, a 1x20000 PNG whose resized image would exceed the pixel limit;
 * the 5,000 shipped Fashion-MNIST test images, their preprocessed tensor, and dnx.load()'s logits
@@ -81,8 +83,8 @@ def synthetic_pngs(folder: Path) -> list[Path]:
 
 def decode_contract_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """Images for the decode contract (docs/images.md): large JPEGs the fast decode scales by 1/2, 1/4
-    and 1/8, progressive / grey / CMYK JPEGs, the seven EXIF orientations, a PNG's eXIf, 16-bit grey; and
-    the files both runtimes refuse."""
+    and 1/8, progressive / grey / CMYK JPEGs, the seven EXIF orientations, a PNG's eXIf, 16-bit grey, a tall
+    PNG, an MPO; and the files both runtimes refuse."""
     import io
     import struct
 
@@ -107,6 +109,9 @@ def decode_contract_images(folder: Path) -> tuple[list[Path], list[Path]]:
     made["exif_6_60x40.png"] = (photo.resize((60, 40)), {"exif": exif.tobytes()})
     ramp = (np.arange(50 * 70, dtype=np.uint32) * 18 + 7).reshape(50, 70).astype(np.uint16)
     made["grey16_70x50.png"] = (Image.fromarray(ramp), {})
+    made["tall_300x1400.png"] = (photo.resize((300, 1400)), {})
+    made["mpo_1600x1200.jpg"] = (photo.resize((1600, 1200)), {"format": "MPO", "quality": 90, "save_all": True,
+                                                              "append_images": [photo.resize((1600, 1200)).rotate(90)]})
     paths = []
     for name, (img, options) in made.items():
         img.save(folder / name, **options)
@@ -182,7 +187,7 @@ def main(out: Path) -> None:
              "images": [str(p) for p in images], "preprocessed": [], "refused": [str(p) for p in refused],
              "fast_decode_margin": FAST_DECODE_MARGIN}
     for i, path in enumerate(images):
-        for decode in ("exact", "fast") if path.suffix == ".jpg" else ("exact",):
+        for decode in ("exact", "fast"):
             for spec_name, spec in specs.items():
                 pre = Preprocess.from_dict({**spec, "decode": decode})
                 tensor = preprocess_image(load_image(path, pre), pre)
@@ -224,7 +229,7 @@ if __name__ == "__main__":
     stamp = target / "index.json"
     # Python's side changes with this script and with the preprocessing it reproduces
     root = Path(__file__).resolve().parents[3]
-    sources = [Path(__file__), root / "dnx" / "data" / "preprocess.py", root / "runtime" / "openvino" / "runner.py"]
+    sources = [Path(__file__), root / "dnx" / "data" / "preprocess.py", root / "runtime" / "backends" / "openvino_runner.py"]
     if stamp.is_file() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in sources):
         sys.exit(0)
     main(target)

@@ -1,6 +1,6 @@
-// C++ preprocessing against dnx/data/preprocess.py (Pillow) on the same image files: the tensors
-// must agree within one grey level (1/255 before normalisation) everywhere; the test also reports
-// how many elements are bit-identical.
+// C++ preprocessing against dnx/data/preprocess.py (Pillow) on the same image files, in both decode
+// modes: fast must be bit-identical, exact within one grey level (1/255 before normalisation)
+// everywhere; the test also reports how many elements are bit-identical.
 #include "fixtures.hpp"
 
 #include <dnx/runtime.hpp>
@@ -51,7 +51,8 @@ TEST(Preprocess, MatchesPillowOnEveryImageAndSpec) {
         if (decode == "fast") {
             ++fast_pairs;
             fast_identical_pairs += same == got.size();
-            // the fast decode is libjpeg-turbo's DCT scaling on both sides: the same pixels, bit for bit
+            // fast: libjpeg-turbo's DCT scaling on both sides, then Pillow's resize of the region the crop
+            // keeps (its box, its pass order): the same tensor, bit for bit, for every image and spec
             EXPECT_EQ(same, got.size()) << path << " with " << spec_name << " (fast): off by " << levels << " grey levels";
         }
         EXPECT_LE(levels, 1.0 + 1e-3) << path << " with " << spec_name << " (" << decode << "): off by " << levels
