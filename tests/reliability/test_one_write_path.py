@@ -28,7 +28,7 @@ ALLOWED = {
     ("dnx/core/fileio.py", "mkstemp("): "the helper itself",
     ("dnx/core/fileio.py", "os.replace("): "the helper itself",
     ("calibration/qdq.py", "ort_cache.write_text("): "onnxruntime's range input, in a TemporaryDirectory",
-    ("calibration/qdq.py", "onnx.save(qproto, str(written))"): "certify() rewrites the temporary file its "
+    ("calibration/common.py", "onnx.save(qproto, str(written))"): "certify() rewrites the temporary file its "
                                                                 "callers hold from atomic_path",
     ("runtime/serve/repository_folders.py", "final.rename("): "a Triton model folder is staged and swapped whole; "
                                                       "its files are written with atomic_path",
