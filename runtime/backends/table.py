@@ -241,7 +241,7 @@ def resolve_name(name: str, cuda: bool | None = None, warn: bool = True) -> str:
     row = without if without == with_cuda else (with_cuda if (cuda_available() if cuda is None else cuda) else without)
     if warn and name not in _WARNED:
         _WARNED.add(name)
-        print(f"dnx: backend name {name!r} is deprecated; use {row!r}", file=sys.stderr)
+        print(f"dnx: note: backend name {name!r} is deprecated; use {row!r}", file=sys.stderr)
     return row
 
 
