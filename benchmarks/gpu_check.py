@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     ran = sum(p["status"] == "ran" for p in summary["paths"])
     print(f"{ran} of {len(summary['paths'])} paths ran; wrote {stem}.json and {stem}.md")
     for p in summary["paths"]:
-        print(f"  {p['name']:<22} {p['status']:<8} {p['reason']}")
+        print(f"  {p['name']:<31} {p['status']:<8} {p['reason']}")
 
 
 if __name__ == "__main__":
