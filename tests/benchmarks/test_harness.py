@@ -111,7 +111,7 @@ def test_model_target_runs_cpu_backends_and_reports_unavailable_ones():
     assert result.speedup("torch-cpu", 1) == pytest.approx(1.0)
     assert result.speedup("onnxruntime-cpu", 1) > 0 and result.speedup("onnxruntime-cuda", 1) is None
     assert steps[-1][1] == steps[-1][2]  # the progress callback reaches its total
-    assert result.machine["cpu"] and result.machine["versions"]["torch-cpu"]
+    assert result.machine["cpu"] and result.machine["versions"]["torch"]
 
 
 def test_configured_tolerance_turns_parity_into_a_failure():
@@ -183,13 +183,19 @@ def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_p
         assert trt.status == "unavailable" and "CUDA" in trt.reason
 
 
-def test_missing_tensorrt_runner_is_unavailable(monkeypatch, tmp_path):
-    from dnx.benchmarks import backends
+def test_tensorrt_missing_is_unavailable_before_any_file_is_prepared(monkeypatch, tmp_path):
+    """A GPU without TensorRT: the table's row says so (without importing tensorrt), and bench prepares nothing."""
+    from types import SimpleNamespace
 
-    monkeypatch.setattr(backends, "cuda_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "dnx.runtime.backends.tensorrt_runner", None)
-    with pytest.raises(UnavailableBackend, match="cannot be imported"):
-        backends._tensorrt_runner(tmp_path / "x.engine")
+    from dnx.benchmarks import backends
+    from dnx.runtime.backends import table
+
+    monkeypatch.setattr(table, "cuda_available", lambda: True)
+    monkeypatch.setattr(table, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # an import would raise
+    art = SimpleNamespace(workdir=tmp_path, path_for=lambda kind: pytest.fail("prepared a file for a row that cannot run"))
+    with pytest.raises(UnavailableBackend, match="^tensorrt-cuda unavailable: TensorRT is not installed"):
+        backends.make_runner(table.TABLE["tensorrt-cuda"], art, BenchConfig(engine="x.engine"))
 
 
 def test_engine_without_manifest_is_a_clear_error(tmp_path):
