@@ -3,10 +3,12 @@
     python -m dnx.benchmarks.gpu_check [--out STEM] [--budget 420] [--model densenet121]
     benchmarks/gpu_check.sh            (the same from a checkout, killed at 8 minutes whatever happens)
 
-Paths: torch-cuda (FP32, TF32 off), torch-cuda-fp16 (autocast, channels_last), torch-compile-cuda
-(FP32), ort-cuda and ort-trt (onnxruntime's CUDA and TensorRT providers on the FP32 ONNX file),
-trt-fp32 and trt-fp16 (engines from ``dnx build``'s library call) and trt-fp16-graph (the FP16
-engine replayed as a CUDA graph). Before them, the TensorRT checks of :mod:`dnx.benchmarks.gpu_check_trt`
+Paths, each a row of the backend table (``dnx.runtime.backends.table``, whose name the report uses):
+torch-cuda (FP32, TF32 off), torch-cuda-fp16 (autocast, channels_last), torch-cuda-compile (FP32),
+onnxruntime-cuda and onnxruntime-cuda-tensorrt (onnxruntime's CUDA and TensorRT providers on the FP32
+ONNX file), tensorrt-cuda on the FP32 and FP16 engines from ``dnx build``'s library call (paths
+``tensorrt-cuda[fp32]``, ``tensorrt-cuda[fp16]``) and on the FP16 engine replayed as a CUDA graph
+(``tensorrt-cuda[fp16,cuda-graph]``). Before them, the TensorRT checks of :mod:`dnx.benchmarks.gpu_check_trt`
 (a version-compatible engine in Python and C++, ``dnx inspect`` on TensorRT 10/11, two GPUs): the
 latency paths alone would spend the budget. Each path that can run here gets parity against PyTorch FP32 on
 the CPU (8 inputs: the bundled photos plus noise) and CUDA-event latency at each batch; each path
@@ -28,15 +30,14 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from dnx.core.compare import compare_logits
 from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
-from dnx.runtime.backends.base import run_in_batches, UnavailableBackend
+from dnx.runtime.backends.base import Runner, run_in_batches, UnavailableBackend
 from dnx.benchmarks.e2e import reencoded_photos
 from dnx.benchmarks.gpu_check_trt import CHECKS, run_check
 from dnx.benchmarks.gpu_common import (BATCHES, DEFAULT_BUDGET_S, ESTIMATE_S, LATENCY, PARITY_BATCH, TOLERANCES, Budget,
@@ -44,28 +45,38 @@ from dnx.benchmarks.gpu_common import (BATCHES, DEFAULT_BUDGET_S, ESTIMATE_S, LA
 from dnx.benchmarks.gpu_request import markdown as request_markdown, request_path
 from dnx.benchmarks.scripts import RESULTS
 from dnx.core.fileio import write_bytes_atomic, write_json_atomic
-from dnx.core.machine import _dist_version, cuda_available, machine_info
+from dnx.core.machine import cuda_available, machine_info
 from dnx.data.preprocess import photo_batch
 from dnx.export.onnx_export import export_onnx, ExportOptions
 from dnx.models import create_model
 from dnx.models.registry import get_config
 from dnx.runtime.backends.latency import measure_latency
-from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
+from dnx.runtime.backends.table import NO_CUDA, RunOptions, TABLE, TorchModel
 from dnx.runtime.backends.tensorrt_compat import import_tensorrt
-from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
-from dnx.runtime.backends.torch_runner import TorchRunner
 from dnx.runtime.tensorrt.builder import build_engine, BuildOptions
 
-def _torch_runner(ctx: Context, **kwargs):
-    # A copy: the runner moves its module to the GPU; the CPU reference model stays where it is.
-    return TorchRunner(copy.deepcopy(ctx.model), device="cuda", **kwargs)
+
+@dataclass(frozen=True)
+class GpuPath:
+    """One path: a row of the backend table at a precision (an engine's, for tensorrt-cuda)."""
+
+    backend: str
+    precision: str = "fp32"
+    cuda_graphs: bool = False
+
+    @property
+    def name(self) -> str:
+        """The row's name; engine paths add the engine's precision (one row runs several engines)."""
+        if TABLE[self.backend].takes != "engine":
+            return self.backend
+        return f"{self.backend}[{self.precision}{',cuda-graph' if self.cuda_graphs else ''}]"
 
 
-def _ort_runner(ctx: Context, device: str):
-    shapes = {k: f"input:{b}x3x224x224" for k, b in (("min", 1), ("opt", PARITY_BATCH), ("max", max(BATCHES)))}
-    options = {f"trt_profile_{k}_shapes": v for k, v in shapes.items()} if device == "trt" else None
-    return OnnxRuntimeRunner(ctx.onnx, device, trt_cache_dir=str(ctx.workdir / "ort-trt-cache"),
-                             trt_options=options)
+PATHS: dict[str, GpuPath] = {p.name: p for p in (
+    GpuPath("torch-cuda"), GpuPath("torch-cuda-fp16", "fp16"), GpuPath("torch-cuda-compile"),
+    GpuPath("onnxruntime-cuda"), GpuPath("onnxruntime-cuda-tensorrt"),
+    GpuPath("tensorrt-cuda", "fp32"), GpuPath("tensorrt-cuda", "fp16"), GpuPath("tensorrt-cuda", "fp16", True),
+)}
 
 
 def _engine(ctx: Context, precision: str) -> Path:
@@ -84,41 +95,23 @@ def _engine(ctx: Context, precision: str) -> Path:
     return ctx.engines[precision]
 
 
-def _trt_runner(ctx: Context, precision: str, cuda_graph: bool = False):
-    return TensorRTRunner(_engine(ctx, precision), cuda_graph=cuda_graph)
+def _runner(path: GpuPath, ctx: Context) -> Runner:
+    """The path's Runner, made by its table row (which raises UnavailableBackend where it cannot run)."""
+    row = TABLE[path.backend].require()
+    extra = {}
+    if row.runner_options.get("provider") == "trt":
+        shapes = {k: f"input:{b}x3x224x224" for k, b in (("min", 1), ("opt", PARITY_BATCH), ("max", max(BATCHES)))}
+        extra["trt_options"] = {f"trt_profile_{k}_shapes": v for k, v in shapes.items()}
+    options = RunOptions(cuda_graphs=path.cuda_graphs, cache_dir=str(ctx.workdir / "ort-trt-cache"), extra=extra)
+    if row.takes == "model":
+        # A copy: the runner moves its module to the GPU; the CPU reference model stays where it is.
+        return row.runner(TorchModel(copy.deepcopy(ctx.model)), options)
+    return row.runner(_engine(ctx, path.precision) if row.takes == "engine" else ctx.onnx, options)
 
 
-# name -> (precision, a Runner for it); TensorRT and onnxruntime are only imported inside the factories.
-PATHS: dict[str, tuple[str, Callable[[Context], object]]] = {
-    "torch-cuda": ("fp32", lambda ctx: _torch_runner(ctx)),
-    "torch-cuda-fp16": ("fp16", lambda ctx: _torch_runner(ctx, fp16=True, channels_last=True)),
-    "torch-compile-cuda": ("fp32", lambda ctx: _torch_runner(ctx, compile=True)),
-    "ort-cuda": ("fp32", lambda ctx: _ort_runner(ctx, "cuda")),
-    "ort-trt": ("fp32", lambda ctx: _ort_runner(ctx, "trt")),
-    "trt-fp32": ("fp32", lambda ctx: _trt_runner(ctx, "fp32")),
-    "trt-fp16": ("fp16", lambda ctx: _trt_runner(ctx, "fp16")),
-    "trt-fp16-graph": ("fp16", lambda ctx: _trt_runner(ctx, "fp16", cuda_graph=True)),
-}
-
-
-def _also_missing(name: str) -> list[str]:
-    """Besides a GPU, what this machine lacks for path ``name`` (read without importing tensorrt)."""
-
-    missing = []
-    if name.startswith("ort-"):
-        import onnxruntime
-
-        provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}[name]
-        if provider not in onnxruntime.get_available_providers():
-            missing.append(f"{provider} is not in this onnxruntime build")
-    if name.startswith("trt") and not _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12"):
-        missing.append("TensorRT is not installed (pip install 'dnx[trt]')")
-    return missing
-
-
-def _measure(runner, precision: str, ctx: Context, result: PathResult) -> None:
+def _measure(runner: Runner, precision: str, ctx: Context, result: PathResult) -> None:
     with runner:
-        if getattr(runner, "inference_precision", None) == "tf32" and precision == "fp32":
+        if runner.inference_precision == "tf32" and precision == "fp32":
             precision = "tf32"
             result.notes.append("FP32 layers ran in TF32 (TensorRT's default; onnxruntime cannot turn it off)")
         result.precision = precision
@@ -139,15 +132,15 @@ def _measure(runner, precision: str, ctx: Context, result: PathResult) -> None:
 
 
 def run_path(name: str, ctx: Context | None, why_not: str | None) -> PathResult:
-    precision, make_runner = PATHS[name]
-    result = PathResult(name, precision=precision)
+    path = PATHS[name]
+    result = PathResult(name, precision=path.precision, backend=path.backend)
     start = time.monotonic()
     try:
-        if why_not:
-            raise Skip("; ".join([why_not, *_also_missing(name)]))
+        if why_not:  # besides a GPU, what the row lacks (read without importing tensorrt)
+            raise Skip("; ".join([why_not, *(m for m in TABLE[path.backend].missing() if m != NO_CUDA)]))
         if ctx.budget.left() < ESTIMATE_S.get(name, 0):
             raise Skip(f"time budget: {ctx.budget.left():.0f} s left, this path needs about {ESTIMATE_S[name]} s")
-        _measure(make_runner(ctx), precision, ctx, result)
+        _measure(_runner(path, ctx), path.precision, ctx, result)
         result.status = "ran"
     except Skip as exc:
         result.reason = str(exc)
@@ -251,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     ran = sum(p["status"] == "ran" for p in summary["paths"])
     print(f"{ran} of {len(summary['paths'])} paths ran; wrote {stem}.json and {stem}.md")
     for p in summary["paths"]:
-        print(f"  {p['name']:<22} {p['status']:<8} {p['reason']}")
+        print(f"  {p['name']:<31} {p['status']:<8} {p['reason']}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ LATENCY = {"warmup_s": 0.2, "duration_s": 1.0, "min_iterations": 10}
 TOLERANCES = {"fp32": Tolerance(max_abs_diff=1e-4), "fp16": Tolerance(min_cosine=0.999),
               "tf32": Tolerance(min_cosine=0.999)}
 # Rough seconds per path on one data-centre GPU, to skip a path that cannot finish in the budget.
-ESTIMATE_S = {"torch-cuda": 20, "torch-cuda-fp16": 20, "torch-compile-cuda": 150, "ort-cuda": 30, "ort-trt": 150,
-              "trt-fp32": 150, "trt-fp16": 150, "trt-fp16-graph": 20}
+ESTIMATE_S = {"torch-cuda": 20, "torch-cuda-fp16": 20, "torch-cuda-compile": 150, "onnxruntime-cuda": 30,
+              "onnxruntime-cuda-tensorrt": 150, "tensorrt-cuda[fp32]": 150, "tensorrt-cuda[fp16]": 150,
+              "tensorrt-cuda[fp16,cuda-graph]": 20}
 
 
 class Skip(Exception):
@@ -29,6 +30,7 @@ class Skip(Exception):
 @dataclass
 class PathResult:
     name: str
+    backend: str = ""  # the backend table's row a latency path runs ("" for the TensorRT checks)
     status: str = "skipped"  # ran | skipped | failed
     reason: str = ""
     precision: str = "fp32"

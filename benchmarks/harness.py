@@ -1,6 +1,7 @@
 """`dnx bench`: latency of every backend and its accuracy parity with PyTorch, in one run.
 
-(The backend table and how each backend's runner is made live in ``backends.py``.)
+(The backends are rows of the backend table, ``dnx.runtime.backends.table``; bench's defaults and how
+each row's runner gets its prepared file live in ``backends.py``.)
 
 A run has one target (a registered model name, an ONNX file, and/or a TensorRT engine), prepares
 what each backend needs (FP32 ONNX, INT8 QDQ ONNX, FP16 ONNX) in a work folder, computes the
@@ -12,23 +13,23 @@ missing) is reported as unavailable with the reason; it never stops the others.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from dnx.benchmarks.artifacts import Artifacts
-from dnx.benchmarks.backends import BACKENDS, BackendSpec, _make_runner, default_backends
-from dnx.runtime.backends.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency, uses_cuda
+from dnx.benchmarks.backends import default_backends, make_runner
+from dnx.runtime.backends.latency import DEFAULT_WARMUP_S, LatencyMeasurement, measure_latency
 from dnx.core.machine import cuda_available, machine_info
 from dnx.benchmarks.parity_data import ParityInput, parity_inputs
 from dnx.core.compare import Comparison, Tolerance, compare_logits
 from dnx.core.errors import DnxError, MissingDependencyError
 from dnx.runtime.backends.base import Runner, UnavailableBackend, run_in_batches
+from dnx.runtime.backends.table import Backend, known, resolve_name, TABLE, unknown_name_error
 from dnx.runtime.backends.torch_runner import TorchRunner
 from dnx.calibration.parity import tolerance_for
 
@@ -43,7 +44,7 @@ class BenchConfig:
 
     target: str | None = None  # a registered model name or an ONNX file
     engine: str | None = None  # a TensorRT engine (the trt backend)
-    backends: tuple[str, ...] = ()  # empty: default_backends() for this machine
+    backends: tuple[str, ...] = ()  # rows of the backend table; empty: default_backends() for this machine
     batches: tuple[int, ...] = (1, 8)
     iterations: int | None = None  # timed inferences per batch; or
     duration_s: float | None = None  # timed seconds per batch (3 s when neither is given)
@@ -64,11 +65,9 @@ class BenchConfig:
     def validate(self) -> None:
         if not self.target and not self.engine:
             raise DnxError("nothing to benchmark: give a model name, an ONNX file, or --engine PATH")
-        unknown = [b for b in self.backends if b not in BACKENDS]
+        unknown = [b for b in self.backends if not known(b)]
         if unknown:
-            hints = {b: difflib.get_close_matches(b, BACKENDS, n=1) for b in unknown}
-            said = ", ".join(f"{b!r}" + (f" (did you mean {h[0]}?)" if h else "") for b, h in hints.items())
-            raise DnxError(f"unknown backend {said}; choose from {', '.join(BACKENDS)}")
+            raise unknown_name_error(unknown)
         if not self.batches or any(b < 1 for b in self.batches):
             raise DnxError(f"batch sizes must be positive integers, got {list(self.batches)}")
         if self.iterations is not None and self.duration_s is not None:
@@ -150,8 +149,10 @@ class BenchResult:
         return next((b for b in self.backends if b.backend == name), None)
 
     def speedup(self, name: str, batch: int) -> float | None:
-        """Median latency of ``torch`` over that of ``name`` at ``batch`` (same run, same machine)."""
-        base, other = self.backend("torch"), self.backend(name)
+        """Median latency of PyTorch eager FP32 (``torch-cuda``, else ``torch-cpu``) over that of ``name``
+        at ``batch`` (same run, same machine)."""
+        base = self.backend("torch-cuda") or self.backend("torch-cpu")
+        other = self.backend(name)
         if base is None or other is None:
             return None
         b, o = base.median_ms(batch), other.median_ms(batch)
@@ -210,12 +211,12 @@ class _Steps:
             self.progress("done", self.total, self.total)
 
 
-def _batch_range(runner: Runner, art: Artifacts, spec: BackendSpec) -> tuple[int | None, int | None]:
+def _batch_range(runner: Runner, art: Artifacts, row: Backend) -> tuple[int | None, int | None]:
     """(smallest, largest) batch the backend takes: a fixed batch dimension, or an engine's profile."""
     fixed = runner.input_metadata()[art.input_name].shape[0]
     if isinstance(fixed, int) and fixed > 0:  # None (or -1) marks a dynamic batch
         return fixed, fixed
-    return art.engine_batches() if spec.artifact == "engine" else (None, None)
+    return art.engine_batches() if row.takes == "engine" else (None, None)
 
 
 def _check_parity(runner: Runner, art: Artifacts, inputs: list[ParityInput], reference: dict[str, np.ndarray],
@@ -238,7 +239,7 @@ def _time_batch(runner: Runner, feed: dict[str, np.ndarray], config: BenchConfig
     try:
         runner.infer(feed)  # checked once (shapes, dtypes); the timed calls skip the checks
         return BatchLatency(batch, measure_latency(runner, feed, config.warmup_s, config.iterations,
-                                                   config.duration_s, cuda_events=uses_cuda(runner),
+                                                   config.duration_s, cuda_events=runner.uses_cuda,
                                                    no_data_transfers=config.no_data_transfers))
     except Exception as exc:
         if not isinstance(exc, DnxError) and not _backend_library_failure(exc):
@@ -246,48 +247,50 @@ def _time_batch(runner: Runner, feed: dict[str, np.ndarray], config: BenchConfig
         return BatchLatency(batch, error=str(exc) if isinstance(exc, DnxError) else f"{type(exc).__name__}: {exc}")
 
 
-def _bench_backend(spec: BackendSpec, art: Artifacts, config: BenchConfig, has_cuda: bool,
+def _bench_backend(row: Backend, art: Artifacts, config: BenchConfig,
                    inputs: list[ParityInput], reference: dict[str, np.ndarray], parity_batch: int,
                    step: _Steps) -> BackendResult:
     """Parity, then latency at each batch size, of one backend; whatever stops it is reported."""
-    result = BackendResult(spec.name)
-    step(f"{spec.name}: preparing and checking parity")
+    result = BackendResult(row.name)
+    step(f"{row.name}: preparing and checking parity")
     try:
-        runner, result.precision, result.device, path = _make_runner(spec, art, config, has_cuda)
+        runner, result.precision, result.device, path = make_runner(row, art, config)
         if path is not None:
             result.artifact, result.artifact_sha256 = art.describe(path)
         if result.precision == "unknown":
             result.notes.append("precision unknown (no manifest): parity checked with the fp32 tolerance")
         with runner:
-            if getattr(runner, "inference_precision", None) == "bf16":
+            if runner.inference_precision == "bf16":
                 # OpenVINO ran the float parts in bf16: a reduced precision, checked as FP16 is
                 result.notes.append(f"OpenVINO inference precision bf16 on a {result.precision} file")
                 result.precision = "bf16" if result.precision == "fp32" else result.precision
-            elif getattr(runner, "inference_precision", None) == "tf32" and result.precision == "fp32":
+            elif runner.inference_precision == "tf32" and result.precision == "fp32":
                 result.notes.append("onnxruntime's TensorRT provider ran FP32 layers in TF32 (no option turns it off)")
                 result.precision = "tf32"
             # float reduced by the backend: bf16 has its own tolerance (FP16's), tf32 is checked as FP16 is
             judged_as = "fp16" if result.precision == "tf32" else result.precision
             result.tolerance = config.tolerance(judged_as, art.model().weights)
-            low, high = _batch_range(runner, art, spec)
+            low, high = _batch_range(runner, art, row)
             batch = min(max(parity_batch, low or 1), high or parity_batch)
             result.parity = _check_parity(runner, art, inputs, reference, batch, result.tolerance, result.precision)
             rng = np.random.default_rng(config.seed + 1)
             shape = inputs[0].images.shape[1:]
             for batch in config.batches:
-                step(f"{spec.name}: timing batch {batch}")
+                step(f"{row.name}: timing batch {batch}")
                 if (low and batch < low) or (high and batch > high):
                     takes = f"a fixed batch of {low}" if low == high else f"batches {low}..{high} (engine profile)"
                     result.latency.append(BatchLatency(batch, error=f"the model takes {takes}"))
                     continue
                 feed = {art.input_name: rng.standard_normal((batch, *shape), dtype=np.float32)}
                 result.latency.append(_time_batch(runner, feed, config))
-            if getattr(runner, "graph_error", None):
+            if isinstance(runner, TorchRunner) and runner.graph_error:
                 result.notes.append(runner.graph_error)
-        if config.cuda_graphs and spec.name != "trt" and not getattr(runner, "cuda_graphs", False):
-            result.notes.append("ran without CUDA graphs (--cuda-graphs applies to the torch CUDA backends and trt)")
+        graphs = row.takes == "engine" or (isinstance(runner, TorchRunner) and runner.cuda_graphs)
+        if config.cuda_graphs and not graphs:
+            result.notes.append("ran without CUDA graphs (--cuda-graphs applies to the torch CUDA backends and "
+                                "tensorrt-cuda)")
     except (UnavailableBackend, MissingDependencyError) as exc:
-        result.status, result.reason = "unavailable", _strip_prefix(str(exc), spec.name)
+        result.status, result.reason = "unavailable", _strip_prefix(str(exc), row.name)
     except DnxError as exc:
         result.status, result.reason = "error", str(exc)
     except Exception as exc:
@@ -305,12 +308,6 @@ def _backend_library_failure(exc: Exception) -> bool:
     return isinstance(exc, (ImportError, RuntimeError)) or root in ("onnxruntime", "tensorrt")
 
 
-def _openvino_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
-
-
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     """Benchmark every backend of ``config`` and check each against PyTorch FP32 on the CPU.
 
@@ -320,12 +317,14 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     config.validate()
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     has_cuda = cuda_available()
+    # Old names (ort-cpu, torch...) become their rows here, so results and reports carry the table's names.
+    config = replace(config, backends=tuple(dict.fromkeys(resolve_name(b, has_cuda) for b in config.backends)))
     with _workdir(config) as (workdir, temporary):
         art = Artifacts(config, workdir, temporary)
         names = config.backends or default_backends(has_cuda, art.engine is not None, art.onnx_precision or "fp32",
-                                                    _openvino_installed())
-        specs = [BACKENDS[n] for n in dict.fromkeys(names)]
-        step = _Steps(progress, 1 + len(specs) * (1 + len(config.batches)))
+                                                    not has_cuda and TABLE["openvino-cpu"].available()[0])
+        rows = [TABLE[n] for n in names]
+        step = _Steps(progress, 1 + len(rows) * (1 + len(config.batches)))
         step("PyTorch FP32 reference")
         loaded = art.model()
         pre = loaded.config.preprocess
@@ -336,8 +335,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
                 reference = {c.name: run_in_batches(ref_runner, c.images, parity_batch, pad=True,
                                                      output_name=art.output_name) for c in inputs}
             backends = []
-            for spec in specs:
-                backends.append(_bench_backend(spec, art, config, has_cuda, inputs, reference, parity_batch, step))
+            for row in rows:
+                backends.append(_bench_backend(row, art, config, inputs, reference, parity_batch, step))
                 # A backend that did not run skips its timing steps; keep the bar's arithmetic honest.
                 step.done = 1 + len(backends) * (1 + len(config.batches))
             machine = machine_info(config.threads)

@@ -21,7 +21,7 @@ from dnx.benchmarks.harness import BenchConfig, BenchResult, run_bench
 from dnx.core.fileio import atomic_path
 
 HERE = Path(__file__).resolve().parent
-BACKENDS = ("torch", "ort-cpu", "ort-int8", "ov-cpu", "ov-int8")
+BACKENDS = ("torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8", "openvino-cpu", "openvino-cpu-int8")
 BATCHES = (1, 8)
 THREADS = 1  # one thread: comparable across machines, and what a busy server core gets
 

@@ -32,6 +32,7 @@ from dnx.core.errors import DnxError, require
 from dnx.calibration.source import open_fp32_source
 from dnx.core.fileio import atomic_path, write_json_atomic
 from dnx.core.hashing import sha256_file
+from dnx.core.onnx_graph import has_qdq
 from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
 
 # NNCF's own default for activations: the mean over calibration batches of each batch's min and max.
@@ -152,7 +153,7 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
             cached = qproto = None
     if qproto is None:
         qproto = _quantize(nncf, proto, calib, input_name, batch_size, calib.num_batches(batch_size), ignored)
-    if not any(n.op_type == "QuantizeLinear" for n in qproto.graph.node):
+    if not has_qdq(qproto):
         raise DnxError(f"nothing in {source} was quantized; check --exclude")
     manifest = {
         **(source_manifest or {}), **base_manifest(with_torch=False),

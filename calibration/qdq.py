@@ -39,7 +39,7 @@ from dnx.calibration.source import check_input_shape, open_fp32_source
 from dnx.core.fileio import atomic_path, check_writable, write_json_atomic
 from dnx.core.hashing import sha256_file
 from dnx.core.machine import isa_flags
-from dnx.core.onnx_graph import depthwise_rewrites
+from dnx.core.onnx_graph import depthwise_rewrites, has_qdq
 from dnx.schemas.manifest import base_manifest, embed, preprocess_from_manifest, write_sidecar
 
 TARGETS = ("tensorrt", "onnxruntime", "openvino")
@@ -207,7 +207,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                                 nodes_to_exclude=nodes_excluded, calibrate_method=_method(method),
                                 calibration_cache_path=str(ort_cache), **kwargs)
             qproto = onnx.load(str(tmp))
-            if not any(n.op_type == "QuantizeLinear" for n in qproto.graph.node):
+            if not has_qdq(qproto):
                 raise DnxError(f"nothing in {source} was quantized (ops to quantize: {', '.join(ops)}); "
                                "check --exclude")
             if high_precision == "fp16":

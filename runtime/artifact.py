@@ -15,7 +15,7 @@ from typing import Any
 from dnx.core.errors import DnxError
 from dnx.models.registry import Preprocess
 from dnx.core.hashing import sha256_file
-from dnx.core.onnx_graph import load_onnx
+from dnx.core.onnx_graph import has_qdq, load_onnx
 from dnx.schemas.certificate import check_certificate, check_preprocess_certified
 from dnx.schemas.engine_manifest import read_engine_manifest
 from dnx.schemas.manifest import manifest_of, preprocess_from_manifest, sidecar_path
@@ -148,7 +148,7 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
             raise DnxError(f"{path} has no dnx manifest (not exported by dnx); pass its preprocessing "
                            "(mean, std, image_size; `--mean/--std/--image-size` on the command line)")
         _check_input(path, shape, preprocess)
-        return Artifact(path, "onnx", sha, "fp32" if not _has_qdq(proto) else "int8", preprocess, labels,
+        return Artifact(path, "onnx", sha, "fp32" if not has_qdq(proto) else "int8", preprocess, labels,
                         name, shape, classes, None, None, "not a dnx artifact (foreign ONNX, caller's preprocessing)")
 
     why = check_certificate(manifest, proto)
@@ -221,7 +221,3 @@ def _check_input(path: Path, shape: tuple, pre: Preprocess) -> None:
 def _labels(manifest: dict) -> list[str] | None:
     names = (manifest.get("labels") or {}).get("names")
     return [str(n) for n in names] if names else None
-
-
-def _has_qdq(proto) -> bool:
-    return any(n.op_type == "QuantizeLinear" for n in proto.graph.node)

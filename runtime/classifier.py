@@ -121,7 +121,7 @@ class Classifier:
         """The precision the backend runs the file's float operations in: "fp32" = as the file is written
         (an FP16 or INT8 file's reduced parts stay as written), "bf16"/"tf32" = reduced by the runtime;
         None for a TensorRT engine (its precision was fixed at build)."""
-        p = getattr(self._runner, "inference_precision", None)
+        p = self._runner.inference_precision
         return p or ("fp32" if self.choice.backend in ("onnxruntime", "openvino") else None)
 
     # -- the three steps, usable one by one (the batcher and the HTTP service do) ---------

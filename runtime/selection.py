@@ -1,4 +1,7 @@
-"""Which backend runs an artifact, and the Runner that does it.
+"""Which backend runs an artifact, and the Runner that does it: a row of the backend table
+(:mod:`dnx.runtime.backends.table`) whose ``load`` mark says dnx.load may pick it. ``backend`` is
+``auto``, a backend (onnxruntime, openvino, tensorrt, with ``device``) or a row's name
+(``onnxruntime-cuda`` is backend onnxruntime on device cuda).
 
 The ``auto`` rule (recorded with its reason in ``Classifier.info()["backend_reason"]``):
 
@@ -26,11 +29,10 @@ from dataclasses import dataclass
 from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact
 from dnx.runtime.backends.base import Runner, UnavailableBackend
-from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner, provider_available
-from dnx.runtime.backends.openvino_runner import OpenVINORunner
-from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
+from dnx.runtime.backends.table import Backend, known, resolve, row_for, RunOptions, TABLE
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+LOAD_ROWS = tuple(name for name, row in TABLE.items() if row.load)
+BACKENDS = ("auto", *dict.fromkeys(TABLE[name].backend for name in LOAD_ROWS))
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -40,28 +42,36 @@ class BackendChoice:
     device: str  # cpu or cuda
     reason: str
 
-
-def _openvino_installed() -> tuple[bool, str]:
-    from importlib.util import find_spec
-
-    if find_spec("openvino") is None:
-        return False, "openvino is not installed (pip install 'dnx[openvino]')"
-    return True, ""
+    @property
+    def row(self) -> Backend:
+        """The backend table's row: its name (``onnxruntime-cpu``...) is the runner's name."""
+        return row_for(self.backend, self.device)
 
 
-def _cuda_ready() -> tuple[bool, str]:
-    return provider_available("cuda")
+def _backend_and_device(backend: str, device: str) -> tuple[str, str]:
+    """``backend`` as a backend name, with a row's name (or an old name of one) split into its backend and device."""
+    if backend in BACKENDS or not known(backend):
+        if backend not in BACKENDS:
+            raise DnxError(f"backend must be one of {', '.join(BACKENDS)} (or a row: {', '.join(LOAD_ROWS)}), "
+                           f"got {backend!r}")
+        return backend, device
+    row = resolve(backend)
+    if not row.load:
+        raise DnxError(f"backend {row.name} is a `dnx bench` backend; dnx.load runs an artifact on "
+                       f"{', '.join(LOAD_ROWS)} (or auto)")
+    if device not in ("auto", row.device):
+        raise DnxError(f"backend {row.name} runs on {row.device}, not device={device!r}")
+    return row.backend, row.device
 
 
 def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "auto",
                    precision: str | None = None) -> BackendChoice:
     """``precision``: a reduced float precision asked for ("bf16"), which only OpenVINO on a CPU runs."""
-    if precision is not None:
-        return _reduced_choice(artifact, backend, device, precision)
-    if backend not in BACKENDS:
-        raise DnxError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if device not in DEVICES:
         raise DnxError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    backend, device = _backend_and_device(backend, device)
+    if precision is not None:
+        return _reduced_choice(artifact, backend, device, precision)
     if artifact.kind == "engine":
         if backend not in ("auto", "tensorrt"):
             raise DnxError(f"{artifact.path} is a TensorRT engine; only backend='tensorrt' can run it")
@@ -78,7 +88,7 @@ def choose_backend(artifact: Artifact, backend: str = "auto", device: str = "aut
     if backend == "onnxruntime":
         return BackendChoice("onnxruntime", "cpu" if device == "auto" else device, "asked for")
     if device in ("auto", "cuda"):
-        ok, why = _cuda_ready()
+        ok, why = TABLE["onnxruntime-cuda"].available()
         if ok:
             return BackendChoice("onnxruntime", "cuda", "ONNX on a CUDA device: onnxruntime's CUDA provider")
         if device == "cuda":
@@ -90,7 +100,7 @@ def _reduced_choice(artifact: Artifact, backend: str, device: str, precision: st
     if backend not in ("auto", "openvino") or device == "cuda":
         raise DnxError(f"precision {precision!r} runs on OpenVINO's CPU plugin only; use backend='openvino' "
                        f"(or 'auto') and device='cpu' (or 'auto'), or run the artifact as written (fp32)")
-    ok, why_not = _openvino_installed()
+    ok, why_not = TABLE["openvino-cpu"].available()
     if not ok:
         raise UnavailableBackend(f"precision {precision!r} needs OpenVINO: {why_not}")
     return BackendChoice("openvino", "cpu", f"{precision} asked for: OpenVINO's CPU plugin runs it")
@@ -99,7 +109,7 @@ def _reduced_choice(artifact: Artifact, backend: str, device: str, precision: st
 def _cpu_choice(artifact: Artifact) -> BackendChoice:
     what = artifact.precision.upper() + (f" placed for {artifact.calibration_target}"
                                          if artifact.calibration_target else "")
-    ov, why_not = _openvino_installed()
+    ov, why_not = TABLE["openvino-cpu"].available()
     if ov:
         return BackendChoice("openvino", "cpu", f"{what} on a CPU: OpenVINO is the fastest installed backend")
     return BackendChoice("onnxruntime", "cpu", f"{what} on a CPU: onnxruntime ({why_not})")
@@ -108,12 +118,4 @@ def _cpu_choice(artifact: Artifact) -> BackendChoice:
 def make_runner(artifact: Artifact, choice: BackendChoice, threads: int | None = None,
                 options: dict | None = None) -> Runner:
     """The (not yet activated) Runner for ``choice``. ``options`` go to the backend's constructor."""
-    options = dict(options or {})
-    if choice.backend == "tensorrt":
-
-        return TensorRTRunner(artifact.path, **options)
-    if choice.backend == "openvino":
-
-        return OpenVINORunner(artifact.path, threads=threads or 0, **options)
-
-    return OnnxRuntimeRunner(artifact.path, device=choice.device, threads=threads or 0, **options)
+    return choice.row.runner(artifact.path, RunOptions(threads=threads or 0, extra=dict(options or {})))

@@ -11,16 +11,17 @@ from dnx.benchmarks import report
 from dnx.benchmarks.e2e import markdown, run_e2e, user_images
 from dnx.benchmarks.harness import BenchConfig, run_bench
 from dnx.core.fileio import check_writable, write_bytes_atomic, write_json_atomic
+from dnx.runtime.backends.table import TABLE
 from dnx.schemas.manifest import read_manifest
 
 
 @cli.command("bench")
 @click.argument("target", required=False)
-@click.option("--engine", type=click.Path(), help="TensorRT engine for the trt backend.")
-@click.option("--backends", help="Comma-separated: torch, torch-cuda-fp16, torch-compile, ort-cpu, ort-int8, "
-              "ort-fp16, ort-cuda, ort-trt, trt, ov-cpu, ov-int8. Default without a GPU: torch,ort-cpu,ort-int8 "
-              "(and ov-cpu,ov-int8 where OpenVINO is installed); with one: torch,torch-cuda-fp16,ort-cuda "
-              "(and trt with --engine).")
+@click.option("--engine", type=click.Path(), help="TensorRT engine for the tensorrt-cuda backend.")
+@click.option("--backends", help="Comma-separated rows of the backend table: " + ", ".join(TABLE) + ". Default "
+              "without a GPU: torch-cpu,onnxruntime-cpu,onnxruntime-cpu-int8 (and openvino-cpu,openvino-cpu-int8 "
+              "where OpenVINO is installed); with one: torch-cuda,torch-cuda-fp16,onnxruntime-cuda (and "
+              "tensorrt-cuda with --engine). Old names (ort-cpu, trt...) still work, with a note.")
 @click.option("--batch", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Timed inferences per batch size.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True),

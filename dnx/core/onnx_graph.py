@@ -38,6 +38,7 @@ def graph_inputs(model_proto) -> list:
 
 
 def has_qdq(model_proto) -> bool:
+    """Whether the graph is (partly) quantized: any QuantizeLinear or DequantizeLinear node."""
     return any(n.op_type in QDQ_OPS for n in model_proto.graph.node)
 
 

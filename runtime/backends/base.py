@@ -1,8 +1,28 @@
-"""One Runner interface for every backend (torch, onnxruntime, TensorRT).
+"""One Runner contract for every backend (torch, onnxruntime, OpenVINO, TensorRT).
 
-Subclasses implement ``_activate``, ``_deactivate``, ``input_metadata`` and ``_infer``; the base class
-adds the context manager, input checks and the wall-clock time of the last inference. Benchmarks
-and parity only talk to Runners.
+Subclasses implement ``_activate``, ``_deactivate``, ``input_metadata``, ``output_names`` and ``_infer``;
+the base class adds the context manager, input checks and the wall-clock time of the last inference.
+Benchmarks and parity only talk to Runners.
+
+The device side is one optional interface, declared here with "not supported" defaults and overridden
+by the runners that can keep inputs on a CUDA device (torch, onnxruntime, TensorRT), with the same
+signatures everywhere, so the latency code asks instead of probing:
+
+``uses_cuda``
+    the runner's work runs on a CUDA device (time it with CUDA events).
+``device_resident`` (class attribute)
+    ``load_inputs``, ``infer_device`` and ``fetch_outputs`` work.
+``load_inputs(feed, check=True)``
+    copy host inputs into the runner's device buffers, once.
+``infer_device() -> float | None``
+    one inference on those inputs, nothing copied back. Returns the GPU seconds of that run where the
+    runner times its own stream (TensorRT, with CUDA events; it has then waited for the run); otherwise
+    None, and the caller times it with events on ``cuda_stream``.
+``fetch_outputs()``
+    the outputs of the last ``infer_device``, copied to host arrays.
+``cuda_stream``
+    the ``torch.cuda.Stream`` (or a raw ``cudaStream_t`` int) the runner queues its work on; None where
+    that stream is the backend's own and each call returns once the GPU is done (onnxruntime).
 """
 
 from __future__ import annotations
@@ -10,6 +30,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,9 +45,14 @@ class TensorMeta:
 
 
 class Runner(ABC):
-    """Base of all backends. ``name`` is the backend label shown in reports."""
+    """Base of all backends. ``name`` is the backend's name in the backend table (``table.py``), shown
+    in reports. ``inference_precision`` is the float precision the backend runs the file's float
+    operations in where it differs from the file ("bf16" on OpenVINO, "tf32" on onnxruntime's TensorRT
+    provider), once activated; None: as the file is written (or fixed when an engine was built)."""
 
     name: str = "runner"
+    inference_precision: str | None = None
+    device_resident: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.is_active = False
@@ -89,11 +115,36 @@ class Runner(ABC):
         """Name -> TensorMeta for every input, in the model's order."""
 
     @abstractmethod
+    def output_names(self) -> list[str]:
+        """The model's output tensor names, in its order (the keys ``infer`` returns)."""
+
+    @abstractmethod
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ...
 
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on CPU backends)."""
+
+    # -- device side (see the module doc); the defaults say "not supported" ------------------
+    @property
+    def uses_cuda(self) -> bool:
+        return False
+
+    @property
+    def cuda_stream(self):
+        return None
+
+    def load_inputs(self, feed: dict[str, np.ndarray], check: bool = True) -> None:
+        raise self._no_device_path("load_inputs")
+
+    def infer_device(self) -> float | None:
+        raise self._no_device_path("infer_device")
+
+    def fetch_outputs(self) -> dict[str, np.ndarray]:
+        raise self._no_device_path("fetch_outputs")
+
+    def _no_device_path(self, method: str) -> DnxError:
+        return DnxError(f"{self.name} cannot keep inputs on a device ({method}); use infer()")
 
 
 def run_in_batches(runner: Runner, x: np.ndarray, batch_size: int = 16, pad: bool = False,

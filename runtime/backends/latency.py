@@ -4,28 +4,14 @@ On CPU each inference is timed with ``time.perf_counter`` around ``runner.infer(
 On CUDA backends CUDA events time it instead, recorded on the runner's own stream (``cuda_stream``;
 events on torch's default stream would not order with a runner's non-blocking stream, and would
 measure wall time): end to end (host inputs in, host outputs out: H2D + compute + D2H) and, where
-the runner can run on inputs already on the device, GPU compute alone. The loops do nothing else per iteration (no allocation beyond one list append, no checks),
-so the harness adds well under a microsecond to a measurement of milliseconds.
+the runner can run on inputs already on the device, GPU compute alone. The loops do nothing else per
+iteration (no allocation beyond one list append, no checks), so the harness adds well under a
+microsecond to a measurement of milliseconds.
 
-Device hooks are duck-typed, so any Runner can offer them without a shared base class
-(``TensorRTRunner`` has ``load_inputs``, ``infer_device`` and ``last_device_time``):
-
-``uses_cuda``
-    optional property, true when the runner's work runs on a CUDA device. Without it, a runner
-    with ``infer_device``, or whose ``device`` is ``"cuda"`` (or onnxruntime's ``"trt"``
-    provider), counts as CUDA.
-``upload(feed)`` or ``load_inputs(feed)``
-    optional: copy host inputs into the runner's device buffers. Without either, one
-    ``infer(feed)`` leaves them there.
-``infer_device()``
-    run one inference on the inputs already on the device, without copying anything back.
-``last_device_time``
-    optional: GPU seconds of the last ``infer_device``, timed by the runner with CUDA events on its
-    own stream. Preferred; otherwise events are recorded around ``infer_device`` on
-    ``cuda_stream`` (a ``torch.cuda.Stream`` or a raw ``cudaStream_t`` int), else torch's current
-    stream.
-``cuda_stream``
-    optional: the stream the runner works on; end-to-end events are recorded there too.
+The device side is the Runner contract's (``base.py``): ``uses_cuda``, ``device_resident``,
+``load_inputs``, ``infer_device`` (GPU seconds where the runner times its own stream, preferred;
+otherwise events are recorded around it on ``cuda_stream``, else on torch's current stream) and
+``cuda_stream``.
 """
 
 from __future__ import annotations
@@ -37,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from dnx.core.errors import DnxError
+from dnx.runtime.backends.base import Runner
 
 # trtexec's defaults: 200 ms of warm-up, 3 s of measurement, at least 10 inferences.
 DEFAULT_WARMUP_S = 0.2
@@ -91,13 +78,6 @@ class LatencyMeasurement:
     def to_dict(self) -> dict:
         return {"timer": self.timer, "end_to_end": self.end_to_end.to_dict(),
                 "compute": self.compute.to_dict() if self.compute else None, "notes": list(self.notes)}
-
-
-def uses_cuda(runner) -> bool:
-    flag = getattr(runner, "uses_cuda", None)
-    if flag is not None:
-        return bool(flag)
-    return hasattr(runner, "infer_device") or getattr(runner, "device", "cpu") in ("cuda", "trt")
 
 
 def _feed_batch(feed: dict[str, np.ndarray]) -> int:
@@ -161,10 +141,10 @@ def _event_timer(call, stream):
     return measure_ms
 
 
-def _torch_stream(runner):
+def _torch_stream(runner: Runner):
     import torch
 
-    stream = getattr(runner, "cuda_stream", None)
+    stream = runner.cuda_stream
     if stream is None:
         return torch.cuda.current_stream()
     if isinstance(stream, int):
@@ -172,49 +152,50 @@ def _torch_stream(runner):
     return stream
 
 
-def _gpu_compute(runner, feed, warmup_s: float, timing: tuple, notes: list[str]) -> LatencyStats | None:
-    """GPU time of ``infer_device`` on inputs already on the device; None where the runner has no
-    such hook or the hook does not fit the protocol (noted)."""
+def _gpu_compute(runner: Runner, feed, warmup_s: float, timing: tuple, notes: list[str]) -> LatencyStats | None:
+    """GPU time of ``infer_device`` on inputs already on the device; None (noted) where the runner
+    has no device-resident path or it fails."""
     import torch
 
-    infer_device = getattr(runner, "infer_device", None)
-    if infer_device is None:
+    if not runner.device_resident:
         notes.append(f"{runner.name} exposes no device-only inference; GPU compute time not measured")
         return None
+    infer_device = runner.infer_device
     try:
-        upload = getattr(runner, "upload", None) or getattr(runner, "load_inputs", None)
-        if upload is not None:
-            upload(feed)
-        else:
-            runner.infer(feed, check=False)  # leaves the inputs in the runner's device buffers
-        _warm_up(lambda: (infer_device(), torch.cuda.synchronize()), warmup_s)
-        if hasattr(type(runner), "last_device_time") or hasattr(runner, "last_device_time"):
+        runner.load_inputs(feed, check=False)
+        deadline = time.perf_counter() + warmup_s
+        self_timed = infer_device() is not None  # the first warm-up call says who times the runs
+        torch.cuda.synchronize()
+        while time.perf_counter() < deadline:
+            infer_device()
+            torch.cuda.synchronize()
+        if self_timed:
             def measure_ms() -> float:
-                infer_device()
-                return runner.last_device_time * 1000.0
+                return infer_device() * 1000.0
         else:
             measure_ms = _event_timer(infer_device, _torch_stream(runner))
-            if getattr(runner, "cuda_stream", None) is None:
+            if runner.cuda_stream is None:
                 # e.g. onnxruntime, whose stream is its own: its run returns once the GPU is done, so
                 # the events bracket launch and compute as the host sees them
                 notes.append(f"{runner.name}: GPU compute timed with CUDA events around a call that waits for "
                              "the GPU (launch overhead included)")
         samples = _repeat(measure_ms, *timing)
-    except (AttributeError, TypeError, RuntimeError) as exc:
+    except RuntimeError as exc:  # a CUDA error, or a backend library refusing the device path
         notes.append(f"GPU compute timing unavailable: {type(exc).__name__}: {exc}")
         return None
     return LatencyStats.from_samples(samples, _feed_batch(feed))
 
 
-def measure_latency(runner, feed: dict[str, np.ndarray], warmup_s: float = DEFAULT_WARMUP_S,
+def measure_latency(runner: Runner, feed: dict[str, np.ndarray], warmup_s: float = DEFAULT_WARMUP_S,
                     iterations: int | None = None, duration_s: float | None = None,
                     cuda_events: bool = False, no_data_transfers: bool = False,
                     min_iterations: int = MIN_ITERATIONS) -> LatencyMeasurement:
     """Time ``runner`` (active) on ``feed``: warm up for ``warmup_s``, then run ``iterations``
     inferences, or for ``duration_s`` seconds (default 3 s) and at least ``min_iterations``.
 
-    ``cuda_events`` times with CUDA events and adds GPU compute time when the runner has
-    ``infer_device``; ``no_data_transfers`` then reports that compute time as the end-to-end figure.
+    ``cuda_events`` times with CUDA events and adds GPU compute time when the runner is
+    ``device_resident``; ``no_data_transfers`` then reports that compute time as the end-to-end figure.
+    Callers pass ``cuda_events=runner.uses_cuda`` to time each runner on its own clock.
     """
     if iterations is not None and duration_s is not None:
         raise DnxError("give either a number of iterations or a duration, not both")

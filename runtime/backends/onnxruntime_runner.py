@@ -65,13 +65,17 @@ class OnnxRuntimeRunner(Runner):
 
     Activation refuses (:class:`UnavailableBackend`) when onnxruntime silently fell back to another
     provider than the one asked for (e.g. cuDNN or libnvinfer could not be loaded): a CPU number
-    must never be reported as ort-cuda. ``inference_precision`` is "tf32" where the TensorRT provider
-    rounds FP32 math to TF32 (reports give such rows their own label and tolerance).
+    must never be reported as onnxruntime-cuda. ``inference_precision`` is "tf32" where the TensorRT
+    provider rounds FP32 math to TF32 (reports give such rows their own label and tolerance).
 
-    Device-resident inputs (for GPU timing without copies, single thread): ``load_inputs(feed)``
-    binds copies of the inputs on the provider's device through an IOBinding, ``infer_device()``
-    runs on them (onnxruntime returns when the GPU is done), ``device_outputs()`` reads the result.
+    Device-resident inputs (the base's device side; for GPU timing without copies, single thread):
+    ``load_inputs(feed)`` binds copies of the inputs on the provider's device through an IOBinding,
+    ``infer_device()`` runs on them (onnxruntime returns when the GPU is done, on its own stream, so it
+    returns None and ``cuda_stream`` is None), ``fetch_outputs()`` reads the result.
     """
+
+    device_resident = True
+    NAMES = {"cpu": "onnxruntime-cpu", "cuda": "onnxruntime-cuda", "trt": "onnxruntime-cuda-tensorrt"}
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0,
                  trt_cache_dir: str | None = None, trt_options: dict | None = None) -> None:
@@ -83,9 +87,8 @@ class OnnxRuntimeRunner(Runner):
         self.threads = threads
         self.trt_cache_dir = trt_cache_dir
         self.trt_options = dict(trt_options or {})  # more TensorRT provider options, e.g. trt_profile_*_shapes
-        self.name = {"cpu": "ort-cpu", "cuda": "ort-cuda", "trt": "ort-trt"}[device]
+        self.name = self.NAMES[device]
         self.session = None
-        self.inference_precision: str | None = None
         self._output_names: list[str] = []
         self._binding = None
 
@@ -153,9 +156,11 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(self._output_names, outputs))
 
     # -- device-resident inputs (IOBinding) --------------------------------------------------------
-    def load_inputs(self, feed: dict[str, np.ndarray]) -> None:
+    def load_inputs(self, feed: dict[str, np.ndarray], check: bool = True) -> None:
         """Copy ``feed`` to the provider's device once and bind it; outputs stay there too."""
         self._require_active()
+        if check:
+            self._check_feed(feed)
         ort = import_onnxruntime()
         where = "cpu" if self.device == "cpu" else "cuda"
         binding = self.session.io_binding()
@@ -167,13 +172,14 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_output(name, where, 0)
         self._binding = binding
 
-    def infer_device(self) -> None:
+    def infer_device(self) -> float | None:
         """One run on the bound inputs, nothing copied; returns once the outputs are ready."""
         if self._binding is None:
             raise DnxError(f"{self.name}: call load_inputs(feed) before infer_device()")
         self.session.run_with_iobinding(self._binding)
+        return None
 
-    def device_outputs(self) -> dict[str, np.ndarray]:
+    def fetch_outputs(self) -> dict[str, np.ndarray]:
         """The outputs of the last ``infer_device`` (copied to the host)."""
         if self._binding is None:
             raise DnxError(f"{self.name}: nothing has run yet; call load_inputs(feed) and infer_device() first")

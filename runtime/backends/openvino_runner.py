@@ -82,7 +82,7 @@ class OpenVINORunner(Runner):
             raise DnxError(f"threads must be >= 0, got {threads}")
         self.path = Path(path)
         self.threads, self.precision, self.hint = threads, precision, hint
-        self.name = "ov-cpu"
+        self.name = "openvino-cpu"
         self.inference_precision: str | None = None  # "fp32" or "bf16", once activated
         self._core = self._model = None
         self._config: dict = {}

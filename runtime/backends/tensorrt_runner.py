@@ -117,9 +117,9 @@ class TensorRTRunner(Runner):
     shape would need an execution context, with its own activation memory, per shape.
 
     Timing: ``infer`` is the wall-clock path (copies in, compute, copies out; ``last_inference_time``).
-    For GPU compute alone, call ``load_inputs(feed)`` once, then ``execute()`` as often as needed and
-    ``synchronize()``; ``last_device_time`` is the CUDA-event time of the last ``execute`` and
-    ``infer_device(feed)`` does all of that once.
+    For GPU compute alone (the base's device side), call ``load_inputs(feed)`` once, then
+    ``infer_device()`` as often as needed: it runs ``execute()``, waits, and returns the CUDA-event time
+    of that run on the runner's stream (``last_device_time``); ``fetch_outputs()`` copies the result.
 
     Every CUDA call runs with ``self.device`` as torch's current device, so ``device=1`` works when
     the split methods are called directly (the latency code does).
@@ -130,6 +130,8 @@ class TensorRTRunner(Runner):
     thread its own runner.
     """
 
+    device_resident = True
+
     def __init__(self, engine_path: str | Path, device: int = 0, cuda_graph: bool = False,
                  require_manifest: bool = True) -> None:
         super().__init__()
@@ -137,7 +139,7 @@ class TensorRTRunner(Runner):
         self.device = device
         self.cuda_graph = cuda_graph
         self.require_manifest = require_manifest
-        self.name = "trt" + ("-graph" if cuda_graph else "")
+        self.name = "tensorrt-cuda"
         self.manifest: dict | None = None
         self.warnings: list[str] = []
         self._lock = threading.Lock()
@@ -172,8 +174,6 @@ class TensorRTRunner(Runner):
                 self._reset()
                 raise
         self.warnings = loaded.warnings
-        if self.manifest:
-            self.name = f"trt-{self.manifest.get('precision', '?')}" + ("-graph" if self.cuda_graph else "")
 
     def _setup(self, torch, loaded: LoadedEngine) -> None:
         engine: trt.ICudaEngine = loaded.engine
@@ -259,6 +259,10 @@ class TensorRTRunner(Runner):
 
     def _on_device(self):
         return _torch().cuda.device(self.device)
+
+    @property
+    def uses_cuda(self) -> bool:
+        return True
 
     @property
     def cuda_stream(self):
@@ -366,11 +370,9 @@ class TensorRTRunner(Runner):
             end.synchronize()
             return start.elapsed_time(end) / 1000.0
 
-    def infer_device(self, feed: dict[str, np.ndarray] | None = None) -> float:
-        """GPU seconds of one run on ``feed`` (or the inputs already loaded), copies excluded."""
+    def infer_device(self) -> float | None:
+        """GPU seconds of one run on the inputs ``load_inputs`` left on the device, copies excluded."""
         with self._on_device():
-            if feed is not None:
-                self.load_inputs(feed)
             self.execute()
             self.synchronize()
             return self.last_device_time

@@ -21,6 +21,7 @@ def dnx(*args: str) -> subprocess.CompletedProcess:
 
 @no_cuda
 def test_unavailable_backends_are_reported_and_exit_zero_when_others_ran(tmp_path):
+    """Old backend names still run, each with one deprecation note; the outputs carry the table's names."""
     out = tmp_path / "r.json"
     result = dnx("bench", "densenet_bc22_fmnist", "--backends", "ort-cpu,ort-cuda,trt", *FAST,
                  "--json", str(out), "--csv", str(tmp_path / "r.csv"), "--markdown", str(tmp_path / "r.md"))
@@ -28,14 +29,21 @@ def test_unavailable_backends_are_reported_and_exit_zero_when_others_ran(tmp_pat
     assert "unavailable: no CUDA device found" in result.stdout
     doc = json.loads(out.read_text())
     assert {r["backend"]: r["status"] for r in doc["results"]} == {
-        "ort-cpu": "ok", "ort-cuda": "unavailable", "trt": "unavailable"}
+        "onnxruntime-cpu": "ok", "onnxruntime-cuda": "unavailable", "tensorrt-cuda": "unavailable"}
+    assert doc["config"]["backends"] == ["onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-cuda"]
+    notes = [line for line in result.stderr.splitlines() if "deprecated" in line]
+    assert notes == ["dnx: note: backend name 'ort-cpu' is deprecated; use 'onnxruntime-cpu'",
+                     "dnx: note: backend name 'ort-cuda' is deprecated; use 'onnxruntime-cuda'",
+                     "dnx: note: backend name 'trt' is deprecated; use 'tensorrt-cuda'"]
+    assert "ort-cpu" not in (tmp_path / "r.csv").read_text() + (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.csv").stat().st_size > 0 and (tmp_path / "r.md").stat().st_size > 0
 
 
 @no_cuda
 def test_only_unavailable_backends_exit_non_zero(tmp_path):
     out = tmp_path / "r.json"
-    result = dnx("bench", "densenet_bc22_fmnist", "--backends", "ort-cuda,trt", *FAST, "--json", str(out))
+    result = dnx("bench", "densenet_bc22_fmnist", "--backends", "onnxruntime-cuda,tensorrt-cuda", *FAST,
+                 "--json", str(out))
     assert result.returncode == 2
     assert "none of the requested backends ran here" in result.stderr and "Traceback" not in result.stderr
     assert json.loads(out.read_text())["results"][0]["status"] == "unavailable"  # still written

@@ -13,6 +13,7 @@ from dnx.benchmarks import gpu_check
 from dnx.benchmarks.gpu_check_trt import CHECKS
 from dnx.core.errors import DnxError
 from dnx.runtime.backends.base import UnavailableBackend
+from dnx.runtime.backends.table import TABLE
 
 needs_no_gpu = pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the no-GPU mode")
 
@@ -26,6 +27,9 @@ def test_nothing_to_run_mode_reports_every_path_skipped_with_a_reason(tmp_path):
     for path in summary["paths"]:
         assert path["status"] == "skipped" and path["reason"].startswith("no CUDA device")
         assert path["parity"] is None and path["latency"] == {}
+    # every latency path is a row of the backend table, reported under the row's name
+    rows = [p["backend"] for p in summary["paths"] if p["backend"]]
+    assert rows == [p.backend for p in gpu_check.PATHS.values()] and set(rows) <= set(TABLE)
     assert summary["machine"]["cpu"] and summary["machine"]["gpu"] is None
     table = (tmp_path / "check.md").read_text()
     assert all(f"| {name} | skipped |" in table for name in names)
@@ -47,42 +51,42 @@ def conv_onnx(path):
 
 @pytest.fixture
 def cpu_context(tmp_path, monkeypatch):
-    """A Context whose one path is onnxruntime's CPU provider, with a 1-second-free latency setting."""
+    """A Context with one more path, the table's onnxruntime-cpu row, and a 1-second-free latency setting."""
     from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
     path = conv_onnx(tmp_path / "conv.onnx")
     x = np.random.default_rng(1).standard_normal((8, 3, 224, 224)).astype(np.float32)
     with OnnxRuntimeRunner(path) as runner:
         reference = runner.infer({"input": x})["logits"]
-    monkeypatch.setitem(gpu_check.PATHS, "ort-cpu", ("fp32", lambda ctx: OnnxRuntimeRunner(ctx.onnx)))
+    monkeypatch.setitem(gpu_check.PATHS, "onnxruntime-cpu", gpu_check.GpuPath("onnxruntime-cpu"))
     monkeypatch.setitem(gpu_check.LATENCY, "duration_s", 0.0)
     monkeypatch.setitem(gpu_check.LATENCY, "min_iterations", 2)
     return gpu_check.Context(None, path, tmp_path, x, reference, gpu_check.Budget(60))
 
 
 def test_a_path_that_runs_gets_parity_and_latency_at_each_batch(cpu_context):
-    result = gpu_check.run_path("ort-cpu", cpu_context, None)
-    assert result.status == "ran" and result.reason == ""
+    result = gpu_check.run_path("onnxruntime-cpu", cpu_context, None)
+    assert result.status == "ran" and result.reason == "" and result.backend == "onnxruntime-cpu"
     assert result.parity["passed"] and result.parity["max_abs_diff"] <= 1e-5
     assert sorted(result.latency) == list(gpu_check.BATCHES)
     assert all(lat["median_ms"] > 0 for lat in result.latency.values())
 
 
-@pytest.mark.parametrize("error, status", [(UnavailableBackend("ort-cuda unavailable: fell back"), "skipped"),
+@pytest.mark.parametrize("error, status", [(UnavailableBackend("onnxruntime-cuda unavailable: fell back"), "skipped"),
                                            (DnxError("engine refused"), "failed"),
                                            (RuntimeError("CUDA error: boom"), "failed")])
 def test_skips_and_failures_are_told_apart(cpu_context, monkeypatch, error, status):
-    def broken(ctx):
+    def broken(path, ctx):
         raise error
 
-    monkeypatch.setitem(gpu_check.PATHS, "broken", ("fp32", broken))
-    result = gpu_check.run_path("broken", cpu_context, None)
+    monkeypatch.setattr(gpu_check, "_runner", broken)
+    result = gpu_check.run_path("onnxruntime-cpu", cpu_context, None)
     assert (result.status, result.reason.split(": ")[-1]) == (status, str(error).split(": ")[-1])
 
 
 def test_a_path_that_cannot_finish_in_the_budget_is_skipped(cpu_context):
     cpu_context.budget = gpu_check.Budget(10)
-    result = gpu_check.run_path("torch-compile-cuda", cpu_context, None)
+    result = gpu_check.run_path("torch-cuda-compile", cpu_context, None)
     assert result.status == "skipped" and result.reason.startswith("time budget: ")
 
 

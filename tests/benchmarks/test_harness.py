@@ -13,6 +13,7 @@ from dnx.benchmarks.harness import BenchConfig, BackendResult, default_backends,
 from dnx.benchmarks.parity_data import load_parity_data
 from dnx.core.compare import DEFAULT_TOLERANCES, Tolerance, compare_logits
 from dnx.core.errors import DnxError
+from dnx.runtime.backends.base import UnavailableBackend
 
 MODEL = "densenet_bc22_fmnist"  # 28x28 grey, ~70k parameters: a run takes seconds
 FAST = dict(batches=(1, 2), iterations=3, warmup_s=0.0, samples=6)
@@ -32,8 +33,8 @@ def exported(tmp_path_factory):
 def test_config_validation():
     with pytest.raises(DnxError, match="nothing to benchmark"):
         BenchConfig().validate()
-    with pytest.raises(DnxError, match="did you mean ort-cpu"):
-        BenchConfig(target=MODEL, backends=("ort-cpuu",)).validate()
+    with pytest.raises(DnxError, match="did you mean onnxruntime-cpu"):
+        BenchConfig(target=MODEL, backends=("onnxruntime-cpuu",)).validate()
     with pytest.raises(DnxError, match="not both"):
         BenchConfig(target=MODEL, iterations=3, duration_s=1.0).validate()
     with pytest.raises(DnxError, match="positive"):
@@ -43,17 +44,17 @@ def test_config_validation():
 
 
 def test_default_backends():
-    assert default_backends(has_cuda=False, has_engine=False) == ("torch", "ort-cpu", "ort-int8")
-    assert "trt" in default_backends(has_cuda=True, has_engine=True)
-    assert "ort-cpu" not in default_backends(has_cuda=True, has_engine=False)
-    # an INT8 QDQ target is what ort-cpu runs: no second run of the same file as ort-int8
-    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == ("torch", "ort-cpu")
-    # OpenVINO, where installed, joins the CPU defaults (not the GPU ones); an INT8 target drops ov-int8 too
+    assert default_backends(has_cuda=False, has_engine=False) == ("torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8")
+    assert "tensorrt-cuda" in default_backends(has_cuda=True, has_engine=True)
+    assert "onnxruntime-cpu" not in default_backends(has_cuda=True, has_engine=False)
+    # an INT8 QDQ target is what onnxruntime-cpu runs: no second run of the same file as onnxruntime-cpu-int8
+    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == ("torch-cpu", "onnxruntime-cpu")
+    # OpenVINO, where installed, joins the CPU defaults (not the GPU ones); an INT8 target drops openvino-cpu-int8 too
     assert default_backends(has_cuda=False, has_engine=False, has_openvino=True) == (
-        "torch", "ort-cpu", "ort-int8", "ov-cpu", "ov-int8")
+        "torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8", "openvino-cpu", "openvino-cpu-int8")
     assert default_backends(has_cuda=False, has_engine=False, target_precision="int8", has_openvino=True) == (
-        "torch", "ort-cpu", "ov-cpu")
-    assert "ov-cpu" not in default_backends(has_cuda=True, has_engine=False, has_openvino=True)
+        "torch-cpu", "onnxruntime-cpu", "openvino-cpu")
+    assert "openvino-cpu" not in default_backends(has_cuda=True, has_engine=False, has_openvino=True)
 
 
 def test_default_tolerances_per_precision():
@@ -91,24 +92,24 @@ def test_parity_verdicts():
 
 @no_cuda
 def test_model_target_runs_cpu_backends_and_reports_unavailable_ones():
-    config = BenchConfig(target=MODEL, backends=("torch", "ort-cpu", "ort-cuda", "trt", "torch-cuda-fp16"), **FAST)
+    config = BenchConfig(target=MODEL, backends=("torch-cpu", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-cuda", "torch-cuda-fp16"), **FAST)
     steps = []
     result = run_bench(config, progress=lambda what, done, total: steps.append((what, done, total)))
     by_name = {b.backend: b for b in result.backends}
     assert [b.backend for b in result.backends] == list(config.backends)
-    for name in ("torch", "ort-cpu"):
+    for name in ("torch-cpu", "onnxruntime-cpu"):
         b = by_name[name]
         assert b.status == "ok" and b.precision == "fp32" and b.parity_passed
         assert [e.batch for e in b.latency] == [1, 2]
         assert all(e.measurement.end_to_end.iterations == 3 for e in b.latency)
         assert [name for name, _ in b.parity] == ["random", "fashion-mnist test 1000"]  # the shipped test split
-    assert by_name["ort-cpu"].parity[0][1].max_abs_diff <= 1e-4
-    assert by_name["torch"].parity[0][1].max_abs_diff == 0.0  # the same module and device as the reference
-    for name in ("ort-cuda", "torch-cuda-fp16"):
+    assert by_name["onnxruntime-cpu"].parity[0][1].max_abs_diff <= 1e-4
+    assert by_name["torch-cpu"].parity[0][1].max_abs_diff == 0.0  # the same module and device as the reference
+    for name in ("onnxruntime-cuda", "torch-cuda-fp16"):
         assert by_name[name].status == "unavailable" and "CUDA" in by_name[name].reason
-    assert by_name["trt"].status == "unavailable"
-    assert result.speedup("torch", 1) == pytest.approx(1.0)
-    assert result.speedup("ort-cpu", 1) > 0 and result.speedup("ort-cuda", 1) is None
+    assert by_name["tensorrt-cuda"].status == "unavailable"
+    assert result.speedup("torch-cpu", 1) == pytest.approx(1.0)
+    assert result.speedup("onnxruntime-cpu", 1) > 0 and result.speedup("onnxruntime-cuda", 1) is None
     assert steps[-1][1] == steps[-1][2]  # the progress callback reaches its total
     assert result.machine["cpu"] and result.machine["versions"]["torch"]
 
@@ -116,7 +117,7 @@ def test_model_target_runs_cpu_backends_and_reports_unavailable_ones():
 def test_configured_tolerance_turns_parity_into_a_failure():
     # max|diff| must be exactly 0: torch (same module) passes, onnxruntime (1e-7 rounding) fails.
     strict = {"fp32": Tolerance(max_abs_diff=0.0)}
-    result = run_bench(BenchConfig(target=MODEL, backends=("torch", "ort-cpu"), tolerances=strict, **FAST))
+    result = run_bench(BenchConfig(target=MODEL, backends=("torch-cpu", "onnxruntime-cpu"), tolerances=strict, **FAST))
     torch_result, ort_result = result.backends
     assert torch_result.parity_passed is True
     assert ort_result.parity_passed is False and ort_result.status == "ok"
@@ -124,7 +125,7 @@ def test_configured_tolerance_turns_parity_into_a_failure():
 
 
 def test_onnx_target_builds_reference_from_its_manifest(exported):
-    result = run_bench(BenchConfig(target=str(exported), backends=("ort-cpu",), **FAST))
+    result = run_bench(BenchConfig(target=str(exported), backends=("onnxruntime-cpu",), **FAST))
     (b,) = result.backends
     assert b.status == "ok" and b.parity_passed and b.artifact == str(exported)
     assert result.model["name"] == MODEL and result.model["source"] == str(exported)
@@ -134,7 +135,7 @@ def test_labelled_data_gives_accuracy(tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "set.npz"
     np.savez(data, images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), labels=np.arange(5) % 10)
-    result = run_bench(BenchConfig(target=MODEL, backends=("ort-cpu",), data=str(data), **FAST))
+    result = run_bench(BenchConfig(target=MODEL, backends=("onnxruntime-cpu",), data=str(data), **FAST))
     assert [i["name"] for i in result.inputs] == ["random", "data:set.npz"]
     assert result.inputs[1]["labelled"] and result.inputs[1]["samples"] == 5
     comparison = dict(result.backends[0].parity)["data:set.npz"]
@@ -155,7 +156,7 @@ def test_unlabelled_image_folder(tmp_path):
 
 
 def test_workdir_reuses_the_export(tmp_path):
-    config = BenchConfig(target=MODEL, backends=("ort-cpu",), workdir=str(tmp_path), **FAST)
+    config = BenchConfig(target=MODEL, backends=("onnxruntime-cpu",), workdir=str(tmp_path), **FAST)
     run_bench(config)
     onnx = tmp_path / f"{MODEL}.onnx"
     first = onnx.stat().st_mtime_ns
@@ -175,18 +176,33 @@ def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_p
                "source_onnx": {"path": str(exported), "sha256": sha256_file(exported),
                                "manifest": read_manifest(exported)}}
     (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
-    result = run_bench(BenchConfig(engine=str(engine), backends=("ort-cpu", "trt"), **FAST))
+    result = run_bench(BenchConfig(engine=str(engine), backends=("onnxruntime-cpu", "tensorrt-cuda"), **FAST))
     ort, trt = result.backends
     assert ort.status == "ok" and ort.parity_passed  # the ONNX named by the engine's manifest
     if not harness.cuda_available():
         assert trt.status == "unavailable" and "CUDA" in trt.reason
 
 
+def test_tensorrt_missing_is_unavailable_before_any_file_is_prepared(monkeypatch, tmp_path):
+    """A GPU without TensorRT: the table's row says so (without importing tensorrt), and bench prepares nothing."""
+    from types import SimpleNamespace
+
+    from dnx.benchmarks import backends
+    from dnx.runtime.backends import table
+
+    monkeypatch.setattr(table, "cuda_available", lambda: True)
+    monkeypatch.setattr(table, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # an import would raise
+    art = SimpleNamespace(workdir=tmp_path, path_for=lambda kind: pytest.fail("prepared a file for a row that cannot run"))
+    with pytest.raises(UnavailableBackend, match="^tensorrt-cuda unavailable: TensorRT is not installed"):
+        backends.make_runner(table.TABLE["tensorrt-cuda"], art, BenchConfig(engine="x.engine"))
+
+
 def test_engine_without_manifest_is_a_clear_error(tmp_path):
     engine = tmp_path / "bare.engine"
     engine.write_bytes(b"x")
     with pytest.raises(DnxError, match="no dnx manifest"):
-        run_bench(BenchConfig(engine=str(engine), backends=("trt",), **FAST))
+        run_bench(BenchConfig(engine=str(engine), backends=("tensorrt-cuda",), **FAST))
 
 
 def test_fixed_batch_onnx_times_only_its_batch(tmp_path):
@@ -195,7 +211,7 @@ def test_fixed_batch_onnx_times_only_its_batch(tmp_path):
 
     path = tmp_path / "fixed.onnx"
     export_onnx(create_model(MODEL), path, ExportOptions(batch=2, verify=False))
-    result = run_bench(BenchConfig(target=str(path), backends=("ort-cpu",), **FAST))
+    result = run_bench(BenchConfig(target=str(path), backends=("onnxruntime-cpu",), **FAST))
     (b,) = result.backends
     assert b.status == "ok" and b.parity_passed  # parity ran in chunks of exactly 2
     by_batch = {e.batch: e for e in b.latency}
@@ -210,7 +226,7 @@ def test_int8_backend_calibrates_through_the_keyed_cache(tmp_path):
     shipped = np.load(ASSETS / "fashion_mnist_calib512.npz")
     np.savez(calib, images=shipped["images"][:32])
     work = tmp_path / "work"
-    config = BenchConfig(target=MODEL, backends=("ort-int8",), workdir=str(work), calib_data=str(calib),
+    config = BenchConfig(target=MODEL, backends=("onnxruntime-cpu-int8",), workdir=str(work), calib_data=str(calib),
                          data=str(ASSETS / "fashion_mnist_test5k.npz"), **{**FAST, "samples": 200})
     first = run_bench(config).backends[0]
     assert first.ran and first.precision == "int8", first.reason
@@ -228,11 +244,11 @@ def test_int8_backend_calibrates_through_the_keyed_cache(tmp_path):
 
 def test_openvino_backends_end_to_end(tmp_path, monkeypatch):
     pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'dnx[openvino]'")
-    pytest.importorskip("nncf", reason="ov-int8 calibrates with NNCF: pip install 'dnx[openvino]'")
+    pytest.importorskip("nncf", reason="openvino-cpu-int8 calibrates with NNCF: pip install 'dnx[openvino]'")
     from dnx.models import ASSETS
     from dnx.runtime.backends.openvino_runner import cpu_capabilities
 
-    config = BenchConfig(target=MODEL, backends=("ov-cpu", "ov-int8"), workdir=str(tmp_path), ov_precision="fp32",
+    config = BenchConfig(target=MODEL, backends=("openvino-cpu", "openvino-cpu-int8"), workdir=str(tmp_path), ov_precision="fp32",
                          calib_data=str(ASSETS / "fashion_mnist_calib512.npz"),
                          data=str(ASSETS / "fashion_mnist_test5k.npz"), **{**FAST, "samples": 200})
     cpu, int8 = run_bench(config).backends
@@ -241,22 +257,22 @@ def test_openvino_backends_end_to_end(tmp_path, monkeypatch):
     assert dict(int8.parity)["data:fashion_mnist_test5k.npz"].passed  # top-1 agreement >= 99%
     assert json.loads(next(tmp_path.glob("*.int8.*.onnx.json")).read_text())["calibration"]["target"] == "openvino"
     if "BF16" not in cpu_capabilities():
-        bf16 = run_bench(BenchConfig(target=MODEL, backends=("ov-cpu",), ov_precision="bf16", **FAST)).backends[0]
+        bf16 = run_bench(BenchConfig(target=MODEL, backends=("openvino-cpu",), ov_precision="bf16", **FAST)).backends[0]
         assert bf16.status == "unavailable" and "no BF16 support" in bf16.reason
     monkeypatch.setitem(sys.modules, "openvino", None)
-    gone = run_bench(BenchConfig(target=MODEL, backends=("ov-cpu",), **FAST)).backends[0]
+    gone = run_bench(BenchConfig(target=MODEL, backends=("openvino-cpu",), **FAST)).backends[0]
     assert gone.status == "unavailable" and "dnx[openvino]" in gone.reason
 
 
 def test_default_parity_is_real_data_and_random_never_decides_int8(fmnist_int8_onnx, broken_int8_onnx):
     """Default flags on dnx's trained model: every precision passes on the shipped test split; a Q/DQ file
     whose weight scales were multiplied by 10 still FAILs there."""
-    result = run_bench(BenchConfig(target=str(fmnist_int8_onnx), backends=("ort-cpu",), **FAST))
+    result = run_bench(BenchConfig(target=str(fmnist_int8_onnx), backends=("onnxruntime-cpu",), **FAST))
     (b,) = result.backends
     random_case, real_case = (c for _, c in b.parity)
     assert b.precision == "int8" and real_case.samples == 1000 and real_case.accuracy is not None
     assert random_case.passed is None and "numeric only" in random_case.criterion
     assert real_case.passed and real_case.top1_flips <= 10 and b.parity_passed is True
 
-    (b,) = run_bench(BenchConfig(target=str(broken_int8_onnx), backends=("ort-cpu",), **FAST)).backends
+    (b,) = run_bench(BenchConfig(target=str(broken_int8_onnx), backends=("onnxruntime-cpu",), **FAST)).backends
     assert b.parity_passed is False and "top-1 agreement" in dict(b.parity)["fashion-mnist test 1000"].criterion

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from dnx.runtime.backends.latency import LatencyStats, measure_latency, uses_cuda
+from dnx.runtime.backends.latency import LatencyStats, measure_latency
 from dnx.core.errors import DnxError
 from dnx.runtime.backends.base import Runner, TensorMeta
 
@@ -23,6 +23,9 @@ class CountingRunner(Runner):
 
     def input_metadata(self):
         return {"input": TensorMeta("input", (None, 1), np.dtype(np.float32))}
+
+    def output_names(self):
+        return ["logits"]
 
     def _infer(self, feed):
         self.calls += 1
@@ -106,30 +109,25 @@ def test_cuda_events_without_cuda_fall_back_with_a_note(monkeypatch):
     assert m.timer == "perf_counter" and any("CUDA events unavailable" in n for n in m.notes)
 
 
-def test_uses_cuda_duck_typing():
-    class Flagged:
-        uses_cuda = True
-
-    class OnDevice:
-        device = "cuda"
-
-    class OrtTrt:
-        device = "trt"
-
-    assert uses_cuda(Flagged()) and uses_cuda(OnDevice()) and uses_cuda(OrtTrt())
-    assert not uses_cuda(CountingRunner())
+def test_a_runner_without_the_device_side_says_so():
+    """The base Runner declares the device side with "not supported" defaults: nothing to probe."""
+    runner = CountingRunner()
+    assert runner.uses_cuda is False and runner.device_resident is False and runner.cuda_stream is None
+    for call in (lambda: runner.load_inputs(FEED), runner.infer_device, runner.fetch_outputs):
+        with pytest.raises(DnxError, match="counting cannot keep inputs on a device"):
+            call()
 
 
 @pytest.mark.gpu
 def test_cuda_event_timing_reports_end_to_end_and_compute():
     import torch
 
-    from dnx.benchmarks.backends import _BenchTorchRunner
+    from dnx.runtime.backends.torch_runner import TorchRunner
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     feed = {"input": np.zeros((2, 3, 16, 16), dtype=np.float32)}
     for graphs in (False, True):
-        with _BenchTorchRunner(model, device="cuda", cuda_graphs=graphs) as runner:
+        with TorchRunner(model, device="cuda", cuda_graphs=graphs) as runner:
             m = measure_latency(runner, feed, warmup_s=0.0, iterations=5, cuda_events=True)
             assert runner.graph_error is None
         assert m.timer == "cuda-event" and m.compute is not None and m.compute.iterations == 5
@@ -154,16 +152,18 @@ class FakeEvent:
 
 class DeviceRunner(CountingRunner):
     uses_cuda = True
+    device_resident = True
 
     def __init__(self) -> None:
         super().__init__()
         self.uploads = self.device_calls = 0
 
-    def upload(self, feed) -> None:
+    def load_inputs(self, feed, check=True) -> None:
         self.uploads += 1
 
-    def infer_device(self) -> None:
+    def infer_device(self) -> float | None:
         self.device_calls += 1
+        return None
 
 
 @pytest.fixture
@@ -204,7 +204,9 @@ def test_cuda_runner_without_device_hooks_still_gets_end_to_end(fake_cuda):
 
 def test_runner_timed_device_compute_is_preferred(fake_cuda):
     class SelfTimed(DeviceRunner):
-        last_device_time = 0.004  # seconds, as TensorRTRunner reports from its own stream's events
+        def infer_device(self) -> float | None:
+            super().infer_device()
+            return 0.004  # seconds, as TensorRTRunner reports from its own stream's events
 
     with SelfTimed() as runner:
         m = measure_latency(runner, FEED, warmup_s=0.0, iterations=3, cuda_events=True)

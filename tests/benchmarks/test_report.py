@@ -16,8 +16,9 @@ from dnx.core.errors import DnxError, MissingDependencyError
 
 @pytest.fixture(scope="module")
 def result():
-    # ort-cuda is unavailable on CPU machines and runs on GPU ones: the formats must handle both.
-    config = BenchConfig(target="densenet_bc22_fmnist", backends=("torch", "ort-cpu", "ort-cuda", "trt"),
+    # onnxruntime-cuda is unavailable on CPU machines and runs on GPU ones: the formats must handle both.
+    config = BenchConfig(target="densenet_bc22_fmnist",
+                         backends=("torch-cpu", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-cuda"),
                          batches=(1, 2), iterations=3, warmup_s=0.0, samples=6)
     return run_bench(config)
 
@@ -32,8 +33,8 @@ def test_json_validates_against_the_schema(result, tmp_path):
     jsonschema.Draft202012Validator(schema).validate(doc)
     assert doc["schema"] == "dnx.bench/1" == schema["properties"]["schema"]["const"]
     statuses = {r["backend"]: r["status"] for r in doc["results"]}
-    assert statuses["torch"] == statuses["ort-cpu"] == "ok" and statuses["trt"] == "unavailable"
-    ort = next(r for r in doc["results"] if r["backend"] == "ort-cpu")
+    assert statuses["torch-cpu"] == statuses["onnxruntime-cpu"] == "ok" and statuses["tensorrt-cuda"] == "unavailable"
+    ort = next(r for r in doc["results"] if r["backend"] == "onnxruntime-cpu")
     assert [e["batch"] for e in ort["latency"]] == [1, 2] and ort["parity"]["passed"] is True
     assert ort["latency"][0]["end_to_end"]["iterations"] == 3
     assert doc["machine"]["cpu"] and "onnxruntime" in doc["machine"]["versions"]
@@ -52,9 +53,9 @@ def test_csv_has_a_row_per_backend_and_batch(result, tmp_path):
     report.write_csv(result, path)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert tuple(rows[0]) == report.CSV_COLUMNS
-    ort = [r for r in rows if r["backend"] == "ort-cpu"]
+    ort = [r for r in rows if r["backend"] == "onnxruntime-cpu"]
     assert [r["batch"] for r in ort] == ["1", "2"] and all(float(r["median_ms"]) > 0 for r in ort)
-    trt = [r for r in rows if r["backend"] == "trt"]
+    trt = [r for r in rows if r["backend"] == "tensorrt-cuda"]
     assert len(trt) == 1 and trt[0]["status"] == "unavailable" and trt[0]["reason"]
 
 
@@ -64,7 +65,7 @@ def test_markdown_has_machine_tables_and_unavailable_rows(result, tmp_path):
     text = path.read_text()
     assert text.startswith("## densenet_bc22_fmnist")
     assert "Machine:" in text and result.machine["cpu"] in text
-    assert "| ort-cpu | fp32 |" in text and "| trt | unavailable:" in text
+    assert "| onnxruntime-cpu | fp32 |" in text and "| tensorrt-cuda | unavailable:" in text
     assert "top-1 agreement" in text
 
 
@@ -75,7 +76,7 @@ def test_rich_tables_render(result):
     console.print(report.latency_table(result))
     console.print(report.parity_table(result))
     text = console.export_text()
-    assert "ort-cpu" in text and "unavailable" in text and "pass" in text
+    assert "onnxruntime-cpu" in text and "unavailable" in text and "pass" in text
 
 
 def test_plot_is_written(result, tmp_path):

@@ -243,9 +243,9 @@ def test_other_outputs_are_refused_at_load_in_one_line(tmp_path, head, declared,
 # -- D13: --device cuda without a GPU is a missing device (exit 2) ---------------------------------
 
 def test_device_cuda_without_a_gpu_exits_2(fmnist_onnx, harness, tmp_path):
-    from dnx.runtime.selection import _cuda_ready
+    from dnx.runtime.backends.table import TABLE
 
-    if _cuda_ready()[0]:
+    if TABLE["onnxruntime-cuda"].available()[0]:
         pytest.skip("this machine has a CUDA device for onnxruntime")
     for backend in ("auto", "onnxruntime"):
         r = harness.run_dnx(["serve", str(fmnist_onnx), "--device", "cuda", "--backend", backend, "--port", "0"],

@@ -84,16 +84,19 @@ def _artifact(**kw) -> Artifact:
 
 
 def test_auto_rule_on_a_cpu(monkeypatch):
-    import dnx.runtime.selection as backends
+    """The rule reads OpenVINO's availability from the backend table's row."""
+    from dnx.runtime.backends import table
 
     for placement in ("tensorrt", "onnxruntime", "openvino", None):
         art = _artifact(precision="int8" if placement else "fp32", calibration_target=placement)
-        monkeypatch.setattr(backends, "_openvino_installed", lambda: (True, ""))
+        monkeypatch.setattr(table, "openvino_available", lambda: (True, ""))
         chosen = choose_backend(art, device="cpu")
         assert chosen.backend == "openvino" and "fastest installed" in chosen.reason
-        monkeypatch.setattr(backends, "_openvino_installed", lambda: (False, "openvino is not installed"))
+        assert chosen.row.name == "openvino-cpu"
+        monkeypatch.setattr(table, "openvino_available", lambda: (False, "openvino is not installed"))
         chosen = choose_backend(art, device="cpu")
         assert chosen.backend == "onnxruntime" and "openvino is not installed" in chosen.reason
+        assert chosen.row.name == "onnxruntime-cpu"
     engine = choose_backend(_artifact(kind="engine", path=Path("m.engine")))
     assert (engine.backend, engine.device) == ("tensorrt", "cuda")
     with pytest.raises(DnxError, match="only backend='tensorrt'"):

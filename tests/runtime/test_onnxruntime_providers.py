@@ -120,4 +120,4 @@ def test_bound_inputs_give_the_outputs_of_infer(tmp_path):
         x[:] = 0  # the bound copy is what runs
         for _ in range(2):
             runner.infer_device()
-            np.testing.assert_array_equal(runner.device_outputs()["logits"], expected)
+            np.testing.assert_array_equal(runner.fetch_outputs()["logits"], expected)

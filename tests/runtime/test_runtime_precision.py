@@ -61,7 +61,7 @@ def test_a_failed_bf16_verdict_is_refused_unless_allowed(fmnist_onnx, monkeypatc
     import dnx.runtime.runtime_precision as rp
 
     monkeypatch.setattr(rp, "tolerance_for", lambda precision, manifest: Tolerance(max_abs_diff=0.0))
-    with pytest.raises(UnverifiedArtifact, match="in bf16 on ov-cpu is refused"):
+    with pytest.raises(UnverifiedArtifact, match="in bf16 on openvino-cpu is refused"):
         dnx.load(fmnist_onnx, precision="bf16")
     with dnx.load(fmnist_onnx, precision="bf16", allow_unverified=True) as clf:
         assert clf.info()["precision_verdict"]["verdict"] == "failed"

@@ -66,7 +66,7 @@ def test_the_check_sees_dnx_tensorrt_calls():
 
 
 def test_strongly_typed_flag_is_only_used_on_10():
-    path = next(p for p in dnx_tensorrt_modules() if p.name == "compat.py")
+    path = next(p for p in dnx_tensorrt_modules() if p.name == "tensorrt_compat.py")
     uses = [u for u in collect_uses(path.read_text(), str(path)) if u.name == "STRONGLY_TYPED"]
     assert uses and all(v[0] == 10 for u in uses for v in u.versions)
 
@@ -204,7 +204,7 @@ def level(trt):
 
 
 def test_dnx_looks_up_same_compute_capability_only_from_10_9():
-    path = next(p for p in dnx_tensorrt_modules() if p.name == "compat.py")
+    path = next(p for p in dnx_tensorrt_modules() if p.name == "tensorrt_compat.py")
     versions = [tuple(int(x) for x in v.split(".")) for v in VERSIONS]
     uses = [u for u in collect_uses(path.read_text(), str(path), versions) if u.name == "SAME_COMPUTE_CAPABILITY"]
     assert uses and all(u.versions == {v for v in versions if v >= (10, 9)} for u in uses)

@@ -20,6 +20,7 @@ import pytest
 
 from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
 from dnx.runtime.backends import tensorrt_compat as compat
+from dnx.runtime.tensorrt import builder
 from dnx.runtime.tensorrt.builder import (
     BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize_layers
@@ -80,12 +81,9 @@ def recorded_calibration(monkeypatch):
         calls.append(("calibrate_qdq", source, output, {"data": data, **kwargs}))
         return types.SimpleNamespace(path=output, manifest={"precision": "int8"}, notes=["recorded"])
 
-    for module, name, fn in (("dnx.calibration.fp16", "convert_fp16", convert_fp16),
-                             ("dnx.calibration.qdq", "calibrate_qdq", calibrate_qdq)):
-        try:
-            monkeypatch.setattr(__import__(module, fromlist=[name]), name, fn)
-        except ImportError:  # the calibration package is not there: a stand-in module
-            monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**{name: fn}))
+    # the builder's own references: it imports both at module top
+    monkeypatch.setattr(builder, "convert_fp16", convert_fp16)
+    monkeypatch.setattr(builder, "calibrate_qdq", calibrate_qdq)
     return calls
 
 

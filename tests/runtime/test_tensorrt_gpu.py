@@ -177,7 +177,7 @@ def test_reload_from_disk_and_batches(engines, inputs_and_reference):
     path = engines["fp32"].path
     first = run_engine(path, x)
     with TensorRTRunner(path) as runner:
-        assert runner.name == "trt-fp32" and runner.warnings == []
+        assert runner.name == "tensorrt-cuda" and runner.warnings == []
         assert runner.profile()["input"] == {"min": [1, 3, 224, 224], "opt": [4, 3, 224, 224], "max": [8, 3, 224, 224]}
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], first, rtol=0, atol=1e-5)
         for batch in (1, 3, MAX_BATCH):  # smaller batches use the first rows of the same buffers
@@ -196,7 +196,8 @@ def test_cuda_graph_and_device_timing(engines, inputs_and_reference):
     with TensorRTRunner(path, cuda_graph=True) as runner:
         for batch in (MAX_BATCH, 2, MAX_BATCH, MAX_BATCH):  # captured again on each shape change, then replayed
             np.testing.assert_allclose(runner.infer({"input": x[:batch]})["logits"], plain[:batch], rtol=0, atol=1e-3)
-        seconds = runner.infer_device({"input": x})
+        runner.load_inputs({"input": x})
+        seconds = runner.infer_device()
         assert 0 < seconds < runner.last_inference_time * 10
         assert runner.device_outputs()["logits"].shape == (MAX_BATCH, 1000)
 

@@ -150,7 +150,9 @@ def test_split_methods_run_on_the_runners_device(active_runner, cuda_graph):
     runner, rec = active_runner(cuda_graph=cuda_graph, device=1)
     runner.load_inputs(batch(4))
     runner.execute()
-    assert runner.infer_device(batch(2)) == 1.5e-3
+    runner.load_inputs(batch(2))
+    assert runner.infer_device() == 1.5e-3
+    assert runner.fetch_outputs()["logits"].shape[0] == 2
     assert rec.cuda.current is None  # restored after each call
     device_events = [e for e in rec.events if e[0] in ("set_shape", "enqueue")]
     assert device_events and all(e[2] == 1 for e in device_events), rec.events
@@ -185,7 +187,6 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
     import sys
 
     from dnx.runtime.tensorrt import inspect as trt_inspect
-    from dnx.runtime.backends import tensorrt_runner as trt_runner
 
     (tmp_path / "m.engine").write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())
@@ -195,7 +196,7 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
         seen.append(("load", fake_cuda.current))
         return types.SimpleNamespace(engine=object(), io=[], warnings=[])
 
-    monkeypatch.setattr(trt_runner, "load_engine", load_engine)
+    monkeypatch.setattr(trt_inspect, "load_engine", load_engine)  # inspect holds its own reference
     monkeypatch.setattr(trt_inspect, "engine_layers", lambda trt, engine: seen.append(("layers", fake_cuda.current)) or [])
     info = trt_inspect.inspect_engine(tmp_path / "m.engine", device=1)
     assert seen == [("load", 1), ("layers", 1)] and info["layers"]["count"] == 0
@@ -226,19 +227,22 @@ def test_latency_records_cuda_events_on_the_runners_stream(monkeypatch):
     own = object()
 
     class StreamRunner(Runner):
-        name, uses_cuda, cuda_stream = "stream-runner", True, own
+        name, uses_cuda, cuda_stream, device_resident = "stream-runner", True, own, True
 
         def input_metadata(self):
             return {"input": TensorMeta("input", (None, 3), np.dtype(np.float32))}
 
+        def output_names(self):
+            return ["logits"]
+
         def _infer(self, feed):
             return {"logits": feed["input"]}
 
-        def load_inputs(self, feed):
+        def load_inputs(self, feed, check=True):
             pass
 
         def infer_device(self):
-            pass
+            return None
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "Event", Event)
