@@ -16,6 +16,7 @@ from dnx.core.errors import DnxError, MissingDependencyError, NoDeviceError
 from dnx.schemas import engine_manifest as em
 from dnx.schemas.engine_manifest import (
     ENGINE_SCHEMA, EngineMismatchError, check_engine_compatible, check_engine_digest, read_engine_manifest)
+from dnx.runtime.backends import tensorrt_runner
 from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 
 # -- engine manifests and compatibility -----------------------------------------------------------
@@ -160,7 +161,8 @@ def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda
     if tamper:
         (tmp_path / "m.engine").write_bytes(b"another engine")
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())  # its Runtime() fails the test
-    monkeypatch.setattr(em, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
+    # the name the runner calls (it imports machine_facts at its module top)
+    monkeypatch.setattr(tensorrt_runner, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
     runner = TensorRTRunner(tmp_path / "m.engine")
     with pytest.raises(EngineMismatchError, match=match):
         runner.activate()
