@@ -28,7 +28,6 @@ import click
 # importing a command's module registers it on the root group
 from dnx.cli import bench, build, calibrate, convert, deploy, eval, export, inspect  # noqa: F401
 from dnx.cli import models, paper, serve, train, triton, tune  # noqa: F401
-from dnx.cli.common import err
 from dnx.cli.group import CliState, cli, error_message
 from dnx.core.errors import DnxError
 
@@ -46,6 +45,10 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
+
+
+def err(message: str) -> None:
+    click.echo(f"dnx: {message}", err=True)
 
 
 def _debug(state: CliState) -> bool:

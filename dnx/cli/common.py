@@ -1,4 +1,4 @@
-"""What several commands print the same way: the console, one-line messages, the parity tables."""
+"""What several commands print the same way: the console, notes, the parity table and verdict."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ def make_console():
     # Rich assumes 80 columns when piped; tables of numbers read better unwrapped.
     console = Console()
     return console if console.is_terminal else Console(width=200)
-
-
-def err(message: str) -> None:
-    click.echo(f"dnx: {message}", err=True)
 
 
 def print_notes(notes: list[str]) -> None:
