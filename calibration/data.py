@@ -93,7 +93,7 @@ def open_calibration_data(path: str | Path, pre: Preprocess, samples: int | None
     if not path.exists():
         raise DnxError(f"calibration data {path} does not exist")
     if samples is not None and samples < 1:
-        raise DnxError(f"--samples must be >= 1, got {samples}")
+        raise DnxError(f"samples must be >= 1, got {samples}", param="samples")
     if path.is_file() and path.suffix in (".npy", ".npz"):
         return _open_array(path, pre, samples, seed, notes)
     if path.is_file() and "idx" in path.name:

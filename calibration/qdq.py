@@ -153,7 +153,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
     from onnxruntime.quantization import QuantFormat, quantize_static
 
     if target not in TARGETS:
-        raise DnxError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+        raise DnxError(f"target must be one of {', '.join(TARGETS)}, got {target!r}", param="target")
     if target == "openvino":
 
         return calibrate_openvino(source, output, data, method=method, samples=samples, seed=seed, exclude=exclude,
@@ -161,7 +161,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
                                   preprocess=preprocess, decode=decode)
     method = method or DEFAULT_METHOD[target]
     if method not in METHODS:
-        raise DnxError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise DnxError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
     if high_precision not in (None, "fp32", "fp16"):
         raise DnxError(f"--high-precision must be fp32 or fp16, got {high_precision!r}")
     source, output, source_manifest, proto = open_fp32_source(

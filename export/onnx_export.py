@@ -41,12 +41,13 @@ class ExportOptions:
 
     def validate(self) -> None:
         if self.forward_form not in ("incremental", "torchvision"):
-            raise DnxError(f"forward form must be incremental or torchvision, got {self.forward_form!r}")
+            raise DnxError(f"forward_form must be incremental or torchvision, got {self.forward_form!r}",
+                           param="forward_form")
         if self.batch is not None and self.batch < 1:
-            raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {self.batch}")
+            raise DnxError(f"batch must be 'dynamic' or a positive integer, got {self.batch}", param="batch")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise DnxError(f"opset {self.opset} is outside what TensorRT 10/11 and INT8 Q/DQ support; "
-                           f"use --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
+                           f"use opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})", param="opset")
 
 
 @dataclass

@@ -8,6 +8,7 @@ ONNX file has no manifest: it loads only when the caller gives the preprocessing
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,21 +66,30 @@ class Artifact:
         return self.manifest.get("certificate")
 
 
+# Larger inputs than any classifier dnx serves; beyond this a typo (224 -> 22400) would allocate gigabytes.
+MAX_IMAGE_SIZE = 4096
+
+
 def manual_preprocess(mean, std, image_size: int, resize_size: int | None = None,
                       interpolation: str = "bilinear") -> Preprocess:
-    """Preprocessing a caller gives for a foreign ONNX file (torchvision's 256/224 resize ratio by default)."""
+    """Preprocessing a caller gives for a foreign ONNX file (torchvision's 256/224 resize ratio by default).
+    Its errors name the parameter (``DnxError.params``), so the CLI can name its flag instead."""
     try:
         m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         size = int(image_size)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
         raise DnxError("mean and std take sequences of numbers and image_size an integer, e.g. "
-                       "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), image_size=224") from None
+                       "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), image_size=224",
+                       param=("mean", "std", "image_size")) from exc
     if len(m) != len(s) or len(m) not in (1, 3):
-        raise DnxError(f"mean and std need 1 or 3 values each, the same count; got {len(m)} and {len(s)}")
-    if any(v <= 0 for v in s):
-        raise DnxError(f"std values must be positive, got {s}")
-    if size < 1:
-        raise DnxError(f"image_size must be positive, got {size}")
+        raise DnxError(f"mean and std need 1 or 3 values each, the same count; got {len(m)} and {len(s)}",
+                       param=("mean", "std"))
+    if not all(0 < v < math.inf for v in s):
+        raise DnxError(f"std values must be positive and finite, got {s}", param="std")
+    if not all(math.isfinite(v) for v in m):
+        raise DnxError(f"mean values must be finite, got {m}", param="mean")
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise DnxError(f"image_size must be from 1 to {MAX_IMAGE_SIZE}, got {size}", param="image_size")
     resize = resize_size or (round(size * 256 / 224) if size >= 64 else size)
     return Preprocess(size, resize, m, s, len(m), interpolation)
 

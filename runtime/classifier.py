@@ -245,14 +245,15 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
     """
     given = [v is not None for v in (mean, std, image_size)]
     if any(given) and not all(given):
-        raise DnxError("give all of mean, std and image_size (the preprocessing of a foreign ONNX file), or none")
+        raise DnxError("give all of mean, std and image_size (the preprocessing of a foreign ONNX file), or none",
+                       param=("mean", "std", "image_size"))
     pre = manual_preprocess(mean, std, image_size) if all(given) else None
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-        raise DnxError(f"threads must be a non-negative integer, got {threads!r}")
+        raise DnxError(f"threads must be a non-negative integer, got {threads!r}", param="threads")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise DnxError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        raise DnxError(f"max_pixels must be a positive integer, got {max_pixels!r}", param="max_pixels")
     if decode is not None and decode not in DECODE_MODES:
-        raise DnxError(f"decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}")
+        raise DnxError(f"decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}", param="decode")
     art = open_artifact(artifact, pre, list(labels) if labels is not None else None, allow_unverified)
     if decode is not None:
         art = replace(art, preprocess=replace(art.preprocess, decode=decode))

@@ -1,14 +1,11 @@
-"""Helpers shared by the command groups: console, one-line messages, option parsers, tables."""
+"""What several commands print the same way: the console, notes, the parity table and verdict."""
 
 from __future__ import annotations
-
-import math
 
 import click
 
 from dnx.core.errors import DnxError
 from dnx.core.tables import new_table, verdict
-from dnx.models.registry import Preprocess
 
 
 def make_console():
@@ -19,54 +16,9 @@ def make_console():
     return console if console.is_terminal else Console(width=200)
 
 
-def err(message: str) -> None:
-    click.echo(f"dnx: {message}", err=True)
-
-
 def print_notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(f"dnx: note: {note}", err=True)
-
-
-def parse_batch(value: str) -> int | None:
-    if value == "dynamic":
-        return None
-    try:
-        batch = int(value)
-    except ValueError:
-        raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {value!r}") from None
-    return batch  # ExportOptions.validate refuses batch < 1
-
-
-def parse_batches(value: str) -> tuple[int, ...]:
-    try:
-        batches = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise DnxError(f"--batch takes comma-separated positive integers (1,8,32), got {value!r}") from None
-    if not batches or any(b < 1 for b in batches):
-        raise DnxError(f"--batch takes comma-separated positive integers (1,8,32), got {value!r}")
-    return batches
-
-
-def manual_preprocess(mean, std, image_size):
-    """Preprocessing from --mean/--std/--image-size, for ONNX files without a dnx manifest."""
-    if not (mean or std or image_size):
-        return None
-    if not (mean and std and image_size):
-        raise DnxError("give all of --mean, --std and --image-size (e.g. --mean 0.485,0.456,0.406 "
-                       "--std 0.229,0.224,0.225 --image-size 224)")
-
-    try:
-        m, s = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))
-    except ValueError:
-        raise DnxError("--mean and --std take comma-separated numbers, e.g. 0.485,0.456,0.406") from None
-    if len(m) != len(s) or len(m) not in (1, 3):
-        raise DnxError("--mean and --std need 1 or 3 values each, the same count")
-    if not all(math.isfinite(v) for v in m) or not all(0 < v < math.inf for v in s):
-        raise DnxError(f"--std values must be positive and --mean values finite, got --mean {mean} --std {std}")
-    if not 1 <= image_size <= 4096:
-        raise DnxError(f"--image-size must be between 1 and 4096, got {image_size}")
-    return Preprocess(image_size, round(image_size * 256 / 224) if image_size >= 64 else image_size, m, s, len(m))
 
 
 def comparison_table(title: str, rows: list[tuple[str, object]]):
@@ -79,30 +31,12 @@ def comparison_table(title: str, rows: list[tuple[str, object]]):
     return table
 
 
-class LateProgress:
-    """A rich progress bar on stderr that appears only once a run has taken a couple of seconds."""
-
-    def __init__(self, after_s: float = 2.0) -> None:
-        import time
-
-        self._clock, self._start, self._after = time.monotonic, time.monotonic(), after_s
-        self._bar = self._task = None
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if self._bar is None:
-            if self._clock() - self._start < self._after:
-                return
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(what, total=total)
-        self._bar.update(self._task, description=what, completed=done, total=total)
-
-    def __enter__(self) -> "LateProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+def report_certificate(path, manifest: dict) -> None:
+    """One line with the parity verdict of a derived file; a failed one exits 1 (the file is kept, marked)."""
+    cert = manifest.get("certificate") or {}
+    data = cert.get("data") or {}
+    line = f"parity vs FP32 on {data.get('images', '?')} images ({data.get('what', '?')}): {cert.get('summary', '?')}"
+    if cert.get("verdict") != "passed":
+        raise DnxError(f"{path} was written but failed its parity check and is marked 'failed' (dnx.load refuses "
+                       f"it without --allow-unverified): {line}")
+    click.echo(line)

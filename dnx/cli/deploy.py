@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dnx.cli.group import cli
+from dnx.cli.options import output_option
 from dnx.core.errors import require
 from dnx.runtime.deploy.k8s import default_name, plan_k8s, write_plan
 from dnx.runtime.deploy.manifests import DeployOptions
@@ -21,7 +22,7 @@ def deploy_group() -> None:
 @click.option("--repo", required=True,
               help="Where the pods read the model: pvc://CLAIM[/path] (a volume), or s3:// gs:// https:// "
                    "(Triton and KServe read those directly).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@output_option("Folder to write.", folder=True, long="--out", dest="out", required=True)
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(min=1),
               help="Replicas (and the autoscaler's minimum).")
 @click.option("--max-replicas", type=click.IntRange(min=1), help="Autoscaler's maximum (default: 4 x --replicas).")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from dnx.cli.common import comparison_table, make_console, parse_batch
+from dnx.cli.common import comparison_table, make_console
 from dnx.cli.group import cli
+from dnx.cli.options import output_option
 from dnx.core.errors import DnxError
 from dnx.core.fileio import check_writable
 from dnx.export.onnx_export import export_onnx, ExportOptions
@@ -18,7 +19,7 @@ MAX_IMAGE_SIZE = 2048
 
 @cli.command("export")
 @click.argument("model")
-@click.option("-o", "--output", type=click.Path(), help="Output file (default: MODEL.onnx).")
+@output_option("Output file (default: MODEL.onnx).")
 @click.option("--weights", type=click.Path(), help="torchvision-format state dict (.pth/.pt/.safetensors).")
 @click.option("--num-classes", type=int, help="Classifier outputs (default: the variant's).")
 @click.option("--image-size", type=int, help="Input height/width (default: the variant's).")
@@ -52,3 +53,13 @@ def export_cmd(model, output, weights, num_classes, image_size, batch, opset, ve
     status = "verified" if result.verification else "not verified (--no-verify)"
     console.print(f"wrote {result.path} ({loaded.weights if loaded.weights_path is None else 'weights ' + loaded.weights[:12]}), "
                   f"{status}; export {result.export_seconds:.1f} s, verify {result.verify_seconds:.1f} s")
+
+
+def parse_batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    try:
+        batch = int(value)
+    except ValueError as exc:
+        raise DnxError(f"--batch must be 'dynamic' or a positive integer, got {value!r}") from exc
+    return batch  # ExportOptions.validate refuses batch < 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from dnx.cli.group import cli
-from dnx.cli.common import manual_preprocess
+from dnx.cli.options import backend_options, decode_option, preprocess_options
 from dnx.core.errors import DnxError, require
+from dnx.runtime.backends.openvino_runner import HINTS as OV_HINTS
+from dnx.runtime.runtime_precision import RUNTIME_PRECISIONS
 from dnx.runtime.serve.config_file import read_serve_config
 from dnx.runtime.serve.service import ServeConfig
 from dnx.runtime.serve.supervisor import serve
@@ -30,10 +32,7 @@ def _load_config(ctx, param, value):
 @click.argument("artifact", type=click.Path(), required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port (0: any free port).")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default="auto",
-              show_default=True, help="Runtime backend (auto: the rule in docs/python.md).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), help="CPU intra-op threads (default: the backend's).")
+@backend_options()
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="Largest micro-batch of concurrent requests (1: no batching).")
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=click.FloatRange(0, 10_000),
@@ -57,21 +56,18 @@ def _load_config(ctx, param, value):
               help="Serve a dnx artifact whose parity certificate failed, is missing or no longer matches it.")
 @click.option("--model-version", help="Version name /v1/model and the X-Model-Version header report "
                                       "(default: the artifact's sha256, first 12 hex digits).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(RUNTIME_PRECISIONS), default="fp32", show_default=True,
               help="fp32: run the artifact as written; bf16: OpenVINO BF16 (AVX-512 BF16/AMX CPUs), checked "
                    "against the file on real data at load.")
-@click.option("--ov-hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+@click.option("--ov-hint", type=click.Choice(OV_HINTS), default="latency", show_default=True,
               help="OpenVINO's performance hint (--backend openvino): latency = one stream, throughput = several.")
-@click.option("--mean", help="Per-channel mean, for ONNX files without a dnx manifest.")
-@click.option("--std", help="Per-channel std, for ONNX files without a dnx manifest.")
-@click.option("--image-size", type=int, help="Input size, for ONNX files without a dnx manifest.")
-@click.option("--decode", type=click.Choice(["exact", "fast"]),
-              help="JPEG decode: fast = at the DCT scale the model needs (default: the manifest's).")
+@preprocess_options()
+@decode_option("the requests' images", default_text="the manifest's")
 @click.option("--exif-orientation/--no-exif-orientation", default=True, show_default=True,
               help="Turn photos upright by their EXIF orientation tag.")
 def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_delay_ms, max_queue, max_body_mb,
               body_timeout_s, max_request_pixels, decode_threads, default_top_k, workers, docs, allow_unverified,
-              model_version, precision, ov_hint, mean, std, image_size, decode, exif_orientation) -> None:
+              model_version, precision, ov_hint, preprocess, decode, exif_orientation) -> None:
     """Serve ARTIFACT (ONNX or engine) over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
 
     Stops gracefully on SIGINT/SIGTERM: requests in flight are answered, then it exits 0 (with
@@ -82,7 +78,6 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
         raise DnxError("give the ARTIFACT to serve (or an `artifact = ...` line in --config); see 'dnx serve --help'")
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart"):
         require(module, "serve", "dnx serve")
-    pre = manual_preprocess(mean, std, image_size)
     config = ServeConfig(artifact=artifact, host=host, port=port, backend=backend, device=device, threads=threads,
                          max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
                          max_body_bytes=int(max_body_mb * 1024 * 1024), body_timeout_s=body_timeout_s,
@@ -90,8 +85,9 @@ def serve_cmd(artifact, host, port, backend, device, threads, max_batch, max_del
                          default_top_k=default_top_k, workers=workers, docs=docs, allow_unverified=allow_unverified,
                          model_version=model_version, decode=decode, exif_orientation=exif_orientation,
                          precision=precision, ov_hint=ov_hint,
-                         preprocess=None if pre is None else {"mean": list(pre.mean), "std": list(pre.std),
-                                                              "image_size": pre.image_size})
+                         preprocess=None if preprocess is None else {
+                             "mean": list(preprocess.mean), "std": list(preprocess.std),
+                             "image_size": preprocess.image_size})
     config.validate()  # option errors before the "loading" line
     click.echo(f"dnx serve: loading {artifact} ...", err=True)
     counts = serve(config)

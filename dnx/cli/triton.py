@@ -7,6 +7,7 @@ import logging
 import click
 
 from dnx.cli.group import cli
+from dnx.cli.options import backend_options
 from dnx.core.errors import DnxError, require
 from dnx.runtime.serve.repository import export_repository, RepositoryOptions
 from dnx.runtime.serve.triton import serve, TritonServeConfig
@@ -17,8 +18,8 @@ def _sizes(value: str | None) -> tuple[int, ...]:
         return ()
     try:
         sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise DnxError(f"--preferred-batch takes comma-separated positive integers (4,8), got {value!r}") from None
+    except ValueError as exc:
+        raise DnxError(f"--preferred-batch takes comma-separated positive integers (4,8), got {value!r}") from exc
     return sizes
 
 
@@ -70,10 +71,7 @@ def export_cmd(artifacts, repo, names, max_batch, instances, kind, preferred_bat
 @click.option("--http-port", default=8000, show_default=True, type=int, help="KServe v2 HTTP port (0: any free).")
 @click.option("--grpc-port", default=8001, show_default=True, type=int, help="KServe v2 gRPC port (0: any free).")
 @click.option("--metrics-port", default=8002, show_default=True, type=int, help="Prometheus port (0: any free).")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "tensorrt"]), default="auto",
-              show_default=True, help="Runtime backend inside the server (auto: the rule in docs/python.md).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), help="CPU intra-op threads (default: the backend's).")
+@backend_options()
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="Largest batch Triton's dynamic batcher forms.")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True)

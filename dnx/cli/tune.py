@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from dnx.cli.group import cli
 from dnx.benchmarks.tune.load import LoadSpec
-from dnx.benchmarks.tune.run import tune, TuneOptions
+from dnx.benchmarks.tune.run import BACKENDS, TARGETS, tune, TuneOptions
 from dnx.benchmarks.tune.space import parse_values
+from dnx.benchmarks.tune.variants import VARIANTS
 from dnx.cli.common import make_console, print_notes
+from dnx.cli.group import cli
+from dnx.cli.options import json_file_option, output_option
 from dnx.core.errors import DnxError, require
-from dnx.core.fileio import check_writable, write_json_atomic
+from dnx.core.fileio import write_json_atomic
 from dnx.core.tables import new_table
+
+
+def _values(defaults: tuple) -> str:
+    return ",".join(v if isinstance(v, str) else f"{v:g}" for v in defaults)
 
 
 @cli.command("tune")
@@ -25,28 +33,31 @@ from dnx.core.tables import new_table
 @click.option("--max-agreement-loss", type=float, help="Budget: top-1 agreement with FP32 >= 100 minus this.")
 @click.option("--eval-data", type=click.Path(), help="Labelled set (IDX folder, class folders, .npz); default: "
               "the images of the model's parity certificate.")
-@click.option("--target", type=click.Choice(["serve", "triton", "cpp"]), default="serve", show_default=True,
+@click.option("--target", type=click.Choice([*TARGETS, "cpp"]), default=TuneOptions.target, show_default=True,
               help="What the winner is written for (triton: also a model repository with its batching; cpp: "
                    "refused, see docs/tune.md).")
 @click.option("--budget-min", type=float, help="Stop starting new measurements after this many minutes.")
 @click.option("--exhaustive", is_flag=True, help="Measure the whole grid instead of the quick coordinate descent.")
-@click.option("--precisions", help="Comma-separated variants (fp32, fp16, int8-tensorrt, int8-onnxruntime, "
-              "int8-openvino, int8-budget); default: all this machine runs.")
-@click.option("--backends", help="Comma-separated: onnxruntime, openvino, onnxruntime-cuda (default: installed).")
-@click.option("--max-batch", "max_batch", default="1,4,8,16", show_default=True, help="Values to search.")
-@click.option("--max-delay-ms", "max_delay_ms", default="0.5,2,8", show_default=True, help="Values to search.")
-@click.option("--workers", default="1,2", show_default=True, help="Values to search.")
-@click.option("--threads", default="0,1", show_default=True, help="Values to search (0: the backend's default).")
-@click.option("--ov-hint", "ov_hint", default="latency,throughput", show_default=True,
+@click.option("--precisions", help=f"Comma-separated variants ({', '.join(VARIANTS)}); default: all this machine "
+              "runs.")
+@click.option("--backends", help=f"Comma-separated: {', '.join(BACKENDS)} (default: installed).")
+@click.option("--max-batch", "max_batch", default=_values(TuneOptions.max_batch), show_default=True,
+              help="Values to search.")
+@click.option("--max-delay-ms", "max_delay_ms", default=_values(TuneOptions.max_delay_ms), show_default=True,
+              help="Values to search.")
+@click.option("--workers", default=_values(TuneOptions.workers), show_default=True, help="Values to search.")
+@click.option("--threads", default=_values(TuneOptions.threads), show_default=True,
+              help="Values to search (0: the backend's own default).")
+@click.option("--ov-hint", "ov_hint", default=_values(TuneOptions.ov_hints), show_default=True,
               help="OpenVINO performance hints to search (openvino backend only).")
-@click.option("--recheck", default=3, show_default=True, type=click.IntRange(0, 20),
+@click.option("--recheck", default=TuneOptions.recheck, show_default=True, type=click.IntRange(0, 20),
               help="Finalists re-measured after the search (three runs each; the median picks the winner).")
 @click.option("--load-seconds", default=5.0, show_default=True, type=float, help="Length of each load step.")
 @click.option("--max-requests", default=3000, show_default=True, type=int, help="Most requests of each load step.")
 @click.option("--no-remeasure", is_flag=True, help="Skip the winner's re-measurement in a fresh process.")
-@click.option("--json", "json_path", type=click.Path(), help="Also write the report here (it is always in DIR/tune.json).")
-@click.option("-o", "--output", "outdir", default="dnx-tune", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the variants, the cache (resume: rerun the same command), serve.toml, pareto.png.")
+@json_file_option("Also write the report here (it is always in DIR/tune.json).")
+@output_option("Folder for the variants, the cache (resume: rerun the same command), serve.toml, pareto.png.",
+               folder=True, default="dnx-tune", dest="outdir")
 def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_loss, eval_data, target, budget_min,
              exhaustive, precisions, backends, max_batch, max_delay_ms, workers, threads, ov_hint, recheck,
              load_seconds, max_requests, no_remeasure, json_path, outdir) -> None:
@@ -58,12 +69,8 @@ def tune_cmd(model, p99_ms, rate, concurrency, max_accuracy_drop, max_agreement_
     deployment is served in a child process and loaded over HTTP. Writes DIR/serve.toml (run it with
     `dnx serve --config DIR/serve.toml`), DIR/tune.json and DIR/pareto.png.
     """
-    from pathlib import Path
-
     for module in ("fastapi", "uvicorn", "prometheus_client", "multipart", "httpx"):
         require(module, "serve", "dnx tune")
-    if json_path:
-        check_writable(json_path, "--json")
     if Path(outdir).exists() and not Path(outdir).is_dir():
         raise click.UsageError(f"-o {outdir} is a file; give a folder")
     def split(text: str) -> tuple[str, ...]:

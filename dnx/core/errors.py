@@ -8,9 +8,19 @@ from __future__ import annotations
 
 
 class DnxError(Exception):
-    """A problem the user can fix (bad input, wrong file, wrong option). CLI exit code 1."""
+    """A problem the user can fix (bad input, wrong file, wrong option). CLI exit code 1.
+
+    ``param``: the argument (or arguments) of the library call the problem is about, by their Python
+    names, each written in the message as that name (``threads must be >= 0, got -1``). The CLI
+    writes the command's flag in their place (``--threads must be >= 0, got -1``).
+    """
 
     exit_code = 1
+    params: tuple[str, ...] = ()
+
+    def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.params = (param,) if isinstance(param, str) else tuple(param or ())
 
 
 class MissingDependencyError(DnxError):

@@ -55,26 +55,25 @@ class ServeConfig:
     ov_hint: str = "latency"  # OpenVINO's performance hint: latency (one stream) or throughput (several)
 
     def validate(self) -> "ServeConfig":
-        checks = [(self.max_batch >= 1, "--max-batch must be >= 1"),
-                  (0 <= self.max_delay_ms <= 10_000, "--max-delay-ms must be from 0 to 10000"),
-                  (self.max_queue >= 1, "--max-queue must be >= 1"),
-                  (self.max_body_bytes >= 1, "--max-body-mb must be positive"),
-                  (0 < self.body_timeout_s <= 3600, "--body-timeout-s must be from 0 (exclusive) to 3600"),
-                  (self.max_images >= 1, "--max-images must be >= 1"),
-                  (self.max_pixels >= 1, "--max-pixels must be >= 1"),
-                  (self.max_request_pixels >= 1, "--max-request-pixels must be >= 1"),
-                  (self.decode_threads >= 0, "--decode-threads must be >= 0"),
-                  (self.default_top_k >= 1, "--top-k must be >= 1"),
-                  (self.workers >= 1, "--workers must be >= 1"),
-                  (0 <= self.port <= 65535, f"--port must be from 0 to 65535, got {self.port}"),
-                  (self.ov_hint in ("latency", "throughput"),
-                   f"--ov-hint must be latency or throughput, got {self.ov_hint!r}"),
-                  # another backend has no such hint: asking for it must not pass unnoticed
-                  (self.ov_hint == "latency" or self.backend == "openvino",
-                   "--ov-hint throughput applies to OpenVINO only; add --backend openvino")]
-        for ok, message in checks:
+        # (holds, field, what it must be): an error names the field; the CLI writes its flag instead
+        checks = [(self.max_batch >= 1, "max_batch", ">= 1"),
+                  (0 <= self.max_delay_ms <= 10_000, "max_delay_ms", "from 0 to 10000"),
+                  (self.max_queue >= 1, "max_queue", ">= 1"),
+                  (self.max_body_bytes >= 1, "max_body_bytes", "positive"),
+                  (0 < self.body_timeout_s <= 3600, "body_timeout_s", "from 0 (exclusive) to 3600"),
+                  (self.max_images >= 1, "max_images", ">= 1"),
+                  (self.max_pixels >= 1, "max_pixels", ">= 1"),
+                  (self.max_request_pixels >= 1, "max_request_pixels", ">= 1"),
+                  (self.decode_threads >= 0, "decode_threads", ">= 0"),
+                  (self.default_top_k >= 1, "default_top_k", ">= 1"),
+                  (self.workers >= 1, "workers", ">= 1"),
+                  (0 <= self.port <= 65535, "port", "from 0 to 65535"),
+                  (self.ov_hint in ("latency", "throughput"), "ov_hint", "latency or throughput")]
+        for ok, name, rule in checks:
             if not ok:
-                raise DnxError(message)
+                raise DnxError(f"{name} must be {rule}, got {getattr(self, name)}", param=name)
+        if self.ov_hint != "latency" and self.backend != "openvino":  # another backend has no such hint
+            raise DnxError("ov_hint throughput applies to OpenVINO only; add --backend openvino", param="ov_hint")
         return self
 
     @property

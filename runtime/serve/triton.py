@@ -82,23 +82,25 @@ class TritonServeConfig:
     exit_timeout_s: int = 5  # in-flight requests get this long at shutdown
 
     def validate(self) -> TritonServeConfig:
-        ports = (("--http-port", self.http_port), ("--grpc-port", self.grpc_port),
-                 ("--metrics-port", self.metrics_port))
-        for option, port in ports:
+        ports = (("http_port", self.http_port), ("grpc_port", self.grpc_port), ("metrics_port", self.metrics_port))
+        for name, port in ports:
             if not 0 <= port <= 65535:
-                raise DnxError(f"{option} must be from 0 to 65535, got {port}")
+                raise DnxError(f"{name} must be from 0 to 65535, got {port}", param=name)
         fixed = [p for _, p in ports if p]
         if len(set(fixed)) != len(fixed):
-            raise DnxError(f"--http-port, --grpc-port and --metrics-port must differ, got {[p for _, p in ports]}")
-        checks = [(self.max_batch >= 1, f"--max-batch must be >= 1, got {self.max_batch}"),
-                  (0 <= self.queue_delay_us <= 10_000_000, "--queue-delay-us must be from 0 to 10000000"),
+            raise DnxError(f"http_port, grpc_port and metrics_port must differ, got {[p for _, p in ports]}",
+                           param=tuple(name for name, _ in ports))
+        # (holds, message, the fields it is about): the CLI writes their flags in their place
+        checks = [(self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}", "max_batch"),
+                  (0 <= self.queue_delay_us <= 10_000_000, "queue_delay_us must be from 0 to 10000000",
+                   "queue_delay_us"),
                   (all(1 <= b <= self.max_batch for b in self.preferred_batch),
-                   f"--preferred-batch sizes must be from 1 to --max-batch {self.max_batch}"),
-                  (1 <= self.instances <= 64, f"--instances must be from 1 to 64, got {self.instances}"),
-                  (1 <= self.exit_timeout_s <= 600, "the exit timeout must be from 1 to 600 s")]
-        for ok, message in checks:
+                   f"preferred_batch sizes must be from 1 to max_batch {self.max_batch}", ("preferred_batch", "max_batch")),
+                  (1 <= self.instances <= 64, f"instances must be from 1 to 64, got {self.instances}", "instances"),
+                  (1 <= self.exit_timeout_s <= 600, "exit_timeout_s must be from 1 to 600 s", "exit_timeout_s")]
+        for ok, message, params in checks:
             if not ok:
-                raise DnxError(message)
+                raise DnxError(message, param=params)
         return self
 
 

@@ -47,7 +47,7 @@ _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**1
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise DnxError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise DnxError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", param="precision")
 
 
 def parse_size(text: str | int) -> int:
@@ -55,7 +55,7 @@ def parse_size(text: str | int) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else None
     if not match or unit not in _SIZE_UNITS:
-        raise DnxError(f"--workspace must be a size like 4GiB, 512MiB or 2GB, got {text!r}")
+        raise DnxError(f"workspace must be a size like 4GiB, 512MiB or 2GB, got {text!r}", param="workspace")
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
@@ -76,30 +76,31 @@ class BuildOptions:
     def validate(self) -> "BuildOptions":
         _check_precision(self.precision)
         if self.hardware_compat not in HARDWARE_COMPAT:
-            raise DnxError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}, "
-                           f"got {self.hardware_compat!r}")
+            raise DnxError(f"hardware_compat must be one of {', '.join(HARDWARE_COMPAT)}, "
+                           f"got {self.hardware_compat!r}", param="hardware_compat")
         if not (isinstance(self.opt_level, int) and 0 <= self.opt_level <= MAX_OPT_LEVEL):
-            raise DnxError(f"--opt-level must be between 0 and {MAX_OPT_LEVEL}, got {self.opt_level}")
+            raise DnxError(f"opt_level must be between 0 and {MAX_OPT_LEVEL}, got {self.opt_level}", param="opt_level")
         if self.workspace is not None and self.workspace <= 0:
-            raise DnxError(f"--workspace must be a positive size like 4GiB, got {self.workspace} bytes")
+            raise DnxError(f"workspace must be a positive size like 4GiB, got {self.workspace} bytes",
+                           param="workspace")
         self.batch_range()
         return self
 
-    def _batch_flags(self) -> tuple[tuple[str, int | None], ...]:
-        """The batch options as given (None: not given), each with its ``dnx build`` flag."""
-        return ("--min-batch", self.min_batch), ("--opt-batch", self.opt_batch), ("--max-batch", self.max_batch)
+    def _batches(self) -> tuple[tuple[str, int | None], ...]:
+        """The batch options as given (None: not given), each with its field's name."""
+        return ("min_batch", self.min_batch), ("opt_batch", self.opt_batch), ("max_batch", self.max_batch)
 
     def batch_range(self) -> tuple[int, int, int]:
         """(min, opt, max) batch of a dynamic-batch input, defaults filled in and checked."""
-        for flag, value in self._batch_flags():
+        for name, value in self._batches():
             if value is not None and value < 1:
-                raise DnxError(f"{flag} must be a positive integer, got {value}")
+                raise DnxError(f"{name} must be a positive integer, got {value}", param=name)
         low = self.min_batch or DEFAULT_MIN_BATCH
         high = self.max_batch or max(DEFAULT_MAX_BATCH, low, self.opt_batch or 0)
         opt = self.opt_batch or min(max(DEFAULT_OPT_BATCH, low), high)
         if not low <= opt <= high:
-            raise DnxError(f"batch sizes must satisfy min <= opt <= max, got --min-batch {low} --opt-batch {opt} "
-                           f"--max-batch {high}")
+            raise DnxError(f"batch sizes must satisfy min <= opt <= max, got min_batch {low} opt_batch {opt} "
+                           f"max_batch {high}", param=("min_batch", "opt_batch", "max_batch"))
         return low, opt, high
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,10 +111,9 @@ class BuildOptions:
     def cli_args(self) -> list[str]:
         """The ``dnx build`` options that reproduce these options."""
         args = ["--precision", self.precision]
-        for flag, value in (*self._batch_flags(), ("--workspace", self.workspace),
-                            ("--timing-cache", self.timing_cache)):
+        for name, value in (*self._batches(), ("workspace", self.workspace), ("timing_cache", self.timing_cache)):
             if value is not None:
-                args += [flag, str(value)]
+                args += [f"--{name.replace('_', '-')}", str(value)]
         if self.opt_level != 3:
             args += ["--opt-level", str(self.opt_level)]
         if self.hardware_compat != "none":
@@ -149,11 +149,11 @@ def profile_shapes(input_shape: Sequence, options: BuildOptions, name: str = "in
         low, opt, high = options.batch_range()
     else:
         fixed = int(shape[0])
-        asked = {flag: v for flag, v in options._batch_flags() if v is not None and v != fixed}
+        asked = {field: v for field, v in options._batches() if v is not None and v != fixed}
         if asked:
-            got = " ".join(f"{flag} {v}" for flag, v in asked.items())
+            got = " ".join(f"{field} {v}" for field, v in asked.items())
             raise DnxError(f"input {name} has a fixed batch of {fixed}, so {got} cannot apply; drop those options "
-                           "or re-export with `dnx export MODEL --batch dynamic`")
+                           "or re-export with `dnx export MODEL --batch dynamic`", param=tuple(asked))
         low = opt = high = fixed
     return ProfileShapes((low, *rest), (opt, *rest), (high, *rest))
 
@@ -216,17 +216,19 @@ def plan_graph(onnx_path: str | Path, precision: str, calib_data: str | Path | N
         return GraphPlan(source, precision, "as-is", source, notes=notes)
     if precision in ("fp32", "fp16"):
         if calib_data or calib_cache:
-            raise DnxError(f"--calib-data/--calib-cache calibrate INT8; use them with --precision int8 or best, "
-                           f"not {precision}")
+            raise DnxError(f"calib_data/calib_cache calibrate INT8; use them with precision int8 or best, "
+                           f"not {precision}", param=("calib_data", "calib_cache", "precision"))
         if precision == "fp32":
             return GraphPlan(source, precision, "as-is", source)
         return GraphPlan(source, precision, "convert-fp16", check_writable(target))
     if calib_data is None:
         if calib_cache is not None:
-            raise DnxError("--calib-cache alone is not enough: the cache is keyed by the calibration data's "
-                           "fingerprint; pass --calib-data too (a matching cache then skips the calibration pass)")
-        raise DnxError(f"--precision {precision} needs calibration images for {source}: pass --calib-data PATH "
-                       "(an image folder, .npy/.npz or IDX files), or build an already calibrated Q/DQ ONNX file")
+            raise DnxError("calib_cache alone is not enough: the cache is keyed by the calibration data's "
+                           "fingerprint; pass calib_data too (a matching cache then skips the calibration pass)",
+                           param=("calib_cache", "calib_data"))
+        raise DnxError(f"precision {precision} needs calibration images for {source}: pass calib_data PATH "
+                       "(an image folder, .npy/.npz or IDX files), or build an already calibrated Q/DQ ONNX file",
+                       param=("precision", "calib_data"))
     if not calib_data.exists():
         raise DnxError(f"calibration data {calib_data} does not exist")
     return GraphPlan(source, precision, "calibrate", check_writable(target), calib_data, calib_cache)

@@ -123,7 +123,7 @@ def test_wrong_model_is_one_clear_error():
 def test_cli_writes_json_and_plot(onnx_files, tmp_path):
     pytest.importorskip("matplotlib")
     _, int8 = onnx_files
-    out = subprocess.run([sys.executable, "-m", "dnx.cli", "reuse", str(SHIPPED), "--onnx", str(int8),
+    out = subprocess.run([sys.executable, "-m", "dnx.cli", "paper", "reuse", str(SHIPPED), "--onnx", str(int8),
                           "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")],
                          check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -131,6 +131,18 @@ def test_cli_writes_json_and_plot(onnx_files, tmp_path):
     assert [len(b["matrix"]) for b in data["blocks"]] == [4, 4, 4]
     assert data["blocks"][0]["matrix"][0][1] is None and data["onnx"]["precision"] == "int8"
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = subprocess.run([sys.executable, "-m", "dnx.cli", "reuse", str(SHIPPED), "--plot", str(tmp_path / "r.xyz")],
+    bad = subprocess.run([sys.executable, "-m", "dnx.cli", "paper", "reuse", str(SHIPPED), "--plot",
+                          str(tmp_path / "r.xyz")],
                          check=False, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "cannot write .xyz" in bad.stderr and not (tmp_path / "r.xyz").exists()
+
+
+def test_the_old_name_dnx_reuse_runs_paper_reuse_with_a_notice(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dnx.cli", "reuse", str(SHIPPED), "--json", str(tmp_path / "r.json")],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "dnx: note: `dnx reuse` is now `dnx paper reuse`; the old name will be removed\n" in out.stderr
+    assert [len(b["matrix"]) for b in json.loads((tmp_path / "r.json").read_text())["blocks"]] == [4, 4, 4]
+    listed = subprocess.run([sys.executable, "-m", "dnx.cli", "--help"], check=True, capture_output=True, text=True,
+                            timeout=300).stdout
+    assert "reuse" not in listed.split("Commands:")[1]  # hidden: `dnx paper reuse` is the name to learn

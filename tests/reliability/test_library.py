@@ -127,12 +127,12 @@ def test_training_without_a_held_out_split_has_no_test_accuracy(tmp_path):
 @pytest.mark.parametrize("error", [ValueError("boom"), PermissionError(13, "Permission denied", "/x/y")])
 def test_unexpected_errors_are_one_line_too(error, harness, monkeypatch, tmp_path):
     """A bug or an OS refusal dnx did not foresee: one line, exit 1, the traceback only with --debug."""
-    import dnx.models.registry
+    import dnx.cli.models
 
     def broken():
         raise error
 
-    monkeypatch.setattr(dnx.models.registry, "list_models", broken)
+    monkeypatch.setattr(dnx.cli.models, "list_models", broken)  # the name `dnx models` calls
     result = harness.run_dnx(["models"], tmp_path)
     expected = ("dnx: internal error (a bug in dnx, please report it): ValueError: boom; rerun with --debug for "
                 "the traceback\n" if isinstance(error, ValueError) else "dnx: Permission denied: /x/y\n")

@@ -70,7 +70,7 @@ def test_across_majors_is_the_shared_table():
 
 
 def test_version_compat_help_states_the_rule():
-    from dnx.cli.engine import build_cmd
+    from dnx.cli.build import build_cmd
     from dnx.runtime.backends.tensorrt_compat import SUPPORTED_MAJORS
 
     help_text = next(p.help for p in build_cmd.params if p.name == "version_compat")

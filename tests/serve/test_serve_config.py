@@ -78,9 +78,9 @@ def test_config_starts_serve_and_flags_override(fmnist_onnx, tmp_path):
 def test_ov_hint_is_checked_and_reaches_the_openvino_runner(fmnist_onnx, tmp_path):
     from dnx.runtime.serve.service import ServeConfig, Service
 
-    with pytest.raises(DnxError, match="--ov-hint throughput applies to OpenVINO only; add --backend openvino"):
+    with pytest.raises(DnxError, match="ov_hint throughput applies to OpenVINO only; add --backend openvino"):
         ServeConfig(artifact="m.onnx", ov_hint="throughput").validate()
-    with pytest.raises(DnxError, match="--ov-hint must be latency or throughput"):
+    with pytest.raises(DnxError, match="ov_hint must be latency or throughput"):
         ServeConfig(artifact="m.onnx", backend="openvino", ov_hint="fast").validate()
     (tmp_path / "h.toml").write_text('backend = "onnxruntime"\nov-hint = "throughput"\n')  # a known key
     r = _dnx("serve", "--config", str(tmp_path / "h.toml"), str(fmnist_onnx))

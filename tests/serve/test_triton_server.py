@@ -231,9 +231,9 @@ def test_start_failure_message_is_the_servers_reason(tmp_path):
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"http_port": 9000, "grpc_port": 9000}, "must differ"),
-    ({"http_port": 70000}, "--http-port must be from 0 to 65535"),
-    ({"max_batch": 4, "preferred_batch": (8,)}, "--preferred-batch"),
-    ({"instances": 0}, "--instances"),
+    ({"http_port": 70000}, "^http_port must be from 0 to 65535"),
+    ({"max_batch": 4, "preferred_batch": (8,)}, "^preferred_batch sizes must be from 1 to max_batch 4"),
+    ({"instances": 0}, "^instances"),
 ])
 def test_serve_config_refuses_bad_values(changes, message):
     from dnx.core.errors import DnxError

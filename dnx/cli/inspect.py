@@ -1,74 +1,19 @@
-"""`dnx build` and `dnx inspect`: TensorRT engines and artifact summaries."""
+"""`dnx inspect`: what an ONNX file or a TensorRT engine holds, and whether it is verified."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
+from dnx.cli.options import json_print_option
 from dnx.core.errors import DnxError, MissingDependencyError
-from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
 from dnx.core.tables import new_table
-from dnx.runtime.tensorrt.builder import build_engine, BuildOptions, graph_precision, parse_size
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx
-
-
-@cli.command("build")
-@click.argument("model", type=click.Path())
-@click.option("--precision", metavar="[fp32|fp16|int8|best]",
-              help="fp16 converts the graph to FP16; int8 calibrates a Q/DQ graph from --calib-data; best is int8 "
-                   "with the other ops in FP16. Default: the ONNX file's own (fp32 for a plain export).")
-@click.option("--calib-data", type=click.Path(), help="Calibration images for int8/best: folder, .npy/.npz or IDX.")
-@click.option("--calib-cache", type=click.Path(),
-              help="Calibration range cache to reuse or write, with --calib-data (default: GRAPH.calib.json).")
-@click.option("--min-batch", type=int, help="Smallest batch the engine accepts (default 1).")
-@click.option("--opt-batch", type=int, help="Batch TensorRT tunes its kernels for (default 8).")
-@click.option("--max-batch", type=int, help="Largest batch the engine accepts (default 32).")
-@click.option("--workspace", metavar="SIZE", help="Builder scratch memory limit, e.g. 4GiB (default: TensorRT's).")
-@click.option("--timing-cache", type=click.Path(), help="Timing cache to reuse and update (faster rebuilds).")
-@click.option("--opt-level", type=int, default=3, show_default=True,
-              help="Builder optimization level 0-5 (higher: longer build, possibly faster engine).")
-@click.option("--hardware-compat", default="none", show_default=True, metavar="[none|ampere+|same-cc]",
-              help="Also run on other GPUs: ampere+ any Ampere or newer, same-cc those of this compute capability.")
-@click.option("--version-compat", is_flag=True,
-              help="Also run with later TensorRT releases: of the same major version, and 11.x for an engine built "
-                   "with 10.x (Triton then needs --backend-config=tensorrt,version-compatible=true).")
-@click.option("-o", "--output", type=click.Path(), help="Engine file (default: MODEL.PRECISION.engine beside MODEL).")
-def build_cmd(model, precision, calib_data, calib_cache, min_batch, opt_batch, max_batch, workspace, timing_cache,
-              opt_level, hardware_compat, version_compat, output) -> None:
-    """Build a TensorRT engine from an ONNX file (needs an NVIDIA GPU and TensorRT)."""
-    from pathlib import Path
-
-    from rich.progress import Progress
-
-    src = Path(model)
-    precision = precision or graph_precision(src)
-    options = BuildOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
-                           workspace=parse_size(workspace) if workspace else None,
-                           timing_cache=Path(timing_cache) if timing_cache else None, opt_level=opt_level,
-                           hardware_compat=hardware_compat, version_compat=version_compat).validate()
-    stem = src.name.removesuffix(".onnx")
-    stem = stem if stem.endswith(f".{precision}") else f"{stem}.{precision}"
-    output = Path(output) if output else src.with_name(f"{stem}.engine")
-    console = make_console()
-    with Progress(console=console, transient=True) as bar:
-        tasks = {None: bar.add_task("preparing the graph", total=None)}
-
-        def on_progress(phase: str, step: int, steps: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=steps or None)
-            bar.update(tasks[phase], completed=step, total=steps or None)
-
-        result = build_engine(src, output, options, on_progress, calib_data=calib_data, calib_cache=calib_cache)
-    print_notes(result.notes + [f"TensorRT warning: {w}" for w in result.warnings[:5]])
-    m = result.manifest
-    batch = m["batch_profile"]
-    graph = "" if result.graph.action == "as-is" else f"; built graph {result.graph.path} ({result.graph.action})"
-    click.echo(f"wrote {result.path}: {m['precision']}, batch {batch['min_batch']}..{batch['max_batch']} "
-               f"(opt {batch['opt_batch']}), TensorRT {m['tensorrt_version']} on {m['gpu']['name']} "
-               f"(compute capability {m['gpu']['compute_capability']}), {result.build_seconds:.1f} s{graph}")
 
 
 def _print_onnx_summary(info: dict) -> None:
@@ -143,23 +88,19 @@ def _check_engine_manifest(path, info: dict) -> None:
 @click.argument("artifact", type=click.Path())
 @click.option("--layers/--no-layers", default=True, show_default=True,
               help="Engines: TensorRT's per-layer report (needs a GPU and TensorRT); --no-layers reads the manifest only.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_print_option()
 def inspect_cmd(artifact, layers, as_json) -> None:
     """Summarize an ONNX file (any machine) or a TensorRT engine (its layers need a GPU and TensorRT)."""
-    from pathlib import Path
-
     path = Path(artifact)
     if path.suffix == ".onnx":
-
         info, show = inspect_onnx(path), _print_onnx_summary
     elif path.suffix in ENGINE_SUFFIXES:
-
         if not path.is_file():
             raise DnxError(f"engine {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         try:
             info, show = inspect_engine(path, layers=layers), _print_engine_summary
         except MissingDependencyError as exc:
-            raise type(exc)(f"{exc}; `dnx inspect {path} --no-layers` shows its manifest on this machine") from None
+            raise type(exc)(f"{exc}; `dnx inspect {path} --no-layers` shows its manifest on this machine") from exc
         if not layers:
             _check_engine_manifest(path, info)
     else:
