@@ -46,7 +46,7 @@ def backend_options() -> Decorator:
     """--backend, --device and --threads of ``dnx.load`` (the names of ``dnx.runtime.selection``)."""
     return _stack(
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                     help="Runtime backend (auto: see the README's rule)."),
+                     help="Runtime backend (auto: the rule in docs/python.md)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="Device (auto: CUDA where the artifact and backend can use it, else the CPU)."),
         threads_option())
