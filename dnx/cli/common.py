@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
+from dnx.core.documents import SchemaError
 from dnx.core.errors import DnxError
 from dnx.core.tables import new_table, verdict
-from dnx.models.registry import Preprocess
+from dnx.schemas.preprocess import manual_preprocess as library_manual_preprocess
 
 
 def make_console():
@@ -49,24 +48,25 @@ def parse_batches(value: str) -> tuple[int, ...]:
 
 
 def manual_preprocess(mean, std, image_size):
-    """Preprocessing from --mean/--std/--image-size, for ONNX files without a dnx manifest."""
+    """Preprocessing from --mean/--std/--image-size, for ONNX files without a dnx manifest; the rules are
+    the library's (:func:`dnx.schemas.preprocess.manual_preprocess`), reported against the flags."""
     if not (mean or std or image_size):
         return None
     if not (mean and std and image_size):
         raise DnxError("give all of --mean, --std and --image-size (e.g. --mean 0.485,0.456,0.406 "
                        "--std 0.229,0.224,0.225 --image-size 224)")
-
     try:
         m, s = tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(","))
     except ValueError:
         raise DnxError("--mean and --std take comma-separated numbers, e.g. 0.485,0.456,0.406") from None
-    if len(m) != len(s) or len(m) not in (1, 3):
-        raise DnxError("--mean and --std need 1 or 3 values each, the same count")
-    if not all(math.isfinite(v) for v in m) or not all(0 < v < math.inf for v in s):
-        raise DnxError(f"--std values must be positive and --mean values finite, got --mean {mean} --std {std}")
-    if not 1 <= image_size <= 4096:
-        raise DnxError(f"--image-size must be between 1 and 4096, got {image_size}")
-    return Preprocess(image_size, round(image_size * 256 / 224) if image_size >= 64 else image_size, m, s, len(m))
+    try:
+        return library_manual_preprocess(m, s, image_size)
+    except SchemaError as exc:
+        name, _, item = exc.field.partition("[")
+        flag = "--" + name.replace("_", "-")
+        where = f" (value {int(item.rstrip(']')) + 1})" if item else ""
+        raise DnxError(f"{flag}{where} {exc.problem}; got --mean {mean} --std {std} --image-size {image_size}") \
+            from None
 
 
 def comparison_table(title: str, rows: list[tuple[str, object]]):

@@ -432,7 +432,7 @@ def test_cli_inspect_onnx_json(small_onnx, capsys):
 
 def test_cli_inspect_refuses_unknown_files(tmp_path, capsys):
     code, out = run_cli(capsys, "inspect", str(tmp_path / "model.bin"))
-    assert code == 1 and "expected an .onnx file or an .engine/.plan file" in out.err
+    assert code == 1 and "expected an .onnx file or an engine (.engine/.plan/.trt)" in out.err
 
 
 def test_cli_inspect_engine_without_cuda_points_to_no_layers(tmp_path, no_cuda, capsys, fake_engine):
