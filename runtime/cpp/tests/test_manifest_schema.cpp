@@ -39,9 +39,10 @@ TEST(ManifestSchema, ParserAcceptsExactlyTheValidCases) {
             EXPECT_FALSE(c["cpp_accepts"].get<bool>()) << name << " was refused: " << what;
             EXPECT_EQ(e.code(), Error::Code::BadArtifact) << name << ": " << what;
             EXPECT_EQ(what.find('\n'), std::string::npos) << name << ": " << what;
-            if (c["field"].is_string())  // the field Python's reader names, named here too
+            if (c["field"].is_string()) {  // the field Python's reader names, named here too
                 EXPECT_NE(what.find(c["field"].get<std::string>()), std::string::npos)
                     << name << ": expected the field " << c["field"] << " in: " << what;
+            }
             ++refused;
         }
     }
