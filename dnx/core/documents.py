@@ -281,7 +281,8 @@ def _schema_of(tp, defs: dict) -> dict:
         return {"type": simple[tp]}
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return {"enum": list(typing.get_args(tp))}
+        values = list(typing.get_args(tp))
+        return {"const": values[0]} if len(values) == 1 else {"enum": values}
     if origin is tuple:
         return {"type": "array", "items": _schema_of(typing.get_args(tp)[0], defs)}
     if origin is dict:
