@@ -44,8 +44,9 @@ class Artifact:
     @property
     def max_batch(self) -> int | None:
         """Largest batch one inference may carry: fixed by the graph or the engine's profile; None: any."""
-        if self.kind == "engine":
-            return self.manifest.batch_profile.max_batch
+        profile = self.manifest.batch_profile if isinstance(self.manifest, EngineManifest) else None
+        if profile is not None and profile.max_batch is not None:
+            return profile.max_batch
         return self.input_shape[0]
 
     def summary(self) -> dict[str, Any]:

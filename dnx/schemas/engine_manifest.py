@@ -8,6 +8,7 @@ unless it was built with version or hardware compatibility. Runners call
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,8 @@ def write_engine_manifest(engine_path: str | Path, manifest: EngineManifest | di
     engine_path = Path(engine_path)
     data = manifest.to_dict() if isinstance(manifest, EngineManifest) else manifest
     data = {**data, "engine_sha256": sha256_file(engine_path), "engine_bytes": engine_path.stat().st_size}
-    written = EngineManifest.from_dict(data, "the engine manifest being written")  # what is written reads back
+    # what is written reads back (judged as JSON: a tuple is an array)
+    written = EngineManifest.from_dict(json.loads(json.dumps(data)), "the engine manifest being written")
     write_json_atomic(sidecar_path(engine_path), data)
     return written
 

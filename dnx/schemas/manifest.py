@@ -183,7 +183,8 @@ def _as_dict(manifest: ArtifactManifest | dict[str, Any]) -> dict[str, Any]:
     """The JSON of ``manifest``, checked by the reader: a writer never writes a file dnx cannot read."""
     if isinstance(manifest, ArtifactManifest):
         return manifest.to_dict()
-    ArtifactManifest.from_dict(manifest, "the manifest being written", "this is a bug in dnx")
+    # judged as it will be written: JSON's types (a tuple is an array)
+    ArtifactManifest.from_dict(json.loads(json.dumps(manifest)), "the manifest being written", "this is a bug in dnx")
     return manifest
 
 

@@ -79,7 +79,7 @@ def test_manifest_round_trips_to_the_same_preprocessing(densenet121_onnx):
     assert manifest.model["name"] == "densenet121" and manifest.opset == 17
     side = json.loads(sidecar_path(path).read_text())
     assert side["sha256"] == sha256_file(path)
-    assert side["model"] == manifest["model"]
+    assert side["model"] == manifest.model
 
 
 def test_fixed_batch_export(tmp_path):

@@ -168,13 +168,13 @@ ENGINE_CASES = {
 }
 
 
-def _cpp_needs(manifest: dict | None) -> bool:
-    """What libdnx_runtime needs beyond validity (see the module docstring)."""
-    if not isinstance(manifest, dict) or "input" not in manifest or "preprocess" not in manifest:
+def _cpp_needs(kind: str, doc: dict) -> bool:
+    """What libdnx_runtime needs beyond validity (see the module docstring); ``doc`` is valid."""
+    manifest = ArtifactManifest.from_dict(doc) if kind == "onnx" else EngineManifest.from_dict(doc).source_manifest
+    if manifest is None or manifest.input is None or manifest.preprocess is None:
         return False
-    names = (manifest.get("labels") or {}).get("names")
-    shape = (manifest.get("output") or {}).get("shape") or []
-    return bool(names) or (len(shape) == 2 and isinstance(shape[1], int))
+    shape = manifest.output.shape if manifest.output and manifest.output.shape else ()
+    return bool(manifest.label_names) or (len(shape) == 2 and isinstance(shape[1], int))
 
 
 def _python_verdict(kind: str, doc) -> str | None:
@@ -209,9 +209,8 @@ def cases() -> list[dict]:
             assert (python is None) == valid, f"{where}: Python's reader says {python!r}, expected {field!r}"
             assert valid or python == field, f"{where}: Python's error names {python!r}, expected {field!r}"
             assert schema_valid == (valid or rule == "rule"), f"{where}: the JSON Schema says valid={schema_valid}"
-            source = doc if kind == "onnx" else (doc.get("source_onnx") or {}).get("manifest")
             out.append({"kind": kind, "name": name, "valid": valid, "field": field,
-                        "cpp_accepts": valid and _cpp_needs(source), "document": doc})
+                        "cpp_accepts": valid and _cpp_needs(kind, copy.deepcopy(doc)), "document": doc})
     return out
 
 
