@@ -358,7 +358,8 @@ def test_inspect_onnx(small_onnx):
 def test_inspect_engine_manifest_only_on_cpu_and_layers_need_a_device(tmp_path, no_cuda, fake_engine):
     written = fake_engine(tmp_path / "m.engine")
     info = inspect_engine(tmp_path / "m.engine", layers=False)
-    assert info["manifest"] == written and info["sha256"] == written["engine_sha256"]
+    assert info["manifest"] == written.to_dict() and info["sha256"] == written.engine_sha256
+    assert info["digest_problem"] is None
     with pytest.raises(NoDeviceError):
         inspect_engine(tmp_path / "m.engine")
 

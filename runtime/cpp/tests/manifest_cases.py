@@ -99,6 +99,8 @@ ONNX_CASES = {
                                _set("preprocess.image_size", 28), _set("preprocess.resize_size", 28),
                                _set("preprocess.mean", [0.5]), _set("preprocess.std", [0.25]),
                                _set("preprocess.interpolation", "nearest"), _set("certificate", ...)), None),
+    "optional_nulls": (_all(*(_set(k, None) for k in ("artifact", "sha256", "output.dtype", "labels.source",
+                                                      "certificate.summary", "input.layout", "model"))), None),
     "no_preprocess": (_set("preprocess", ...), None),  # valid; C++ cannot run it
     "no_labels_no_output": (_all(_set("labels", ...), _set("output", ...)), None),  # valid; C++ cannot name classes
     "schema_missing": (_set("schema", ...), "schema"),
@@ -126,6 +128,7 @@ ONNX_CASES = {
     "std_missing": (_set("preprocess.std", ...), "preprocess.std"),
     "interpolation_lanczos": (_set("preprocess.interpolation", "lanczos"), "preprocess.interpolation"),
     "decode_unknown": (_set("preprocess.decode", "turbo"), "preprocess.decode"),
+    "interpolation_null": (_set("preprocess.interpolation", None), "preprocess.interpolation"),
     "preprocess_unknown_key": (_set("preprocess.color_order", "bgr"), "preprocess.color_order"),
     "image_size_not_the_graph": (_all(_set("preprocess.image_size", 256), _set("certificate", ...)),
                                  ("input.shape", "rule")),
@@ -150,6 +153,8 @@ ENGINE_CASES = {
     "ampere_plus": (_set("hardware_compat", "ampere+"), None),
     "unknown_key": (_set("made_by_a_newer_dnx", 1), None),
     "static_batch": (_set("batch_profile.max_batch", None), None),
+    "optional_nulls": (_all(*(_set(k, None) for k in ("precision", "build_command", "engine_sha256", "gpu.name",
+                                                      "batch_profile", "source_onnx.sha256"))), None),
     "foreign_source": (_set("source_onnx.manifest", None), None),  # valid; C++ needs the preprocessing
     "other_schema": (_set("schema", "dnx.engine/1"), "schema"),
     "tensorrt_version_missing": (_set("tensorrt_version", ...), "tensorrt_version"),
@@ -158,6 +163,7 @@ ENGINE_CASES = {
     "compute_capability_word": (_set("gpu.compute_capability", "eight"), "gpu.compute_capability"),
     "hardware_compat_unknown": (_set("hardware_compat", "any"), "hardware_compat"),
     "version_compat_string": (_set("version_compat", "yes"), "version_compat"),
+    "version_compat_null": (_set("version_compat", None), "version_compat"),
     "max_batch_string": (_set("batch_profile.max_batch", "32"), "batch_profile.max_batch"),
     "max_batch_zero": (_set("batch_profile.max_batch", 0), "batch_profile.max_batch"),
     "precision_unknown": (_set("precision", "fp64"), "precision"),
