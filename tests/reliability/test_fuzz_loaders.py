@@ -143,11 +143,11 @@ def test_engine_sidecar(data, folder):
 
 @pytest.mark.parametrize("gpu", [None, 5])
 def test_engine_sidecar_gpu_not_an_object(gpu, folder):
-    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, EngineManifest, read_engine_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, read_engine_manifest
 
     (folder / "g.engine").write_bytes(b"\x00" * 16)
     (folder / "g.engine.json").write_text(json.dumps({**GOOD_ENGINE, "schema": ENGINE_SCHEMA, "gpu": gpu}))
-    with pytest.raises(DnxError):
+    with pytest.raises(DnxError, match="g.engine.json: gpu must be an object, got "):
         read_engine_manifest(folder / "g.engine")
 
 
