@@ -22,29 +22,17 @@ from dnx.core.version import __version__
 from dnx.export.onnx_export import export_onnx, ExportOptions
 from dnx.models import create_model, get_config
 from dnx.models.registry import ModelConfig
-from dnx.schemas.manifest import read_manifest, sidecar_path
+from dnx.schemas.engine_manifest import EngineManifest, is_engine_path, read_engine_manifest
+from dnx.schemas.manifest import ArtifactManifest, read_manifest
 
 if TYPE_CHECKING:
     from dnx.benchmarks.harness import BenchConfig
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _reference_from_manifest(manifest: dict, where: Path):
+def _reference_from_manifest(manifest: ArtifactManifest, where: Path):
     """Rebuild the exact PyTorch model an artifact came from: its config and weights."""
 
-    cfg = ModelConfig.from_dict(manifest["model"])
-    weights = manifest.get("weights") or {}
-    weights_id, weights_path = weights.get("id", ""), weights.get("path")
+    cfg = ModelConfig.from_dict(manifest.model)
+    weights_id, weights_path = (manifest.weights.id, manifest.weights.path) if manifest.weights else ("", None)
     if weights_path:
         if not Path(weights_path).is_file():
             raise DnxError(f"{where} was made from weights {weights_path}, which no longer exists; "
@@ -68,13 +56,14 @@ class Artifacts:
         self.model_name: str | None = None
         self.onnx: Path | None = None
         self.engine = Path(config.engine) if config.engine else None
-        self.manifest: dict | None = None  # of the ONNX target, or of the ONNX the engine was built from
+        self.manifest: ArtifactManifest | None = None  # of the ONNX target, or of the ONNX the engine was built from
+        self._engine_manifest: EngineManifest | None = None
         self._made: dict[str, tuple[Path, str]] = {}
         self._loaded = None
         target = config.target
         if target:
             path = Path(target)
-            if path.suffix.lower() in ENGINE_SUFFIXES:
+            if is_engine_path(path):
                 if self.engine is not None:
                     raise DnxError(f"two engines given ({target} and --engine {config.engine}); give one")
                 self.engine = path
@@ -90,19 +79,24 @@ class Artifacts:
         if self.manifest is None and self.engine is not None:
             self._adopt_engine_manifest()
 
-    def engine_manifest(self) -> dict:
-        return (_read_json(sidecar_path(self.engine)) if self.engine else None) or {}
+    def engine_manifest(self) -> EngineManifest | None:
+        if self.engine is None:
+            return None
+        if self._engine_manifest is None:
+            self._engine_manifest = read_engine_manifest(self.engine, required=False)
+        return self._engine_manifest
 
     def _adopt_engine_manifest(self) -> None:
         """The engine's sidecar records the ONNX it was built from and that file's manifest: the
         manifest gives the PyTorch reference, the file (when FP32 and still there) the ONNX backends."""
-        source = self.engine_manifest().get("source_onnx") or {}
-        manifest = source.get("manifest")
-        if not manifest or "model" not in manifest:
+        engine = self.engine_manifest()
+        source = engine.source_onnx if engine else None
+        manifest = source.manifest if source else None
+        if manifest is None or manifest.model is None:
             return
         self.manifest = manifest
-        path = Path(source.get("path") or "")
-        if manifest.get("precision", "fp32") == "fp32" and path.is_file() and sha256_file(path) == source.get("sha256"):
+        path = Path(source.path)
+        if manifest.precision == "fp32" and path.is_file() and sha256_file(path) == source.sha256:
             self.onnx = path
 
     # -- the PyTorch model -------------------------------------------------------------------
@@ -123,17 +117,19 @@ class Artifacts:
 
     @property
     def input_name(self) -> str:
-        return (self.manifest or {}).get("input", {}).get("name", "input")
+        return self.manifest.input.name if self.manifest and self.manifest.input else "input"
 
     @property
     def output_name(self) -> str:
-        return (self.manifest or {}).get("output", {}).get("name", "logits")
+        return self.manifest.output.name if self.manifest and self.manifest.output else "logits"
 
     # -- files ---------------------------------------------------------------------------------
     @property
     def onnx_precision(self) -> str | None:
         """Precision of the ONNX target file (its manifest's; fp32 without one); None without a file."""
-        return (self.manifest or {}).get("precision", "fp32") if self.onnx is not None else None
+        if self.onnx is None:
+            return None
+        return self.manifest.precision if self.manifest else "fp32"
 
     def path_for(self, kind: str) -> tuple[Path, str]:
         """(file, precision) for ``kind``: "onnx", "int8", "int8-openvino", "fp16" or "engine"."""
@@ -152,8 +148,8 @@ class Artifacts:
         loaded = create_model(self.model_name)
         path = self.workdir / f"{self.model_name}.onnx"
         old = read_manifest(path, required=False) if path.is_file() else None
-        fresh = (old is not None and old.get("model") == loaded.config.to_dict()
-                 and (old.get("weights") or {}).get("id") == loaded.weights and old.get("dnx_version") == __version__)
+        fresh = (old is not None and old.model == loaded.config.to_dict() and old.weights is not None
+                 and old.weights.id == loaded.weights and old.dnx_version == __version__)
         if not fresh:
             export_onnx(loaded, path, ExportOptions(verify=False))
         self.onnx, self.manifest = path, read_manifest(path)
@@ -185,8 +181,7 @@ class Artifacts:
         return Path(result.path), "int8"
 
     def _int8_openvino_onnx(self) -> tuple[Path, str]:
-        calibration = (self.manifest or {}).get("calibration") or {}
-        if self.onnx_precision == "int8" and calibration.get("target") == "openvino":
+        if self.onnx_precision == "int8" and self.manifest and self.manifest.calibration_target == "openvino":
             return self.onnx, "int8"  # the target is already calibrated for OpenVINO
         if self.onnx_precision not in (None, "fp32"):
             raise UnavailableBackend(f"the target is {self.onnx_precision} (ov-cpu runs it as it is); give the FP32 "
@@ -209,12 +204,14 @@ class Artifacts:
     def _engine(self) -> tuple[Path, str]:
         if self.engine is None:
             raise UnavailableBackend("no engine given: build one with `dnx build` and pass --engine PATH")
-        return self.engine, self.engine_manifest().get("precision", "unknown")
+        engine = self.engine_manifest()
+        return self.engine, (engine.precision if engine else None) or "unknown"
 
     def engine_batches(self) -> tuple[int | None, int | None]:
         """The engine's optimisation profile batch range, (None, None) where the manifest lacks it."""
-        profile = self.engine_manifest().get("batch_profile") or {}
-        return profile.get("min_batch"), profile.get("max_batch")
+        engine = self.engine_manifest()
+        profile = engine.batch_profile if engine else None
+        return (profile.min_batch, profile.max_batch) if profile else (None, None)
 
     def describe(self, path: Path) -> tuple[str | None, str]:
         """(path to report, sha256): files in a temporary work folder are gone after the run."""

@@ -86,7 +86,7 @@ class BenchConfig:
             raise DnxError(f"--ov-precision must be fp32, bf16 or auto, got {self.ov_precision!r}")
 
     def tolerance(self, precision: str, weights: str = "") -> Tolerance:
-        return self.tolerances.get(precision) or tolerance_for(precision, {"weights": {"id": weights}})
+        return self.tolerances.get(precision) or tolerance_for(precision, weights)
 
     def to_dict(self) -> dict:
         d = asdict(self)

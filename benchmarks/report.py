@@ -1,7 +1,8 @@
 """Presenting a :class:`~dnx.benchmarks.harness.BenchResult`: rich tables, JSON, CSV, Markdown, a plot.
 
-The JSON follows ``bench_schema.json`` (``"schema": "dnx.bench/1"``). A change that removes or
-renames a field, or changes a unit, bumps the version; adding optional fields does not.
+The JSON is a :class:`dnx.schemas.bench_report.BenchReport` (``"schema": "dnx.bench/1"``; JSON Schema
+``dnx/schemas/json/bench.schema.json``), checked by its reader before it is written. A change that
+removes or renames a field, or changes a unit, bumps the version; adding optional fields does not.
 Every format carries the machine the numbers were measured on. Files are written atomically.
 """
 
@@ -16,9 +17,10 @@ from pathlib import Path
 from dnx.core.fileio import atomic_path, write_json_atomic
 from dnx.core.tables import new_table, verdict
 from dnx.core.errors import DnxError, require
+from dnx.schemas.bench_report import SCHEMA as BENCH_SCHEMA, BenchReport
+from dnx.schemas.jsonschema import load_schema as load_json_schema
 
-SCHEMA = "dnx.bench/1"
-SCHEMA_FILE = Path(__file__).resolve().parent / "bench_schema.json"
+SCHEMA = BENCH_SCHEMA
 PLOT_FORMATS = ("png", "svg", "pdf")
 
 
@@ -67,14 +69,16 @@ def _backend_entry(result, b) -> dict:
 
 
 def to_json(result) -> dict:
-    """The result as a ``dnx.bench/1`` document (see bench_schema.json)."""
+    """The result as a ``dnx.bench/1`` document (:class:`~dnx.schemas.bench_report.BenchReport`)."""
     return {"schema": SCHEMA, "created": result.created, "seconds": round(result.seconds, 3),
             "machine": result.machine, "config": result.config.to_dict(), "model": result.model,
             "inputs": result.inputs, "results": [_backend_entry(result, b) for b in result.backends]}
 
 
 def write_json(result, path: str | Path) -> None:
-    write_json_atomic(path, to_json(result))
+    doc = to_json(result)
+    BenchReport.from_dict(json.loads(json.dumps(doc)), "the bench report being written", "this is a bug in dnx")
+    write_json_atomic(path, doc)
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -299,4 +303,4 @@ def plot(result, path: str | Path) -> None:
 
 
 def load_schema() -> dict:
-    return json.loads(SCHEMA_FILE.read_text())
+    return load_json_schema("bench")

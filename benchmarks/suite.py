@@ -44,7 +44,7 @@ def suite_config(entry: SuiteEntry, duration_s: float, workdir: str | None) -> B
 def results_markdown(results: list[BenchResult]) -> str:
     lines = ["# dnx benchmark results", "",
              "Made by `make bench` (`python -m dnx.benchmarks.suite`); one JSON file per model in "
-             "`benchmarks/results/` (schema `dnx.bench/1`, `benchmarks/bench_schema.json`).",
+             "`benchmarks/results/` (schema `dnx.bench/1`, `dnx/schemas/json/bench.schema.json`).",
              f"Backends {', '.join(BACKENDS)}; batch {', '.join(map(str, BATCHES))}; {THREADS} thread; latency is "
              "the median of per-inference wall times after warm-up; speed-up is against torch in the same run.",
              "Parity is against PyTorch FP32 on the CPU (torchvision forward) on the same inputs.", "",

@@ -60,7 +60,7 @@ from dnx.data.datasets import LabelledImages, load_labelled
 from dnx.data.preprocess import preprocess_array
 from dnx.runtime.backends.base import run_in_batches
 from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
-from dnx.schemas.manifest import embed, manifest_of, preprocess_from_manifest, write_sidecar
+from dnx.schemas.manifest import ArtifactManifest, embed, manifest_of, preprocess_from_manifest, write_sidecar
 
 WEIGHTED_OPS = ("Conv", "Gemm")
 _LAYER_OR_TRANSITION = re.compile(r"^features\.(denseblock\d+\.denselayer\d+|transition\d+)(\.|$)")
@@ -152,7 +152,7 @@ def _weight_name(node, producers: dict) -> str | None:
     return None if name in producers else name
 
 
-def quantizable_units(proto, manifest: dict | None) -> dict[str, list[str]]:
+def quantizable_units(proto, manifest: ArtifactManifest | None) -> dict[str, list[str]]:
     """Unit name -> the node names it keeps in float, in graph order (see the module docstring)."""
     producers = {o: n for n in proto.graph.node for o in n.output}
     inputs = {i.name for i in proto.graph.input}
@@ -160,7 +160,7 @@ def quantizable_units(proto, manifest: dict | None) -> dict[str, list[str]]:
                 and (w := _weight_name(n, producers)) is not None and w not in inputs]
     weighted_ids = {id(n) for n in weighted}
     units: dict[str, list[str]] = {}
-    if manifest and "model" in manifest:
+    if manifest and manifest.model is not None:
         for node in proto.graph.node:
             unit = _densenet_unit(_module_path(node.name)) if node.name else None
             if unit is None and id(node) in weighted_ids:
@@ -322,7 +322,7 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
                        "search_margin_standard_errors": margin_se},
             "met": chosen is not None,
             "target": target,
-            "units": "densenet-modules" if manifest and "model" in manifest else "node-names",
+            "units": "densenet-modules" if manifest and manifest.model is not None else "node-names",
             "unit_count": len(units),
             "eval_data": {"images": len(labelled), "search": len(search_idx), "held_apart": len(hold_idx),
                           "split_seed": split_seed},
@@ -342,8 +342,8 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
             "notes": notes,
         }
         best_proto = onnx.load(str(search.path(best)))
-        best_manifest = manifest_of(best_proto, search.path(best))
-        best_manifest["calibration"]["budget"] = report
+        best_manifest = manifest_of(best_proto, search.path(best)).to_dict()
+        best_manifest["calibration"]["budget"] = report  # embed() checks it with the budget report's reader
         embed(best_proto, best_manifest)
         with atomic_path(output) as out:
             onnx.save(best_proto, str(out))

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from dnx.calibration.parity import certify_derived
 from dnx.core.errors import DnxError
-from dnx.schemas.manifest import embed
+from dnx.schemas.manifest import ArtifactManifest, embed
 
 CACHE_SCHEMA = "dnx.calibration-cache/1"
 
@@ -47,13 +47,14 @@ def default_cache_path(output: Path) -> Path:
     return output.with_name(output.name + ".calib.json")
 
 
-def certify(qproto, source: Path, written: Path, manifest: dict, source_manifest: dict | None, pre) -> None:
+def certify(qproto, source: Path, written: Path, manifest: dict, source_manifest: ArtifactManifest | None,
+            pre) -> None:
     """Check the written Q/DQ graph against its FP32 source on real images and store the certificate
     in ``manifest`` (and the file at ``written``); a failed verdict is recorded, not raised: the caller
     reports it (``dnx calibrate`` exits 1) and the runtime refuses the file."""
     import onnx  # heavy: only the writer needs it
 
     manifest["certificate"], _ = certify_derived(qproto, source, written, manifest["precision"],
-                                                 source_manifest or manifest, pre)
+                                                 source_manifest, pre)
     embed(qproto, manifest)
     onnx.save(qproto, str(written))

@@ -53,20 +53,20 @@ def convert_fp16(source: str | Path, output: str | Path, *, check: bool = True, 
     source, output, source_manifest, proto = open_fp32_source(
         source, output, action="convert", required=False,
         qdq_message="{source} holds Q/DQ nodes; use `dnx calibrate --high-precision fp16` for INT8+FP16")
-    source_manifest = source_manifest or {}
-    manifest = {**source_manifest, **base_manifest(with_torch=False), "artifact": "onnx-fp16", "precision": "fp16",
+    manifest = {**(source_manifest.to_dict() if source_manifest else {}), **base_manifest(with_torch=False),
+                "artifact": "onnx-fp16", "precision": "fp16",
                 "source": {"path": str(source), "sha256": sha256_file(source)}}
     manifest.pop("verification", None)
     manifest.pop("certificate", None)  # the source's; this file gets its own below
     comparison, notes = None, []
-    if check and "preprocess" not in source_manifest:
+    if check and (source_manifest is None or source_manifest.preprocess is None):
         notes.append(f"not checked against FP32: {source} has no dnx manifest to say how to preprocess its "
                      "inputs (re-export it with `dnx export` to have it checked)")
     with atomic_path(output) as tmp:
         fp16 = to_fp16_proto(proto)
         embed(fp16, manifest)
         onnx.save(fp16, str(tmp))
-        if check and "preprocess" in source_manifest:
+        if check and source_manifest is not None and source_manifest.preprocess is not None:
 
             manifest["certificate"], comparison = certify_derived(
                 fp16, source, tmp, "fp16", source_manifest, preprocess_from_manifest(source_manifest))

@@ -156,7 +156,7 @@ def calibrate_openvino(source: str | Path, output: str | Path, data: str | Path 
     if not has_qdq(qproto):
         raise DnxError(f"nothing in {source} was quantized; check --exclude")
     manifest = {
-        **(source_manifest or {}), **base_manifest(with_torch=False),
+        **(source_manifest.to_dict() if source_manifest else {}), **base_manifest(with_torch=False),
         "artifact": "onnx-qdq", "precision": "int8",
         "calibration": {"method": METHOD, "target": "openvino", "samples": len(calib), "seed": seed,
                         "data": calib.source, "data_fingerprint": calib.fingerprint, "batch_size": batch_size,

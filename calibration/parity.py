@@ -31,6 +31,7 @@ from dnx.models import ASSETS
 from dnx.runtime.backends.base import run_in_batches
 from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 from dnx.schemas.certificate import data_fingerprint, make_certificate
+from dnx.schemas.manifest import ArtifactManifest
 
 FMNIST_TEST_IMAGES = 1000
 PHOTO_CROPS = 64  # default calibration images cut from the offline photos (another seed than the parity set)
@@ -45,8 +46,8 @@ class ParitySet:
     source: str
 
 
-def labels_source(manifest: dict | None) -> str | None:
-    return ((manifest or {}).get("labels") or {}).get("source")
+def labels_source(manifest: ArtifactManifest | None) -> str | None:
+    return manifest.labels.source if manifest and manifest.labels else None
 
 
 def reference_set(pre, labels: str | None) -> ParitySet:
@@ -78,8 +79,12 @@ def default_calibration_data(labels: str | None, workdir: Path) -> Path:
     return folder
 
 
-def is_random_init(manifest: dict | None) -> bool:
-    return str(((manifest or {}).get("weights") or {}).get("id", "")).startswith("random-init")
+def weights_id(manifest: ArtifactManifest | None) -> str | None:
+    return manifest.weights.id if manifest and manifest.weights else None
+
+
+def is_random_init(weights: str | None) -> bool:
+    return str(weights or "").startswith("random-init")
 
 
 # Random-init models: judged by the smallest per-image cosine instead of top-1 (see the module docstring).
@@ -87,13 +92,14 @@ RANDOM_INIT_TOLERANCES = {"fp16": Tolerance(min_cosine=0.999), "bf16": Tolerance
                           "int8": Tolerance(min_cosine=0.99), "best": Tolerance(min_cosine=0.99)}
 
 
-def tolerance_for(precision: str, manifest: dict | None) -> Tolerance:
-    if precision in RANDOM_INIT_TOLERANCES and is_random_init(manifest):
+def tolerance_for(precision: str, weights: str | None) -> Tolerance:
+    """The tolerance for ``precision`` of a model whose weights are ``weights`` (a manifest's weights id)."""
+    if precision in RANDOM_INIT_TOLERANCES and is_random_init(weights):
         return RANDOM_INIT_TOLERANCES[precision]
     return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
 
 
-def check_derived(reference: str | Path, candidate: str | Path, precision: str, manifest: dict | None,
+def check_derived(reference: str | Path, candidate: str | Path, precision: str, manifest: ArtifactManifest | None,
                   pre) -> tuple[Comparison, ParitySet]:
     """``candidate`` vs its FP32 ``reference`` ONNX in onnxruntime CPU on :func:`reference_set`."""
 
@@ -102,18 +108,19 @@ def check_derived(reference: str | Path, candidate: str | Path, precision: str, 
     for path in (reference, candidate):
         with OnnxRuntimeRunner(path) as runner:
             outs.append(run_in_batches(runner, data.images, 32))
-    comparison = tolerance_for(precision, manifest).apply(compare_logits(outs[0], outs[1], data.labels))
+    comparison = tolerance_for(precision, weights_id(manifest)).apply(compare_logits(outs[0], outs[1], data.labels))
     return comparison, data
 
 
-def certify_derived(proto, reference: str | Path, candidate: str | Path, precision: str, manifest: dict,
+def certify_derived(proto, reference: str | Path, candidate: str | Path, precision: str,
+                    manifest: ArtifactManifest | None,
                     pre) -> tuple[dict, Comparison]:
     """Check ``candidate`` (already written, graph = ``proto``) against its FP32 ``reference`` and return
     the certificate to put in its manifest, and the comparison."""
     import onnxruntime
 
     comparison, data = check_derived(reference, candidate, precision, manifest, pre)
-    tolerance = tolerance_for(precision, manifest)
+    tolerance = tolerance_for(precision, weights_id(manifest))
     cert = make_certificate(
         proto=proto, preprocess=pre, reference={"what": "the FP32 ONNX it was derived from", "path": str(reference),
                                 "sha256": sha256_file(reference)},

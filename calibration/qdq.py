@@ -214,7 +214,7 @@ def calibrate_qdq(source: str | Path, output: str | Path, data: str | Path | Cal
 
                 qproto = to_fp16_proto(qproto, keep_float32_ops=("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"))
             manifest = {
-                **(source_manifest or {}), **base_manifest(with_torch=False),
+                **(source_manifest.to_dict() if source_manifest else {}), **base_manifest(with_torch=False),
                 "artifact": "onnx-qdq",
                 "precision": "best" if high_precision == "fp16" else "int8",
                 "calibration": {"method": method, "target": target, "samples": len(calib), "seed": seed,

@@ -8,11 +8,11 @@ from typing import Any
 from dnx.core.errors import DnxError
 from dnx.core.fileio import check_writable
 from dnx.core.onnx_graph import graph_inputs, has_qdq, load_onnx
-from dnx.schemas.manifest import manifest_of
+from dnx.schemas.manifest import ArtifactManifest, manifest_of
 
 
 def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq_message: str,
-                     required: bool = True, hint: str = "") -> tuple[Path, Path, dict[str, Any] | None, Any]:
+                     required: bool = True, hint: str = "") -> tuple[Path, Path, ArtifactManifest | None, Any]:
     """(source, output, source manifest, source proto), loaded once, after checking that the output is
     writable and not the source, and that the source is a one-input FP32 graph (``action`` names what
     to do with the FP32 export instead; ``qdq_message`` is the error for a source that already holds
@@ -28,8 +28,8 @@ def open_fp32_source(source: str | Path, output: str | Path, *, action: str, qdq
         raise DnxError(f"{source} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); dnx handles "
                        "image classifiers with one image input")
     manifest = manifest_of(proto, source, required=False)
-    if manifest and manifest.get("precision", "fp32") != "fp32":
-        raise DnxError(f"{source} is already {manifest['precision']}; {action} the FP32 export")
+    if manifest and manifest.precision != "fp32":
+        raise DnxError(f"{source} is already {manifest.precision}; {action} the FP32 export")
     if has_qdq(proto):
         raise DnxError(qdq_message.format(source=source))
     # A foreign FP16 graph has no manifest to say so; its initializers do.

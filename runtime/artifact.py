@@ -8,20 +8,20 @@ ONNX file has no manifest: it loads only when the caller gives the preprocessing
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dnx.core.errors import DnxError
-from dnx.models.registry import Preprocess
 from dnx.core.hashing import sha256_file
 from dnx.core.onnx_graph import has_qdq, load_onnx
+from dnx.models.registry import Preprocess
 from dnx.schemas.certificate import check_certificate, check_preprocess_certified
-from dnx.schemas.engine_manifest import read_engine_manifest
-from dnx.schemas.manifest import manifest_of, preprocess_from_manifest, sidecar_path
+from dnx.schemas.engine_manifest import ENGINE_SUFFIXES, EngineManifest, is_engine_path, read_engine_manifest
+from dnx.schemas.manifest import ArtifactManifest, manifest_of, preprocess_from_manifest, sidecar_sha256
+from dnx.schemas.preprocess import manual_preprocess
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+__all__ = ["Artifact", "UnverifiedArtifact", "manual_preprocess", "open_artifact"]
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,17 @@ class Artifact:
     input_shape: tuple[int | None, ...]  # None marks a dynamic dimension
     num_classes: int | None
     calibration_target: str | None  # for INT8: the placement (tensorrt, onnxruntime, openvino)
-    manifest: dict[str, Any] | None = field(default=None, compare=False)
+    # the ONNX file's manifest, or the engine's sidecar (which holds its source ONNX's manifest)
+    manifest: ArtifactManifest | EngineManifest | None = field(default=None, compare=False)
     # None: the parity certificate holds; else why the artifact is unverified (loaded only on opt-in)
     unverified: str | None = None
 
     @property
     def max_batch(self) -> int | None:
         """Largest batch one inference may carry: fixed by the graph or the engine's profile; None: any."""
-        if self.kind == "engine":
-            return int(self.manifest["batch_profile"]["max_batch"])
+        profile = self.manifest.batch_profile if isinstance(self.manifest, EngineManifest) else None
+        if profile is not None and profile.max_batch is not None:
+            return profile.max_batch
         return self.input_shape[0]
 
     def summary(self) -> dict[str, Any]:
@@ -58,40 +60,14 @@ class Artifact:
                 "certificate": self.certificate}
 
     @property
+    def onnx_manifest(self) -> ArtifactManifest | None:
+        """The ONNX manifest: the file's own, or for an engine its source ONNX's."""
+        return self.manifest.source_manifest if isinstance(self.manifest, EngineManifest) else self.manifest
+
+    @property
     def certificate(self) -> dict | None:
-        if self.manifest is None:
-            return None
-        if self.kind == "engine":
-            return ((self.manifest.get("source_onnx") or {}).get("manifest") or {}).get("certificate")
-        return self.manifest.get("certificate")
-
-
-# Larger inputs than any classifier dnx serves; beyond this a typo (224 -> 22400) would allocate gigabytes.
-MAX_IMAGE_SIZE = 4096
-
-
-def manual_preprocess(mean, std, image_size: int, resize_size: int | None = None,
-                      interpolation: str = "bilinear") -> Preprocess:
-    """Preprocessing a caller gives for a foreign ONNX file (torchvision's 256/224 resize ratio by default).
-    Its errors name the parameter (``DnxError.params``), so the CLI can name its flag instead."""
-    try:
-        m, s = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        size = int(image_size)
-    except (TypeError, ValueError) as exc:
-        raise DnxError("mean and std take sequences of numbers and image_size an integer, e.g. "
-                       "mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), image_size=224",
-                       param=("mean", "std", "image_size")) from exc
-    if len(m) != len(s) or len(m) not in (1, 3):
-        raise DnxError(f"mean and std need 1 or 3 values each, the same count; got {len(m)} and {len(s)}",
-                       param=("mean", "std"))
-    if not all(0 < v < math.inf for v in s):
-        raise DnxError(f"std values must be positive and finite, got {s}", param="std")
-    if not all(math.isfinite(v) for v in m):
-        raise DnxError(f"mean values must be finite, got {m}", param="mean")
-    if not 1 <= size <= MAX_IMAGE_SIZE:
-        raise DnxError(f"image_size must be from 1 to {MAX_IMAGE_SIZE}, got {size}", param="image_size")
-    resize = resize_size or (round(size * 256 / 224) if size >= 64 else size)
-    return Preprocess(size, resize, m, s, len(m), interpolation)
+        onnx_manifest = self.onnx_manifest
+        return onnx_manifest.certificate.to_dict() if onnx_manifest and onnx_manifest.certificate else None
 
 
 def _onnx_io(proto) -> tuple[str, tuple[int | None, ...], int | None]:
@@ -140,17 +116,13 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
         raise DnxError(f"artifact {path} does not exist")
     if not path.is_file():
         raise DnxError(f"artifact {path} is not a file")
-    suffix = path.suffix.lower()
-    if suffix in ENGINE_SUFFIXES:
+    if is_engine_path(path):
         return _checked(_open_engine(path, sha256_file(path), preprocess, labels), allow_unverified)
-    if suffix != ".onnx":
-        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
+    if path.suffix.lower() != ".onnx":
+        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine ({'/'.join(ENGINE_SUFFIXES)})")
 
     proto = load_onnx(path, load_external_data=False)
-    try:
-        manifest = manifest_of(proto, path, required=False)
-    except ValueError:
-        raise DnxError(f"{path} has a corrupt dnx manifest (not valid JSON); re-export it with `dnx export`") from None
+    manifest = manifest_of(proto, path, required=False)
     name, shape, classes = _onnx_io(proto)
     sha = sha256_file(path)
     if manifest is None:
@@ -162,13 +134,12 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
                         name, shape, classes, None, None, "not a dnx artifact (foreign ONNX, caller's preprocessing)")
 
     why = check_certificate(manifest, proto)
-    if why is None and _sidecar_sha(path) not in (None, sha):
+    if why is None and sidecar_sha256(path) not in (None, sha):
         why = "the file changed after its manifest was written (sha256 differs from the sidecar's)"
-    pre = preprocess or _manifest_preprocess(manifest, path, shape)
+    pre = preprocess or _manifest_preprocess(manifest, path)
     _check_input(path, shape, pre)
-    art = Artifact(path, "onnx", sha, str(manifest.get("precision", "fp32")),
-                   pre, labels or _labels(manifest), name, shape,
-                   classes, (manifest.get("calibration") or {}).get("target"), manifest, why)
+    art = Artifact(path, "onnx", sha, manifest.precision, pre, labels or manifest.label_names, name, shape,
+                   classes, manifest.calibration_target, manifest, why)
     return _checked(art, allow_unverified)
 
 
@@ -179,43 +150,32 @@ def _checked(art: Artifact, allow_unverified: bool) -> Artifact:
     return art
 
 
-def _sidecar_sha(path: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads(sidecar_path(path).read_text()).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _open_engine(path: Path, sha: str, preprocess: Preprocess | None, labels) -> Artifact:
     manifest = read_engine_manifest(path, required=True)
-    source = (manifest.get("source_onnx") or {}).get("manifest") or {}
-    if preprocess is None and not source:
+    source = manifest.source_manifest
+    if preprocess is None and source is None:
         raise DnxError(f"{path}'s manifest does not name its source ONNX preprocessing; pass mean, std and image_size")
-    inputs = manifest.get("inputs") or []
+    inputs = manifest.inputs or ()
     if len(inputs) != 1:
         raise DnxError(f"{path} has {len(inputs)} inputs; dnx runs image classifiers with exactly one input")
     spec = inputs[0]
-    shape = tuple(None if int(d) < 0 else int(d) for d in spec["shape"])
-    outputs = manifest.get("outputs") or [{}]
-    out_shape = outputs[0].get("shape") or [None]
-    classes = int(out_shape[-1]) if out_shape and out_shape[-1] not in (None, -1) else None
-    why = None
-    if manifest.get("engine_sha256") not in (None, sha):
-        why = "the engine changed after it was built (sha256 differs from its manifest's)"
-    elif ((source.get("certificate") or {}).get("verdict")) != "passed":
+    shape = tuple(None if d < 0 else d for d in spec.shape)
+    out_shape = manifest.outputs[0].shape if manifest.outputs else ()
+    classes = out_shape[-1] if out_shape and out_shape[-1] >= 0 else None
+    why = manifest.digest_problem(sha)
+    if why is not None:
+        why = f"the engine changed after it was built ({why})"
+    elif source is None or source.certificate is None or source.certificate.verdict != "passed":
         why = "its source ONNX carries no passed parity certificate"
     else:
-
         why = check_preprocess_certified(source)
-    return Artifact(path, "engine", sha, str(manifest.get("precision", "fp32")),
-                    preprocess or _manifest_preprocess(source, path, shape), labels or _labels(source), spec["name"],
-                    shape, classes, (source.get("calibration") or {}).get("target"), manifest, why)
+    return Artifact(path, "engine", sha, manifest.precision or "fp32",
+                    preprocess or _manifest_preprocess(source, path), labels or (source and source.label_names),
+                    spec.name, shape, classes, source and source.calibration_target, manifest, why)
 
 
-def _manifest_preprocess(manifest: dict, path: Path, shape=None) -> Preprocess:
-    return preprocess_from_manifest(manifest, f"{path}'s dnx manifest", shape)
+def _manifest_preprocess(manifest: ArtifactManifest | None, path: Path) -> Preprocess:
+    return preprocess_from_manifest(manifest, f"{path}'s dnx manifest")
 
 
 def _check_input(path: Path, shape: tuple, pre: Preprocess) -> None:
@@ -228,6 +188,3 @@ def _check_input(path: Path, shape: tuple, pre: Preprocess) -> None:
                        f"{pre.image_size}x{pre.image_size}")
 
 
-def _labels(manifest: dict) -> list[str] | None:
-    names = (manifest.get("labels") or {}).get("names")
-    return [str(n) for n in names] if names else None

@@ -114,7 +114,7 @@ class Classifier:
                 "decode": self.artifact.preprocess.decode, "exif_orientation": self.exif_orientation,
                 **({"inference_precision": p} if (p := self.inference_precision) else {}),
                 **({"precision_verdict": self.precision_verdict} if self.precision_verdict else {}),
-                "manifest": self.artifact.manifest}
+                "manifest": self.artifact.manifest.to_dict() if self.artifact.manifest else None}
 
     @property
     def inference_precision(self) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from dnx.calibration.parity import labels_source, reference_set, summary, tolerance_for
+from dnx.calibration.parity import labels_source, reference_set, summary, tolerance_for, weights_id
 from dnx.core.errors import DnxError
 from dnx.runtime.artifact import Artifact
 from dnx.runtime.backends.base import Runner, run_in_batches
@@ -44,13 +44,13 @@ def check_runtime_precision(artifact: Artifact, runner: Runner, precision: str) 
     written, on real data; a dict for ``info()``."""
     import onnxruntime
 
-    data = reference_set(artifact.preprocess, labels_source(artifact.manifest))
+    data = reference_set(artifact.preprocess, labels_source(artifact.onnx_manifest))
     fixed = artifact.input_shape[0]
     batch, pad = (fixed, True) if fixed else (_BATCH, False)
     with OnnxRuntimeRunner(artifact.path) as reference_runner:
         reference = run_in_batches(reference_runner, data.images, batch, pad=pad)
     got = run_in_batches(runner, data.images, batch, pad=pad)
-    tolerance = tolerance_for(precision, artifact.manifest)
+    tolerance = tolerance_for(precision, weights_id(artifact.onnx_manifest))
     comparison = tolerance.apply(compare_logits(reference, got, data.labels))
     return {"precision": precision, "verdict": "passed" if comparison else "failed",
             "summary": summary(comparison),

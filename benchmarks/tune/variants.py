@@ -45,12 +45,13 @@ def fp32_source(model_or_path: str, workdir: Path, progress: Callable[[str], Non
         if not given.is_file():
             raise DnxError(f"{given} is not a file; give an FP32 ONNX from `dnx export` or a model name (`dnx models`)")
         manifest = read_manifest(given, required=False)
-        if manifest and manifest.get("precision", "fp32") != "fp32":
-            raise DnxError(f"{given} is {manifest['precision']}; give its FP32 export: dnx tune derives every precision")
+        if manifest and manifest.precision != "fp32":
+            raise DnxError(f"{given} is {manifest.precision}; give its FP32 export: dnx tune derives every precision")
         return given
 
     out = workdir / f"{model_or_path}.onnx"
-    if out.is_file() and (read_manifest(out, required=False) or {}).get("model", {}).get("name") == model_or_path:
+    made = read_manifest(out, required=False) if out.is_file() else None
+    if made is not None and (made.model or {}).get("name") == model_or_path:
         return out
     progress(f"dnx export {model_or_path}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -78,15 +79,15 @@ def _reusable(path: Path, source_sha: str, budget: dict | None = None) -> bool:
 
     if not path.is_file():
         return False
-    manifest = read_manifest(path, required=False) or {}
-    same = (manifest.get("source") or {}).get("sha256") == source_sha and \
-        (manifest.get("certificate") or {}).get("verdict") is not None
-    if same and budget is not None:
-        made = manifest.get("calibration", {}).get("budget") or {}
-        same = made.get("budget", {}).get("max_accuracy_drop_pt") == budget["max_accuracy_drop"] and \
-            made.get("budget", {}).get("max_agreement_loss_pt") == budget["max_agreement_loss"] and \
-            made.get("eval_data", {}).get("images") == budget["images"]
-    return same
+    manifest = read_manifest(path, required=False)
+    if manifest is None or manifest.source is None or manifest.source.sha256 != source_sha or manifest.certificate is None:
+        return False
+    if budget is None:
+        return True
+    made = manifest.calibration.budget if manifest.calibration else None
+    return made is not None and made.budget.max_accuracy_drop_pt == budget["max_accuracy_drop"] and \
+        made.budget.max_agreement_loss_pt == budget["max_agreement_loss"] and \
+        made.eval_data.get("images") == budget["images"]
 
 
 def make_variants(fp32: Path, names: list[str], workdir: Path, *, calib_data, labelled=None, budget: dict | None = None,

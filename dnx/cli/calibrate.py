@@ -104,7 +104,7 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
                f"and FP32 {fp32_ms:.3f} ms ({report['pareto']['backend']}, batch 1); "
                f"{report['search']['evaluations']} evaluations in {report['search']['seconds']:.0f} s")
 
-    report_certificate(output, read_manifest(output))  # the chosen graph's parity check, as without a budget
+    report_certificate(output, read_manifest(output).to_dict())  # the chosen graph's parity check, as without a budget
 
 
 def _pareto_table(report: dict):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from dnx.benchmarks.artifacts import ENGINE_SUFFIXES
 from dnx.cli.common import make_console, print_notes
 from dnx.cli.group import cli
 from dnx.cli.options import json_print_option
 from dnx.core.errors import DnxError, MissingDependencyError
+from dnx.schemas.engine_manifest import ENGINE_SUFFIXES, is_engine_path, rebuild_command
 from dnx.core.tables import new_table
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx
 
@@ -78,10 +78,9 @@ def _check_engine_manifest(path, info: dict) -> None:
     if manifest is None:
         raise DnxError(f"{path} has no dnx manifest ({path.name}.json), so without TensorRT dnx cannot tell "
                        "whether it is an engine; inspect it with --layers on a machine with a GPU and TensorRT")
-    recorded = manifest.get("engine_sha256")
-    if recorded is not None and recorded != info["sha256"]:
-        raise DnxError(f"{path} is not the engine its manifest describes (sha256 {info['sha256'][:12]}, manifest "
-                       f"says {str(recorded)[:12]}); rebuild it with `{manifest.get('build_command', 'dnx build')}`")
+    if info["digest_problem"]:
+        raise DnxError(f"{path} is not the engine its manifest describes ({info['digest_problem']}); rebuild it with "
+                       f"`{manifest.get('build_command') or rebuild_command(None)}`")
 
 
 @cli.command("inspect")
@@ -92,9 +91,9 @@ def _check_engine_manifest(path, info: dict) -> None:
 def inspect_cmd(artifact, layers, as_json) -> None:
     """Summarize an ONNX file (any machine) or a TensorRT engine (its layers need a GPU and TensorRT)."""
     path = Path(artifact)
-    if path.suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         info, show = inspect_onnx(path), _print_onnx_summary
-    elif path.suffix in ENGINE_SUFFIXES:
+    elif is_engine_path(path):
         if not path.is_file():
             raise DnxError(f"engine {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
         try:
@@ -104,7 +103,7 @@ def inspect_cmd(artifact, layers, as_json) -> None:
         if not layers:
             _check_engine_manifest(path, info)
     else:
-        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an .engine/.plan file")
+        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine ({'/'.join(ENGINE_SUFFIXES)})")
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
     else:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from dnx.core.documents import FieldProblem, SchemaError, read_document, to_json
 from dnx.core.errors import DnxError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,32 +35,46 @@ PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How an image becomes the network input: resize shorter side, center-crop, scale to [0,1],
-    normalise per channel. Layout NCHW, float32."""
+    """How an image becomes the network input: resize the shorter side to resize_size, center-crop
+    image_size, scale pixels to [0, 1], normalise per channel ((x - mean) / std). Layout NCHW, float32."""
 
-    image_size: int
-    resize_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    in_channels: int
-    interpolation: str = "bilinear"
+    image_size: int = field(metadata={"dnx": {"minimum": 1, "description": "Side of the square crop fed to the network."}})
+    resize_size: int = field(metadata={"dnx": {"minimum": 1, "description": "The shorter side is resized to this first."}})
+    # pixels are scaled to [0, 1] before normalising: a mean outside was written for 0-255 pixels
+    mean: tuple[float, ...] = field(metadata={"dnx": {"minItems": 1, "maxItems": 3, "items": {"minimum": 0, "maximum": 1}}})
+    std: tuple[float, ...] = field(metadata={"dnx": {"minItems": 1, "maxItems": 3, "items": {"exclusiveMinimum": 0}}})
+    in_channels: Literal[1, 3]
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     # "exact": decode every pixel; "fast": JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
     # keeps the short side >= dnx.data.preprocess.FAST_DECODE_MARGIN x resize_size, and only the region the
     # centre crop keeps is resized (crop_box, docs/images.md). A manifest without the field predates the
     # mode and was verified on exact decodes; new artifacts are written with "fast".
-    decode: str = "exact"
+    decode: Literal["exact", "fast"] = "exact"
+
+    # one mean and one std per input channel, as JSON Schema says it (check() below says it in Python)
+    json_schema_extra: ClassVar[dict] = {"allOf": [
+        {"if": {"properties": {"in_channels": {"const": n}}},
+         "then": {"properties": {"mean": {"minItems": n, "maxItems": n}, "std": {"minItems": n, "maxItems": n}}}}
+        for n in (1, 3)]}
+
+    def check(self) -> None:
+        """The rule across fields (the types and ranges are the fields' own); FieldProblem names the field."""
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != self.in_channels:
+                raise FieldProblem(name, f"needs one value per input channel ({self.in_channels}), got "
+                                         f"{len(getattr(self, name))}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
-        if str(d.get("decode", "exact")) not in DECODE_MODES:
-            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, got {d.get('decode')!r}")
-        return cls(image_size=int(d["image_size"]), resize_size=int(d["resize_size"]),
-                   mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
-                   in_channels=int(d["in_channels"]), interpolation=str(d.get("interpolation", "bilinear")),
-                   decode=str(d.get("decode", "exact")))
+        """A spec from a dict dnx made itself (tests, fixtures, a certificate's record): read without the
+        file-naming messages of the manifest reader; any problem is a ValueError."""
+        try:
+            return read_document(cls, {**d, "mean": list(d["mean"]), "std": list(d["std"])}, "preprocess")
+        except (SchemaError, KeyError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)

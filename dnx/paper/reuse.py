@@ -250,12 +250,12 @@ def feature_reuse_report(checkpoint: str | Path, model: str | None = None,
     if manifest is None:
         raise DnxError(f"{onnx_path} has no dnx manifest, so nothing says it was made from {checkpoint}; "
                        "pass a file made by `dnx export` / `dnx calibrate`")
-    made_from, digest = (manifest.get("weights") or {}).get("id"), sha256_file(checkpoint)
+    made_from, digest = manifest.weights.id if manifest.weights else None, sha256_file(checkpoint)
     if made_from != digest:
         raise DnxError(f"{onnx_path} was exported from weights {str(made_from)[:12]}, not from {checkpoint} "
                        f"({digest[:12]}); pass the checkpoint it was made from")
     keys = read_modules(cfg)
     onnx_weights, notes = onnx_module_weights(proto, weights, keys)
-    report.onnx, report.onnx_precision = str(onnx_path), manifest.get("precision")
+    report.onnx, report.onnx_precision = str(onnx_path), manifest.precision
     report.onnx_blocks, report.notes = feature_reuse(cfg, onnx_weights), notes
     return report

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from dnx.core.documents import doc_field, parse_json, read_document, to_json
 from dnx.core.errors import DnxError
 from dnx.core.fileio import write_json_atomic
 from dnx.core.hashing import sha256_file
-from dnx.schemas.manifest import sidecar_path
+from dnx.schemas.manifest import SHA256, ArtifactManifest, Precision, sidecar_path
 
 ENGINE_SCHEMA = "dnx.engine-manifest/1"
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
+# File suffixes of TensorRT engines, compared without case (model.PLAN is an engine too); the C++
+# runtime's list is the same (runtime/cpp/src/classifier.cpp).
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 AMPERE = (8, 0)
 # (built, runtime) major versions NVIDIA supports for version-compatible engines across a major release.
 VERSION_COMPAT_ACROSS_MAJORS = ((8, 10), (10, 11))
@@ -27,6 +32,100 @@ VERSION_COMPAT_ACROSS_MAJORS = ((8, 10), (10, 11))
 
 class EngineMismatchError(DnxError):
     """An engine that cannot run here (other TensorRT version or GPU), or whose sidecar does not match it."""
+
+
+def is_engine_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    compute_capability: str = doc_field(pattern=r"^[0-9]+\.[0-9]+$")
+    name: str | None = None
+    driver_version: str | None = doc_field(None, write_null=True)
+    cuda_runtime: str | None = doc_field(None, write_null=True)
+    extra: dict[str, Any] = doc_field({})
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The optimization profile's batch sizes (null: a static batch)."""
+
+    min_batch: int | None = doc_field(None, write_null=True, minimum=1)
+    opt_batch: int | None = doc_field(None, write_null=True, minimum=1)
+    max_batch: int | None = doc_field(None, write_null=True, minimum=1)
+    shapes: dict[str, Any] | None = None
+    extra: dict[str, Any] = doc_field({})
+
+
+@dataclass(frozen=True)
+class EngineTensor:
+    name: str
+    shape: tuple[int, ...] = doc_field(description="-1 marks a dynamic dimension.")
+    mode: Literal["input", "output"] | None = None
+    dtype: str | None = None
+    profile: dict[str, Any] | None = None
+    extra: dict[str, Any] = doc_field({})
+
+
+@dataclass(frozen=True)
+class SourceOnnx:
+    path: str
+    sha256: str | None = doc_field(None, pattern=SHA256)
+    manifest: ArtifactManifest | None = doc_field(None, write_null=True,
+                                                   description="The source ONNX's dnx manifest; null: a foreign ONNX.")
+    extra: dict[str, Any] = doc_field({})
+
+
+@dataclass(frozen=True)
+class EngineManifest:
+    """The sidecar ``X.engine.json`` of a TensorRT engine (schema dnx.engine-manifest/1)."""
+
+    schema: Literal["dnx.engine-manifest/1"]
+    tensorrt_version: str
+    gpu: GpuInfo
+    artifact: Literal["tensorrt-engine"] | None = None
+    dnx_version: str | None = None
+    precision: Precision | None = None
+    strongly_typed: bool | None = None
+    hardware_compat: Literal["none", "ampere+", "same-cc"] = "none"
+    version_compat: bool = False
+    batch_profile: BatchProfile | None = None
+    inputs: tuple[EngineTensor, ...] | None = None
+    outputs: tuple[EngineTensor, ...] | None = None
+    build_options: dict[str, Any] | None = None
+    build_command: str | None = None
+    build_seconds: float | None = doc_field(None, minimum=0)
+    built_at: str | None = None
+    source_onnx: SourceOnnx | None = None
+    built_graph: dict[str, Any] | None = None
+    notes: tuple[str, ...] | None = None
+    tensorrt_warnings: tuple[str, ...] | None = None
+    engine_sha256: str | None = doc_field(None, pattern=SHA256)
+    engine_bytes: int | None = doc_field(None, minimum=0)
+    extra: dict[str, Any] = doc_field({})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "the engine manifest") -> EngineManifest:
+        hint = "rebuild the engine with `dnx build`"
+        if isinstance(data, dict) and isinstance(data.get("build_command"), str):
+            hint = f"rebuild it on this machine with `{data['build_command']}`"
+        return read_document(cls, data, where, hint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self)
+
+    @property
+    def source_manifest(self) -> ArtifactManifest | None:
+        return self.source_onnx.manifest if self.source_onnx else None
+
+    def digest_problem(self, sha256: str) -> str | None:
+        """The one rule for an engine's bytes: they must be the ones the manifest describes (a manifest
+        without ``engine_sha256``, from an older dnx, has nothing to compare)."""
+        if self.engine_sha256 and self.engine_sha256 != sha256:
+            return (f"sha256 {sha256[:12]} vs {self.engine_sha256[:12]}: the engine was replaced without its "
+                    "sidecar")
+        return None
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -70,7 +169,7 @@ def machine_facts(trt, device: int = 0) -> dict[str, Any]:
             "cuda_runtime": torch.version.cuda}
 
 
-def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict[str, Any] | None:
+def read_engine_manifest(engine_path: str | Path, required: bool = True) -> EngineManifest | None:
     engine_path = Path(engine_path)
     if not engine_path.is_file():
         raise DnxError(f"engine {engine_path} does not exist; build one with `dnx build MODEL.onnx -o {engine_path}`")
@@ -82,35 +181,46 @@ def read_engine_manifest(engine_path: str | Path, required: bool = True) -> dict
                                       "sidecar next to it")
         return None
     try:
-        manifest = json.loads(side.read_text())
-    except ValueError as exc:
-        raise EngineMismatchError(f"{side} is not valid JSON ({exc}); rebuild the engine with `dnx build`") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != ENGINE_SCHEMA:
-        schema = manifest.get("schema") if isinstance(manifest, dict) else None
-        raise EngineMismatchError(f"{side} is not a dnx engine manifest (schema {schema!r}, expected "
-                                  f"{ENGINE_SCHEMA!r}); rebuild the engine with `dnx build`")
-    gpu = manifest.get("gpu")
-    if "tensorrt_version" not in manifest or not isinstance(gpu, dict) or "compute_capability" not in gpu:
-        raise EngineMismatchError(f"{side} lacks the TensorRT version or GPU it was built for; "
-                                  f"{rebuild_hint(manifest)}")
-    return manifest
+        text = side.read_bytes()
+    except OSError as exc:
+        raise EngineMismatchError(f"cannot read {side}: {exc.strerror}") from None
+    return parse_engine_manifest(text, str(side))
 
 
-def write_engine_manifest(engine_path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def parse_engine_manifest(text: str | bytes, where: str) -> EngineManifest:
+    """The one reader of engine sidecars: EngineMismatchError naming ``where`` and the bad field."""
+    hint = "rebuild the engine with `dnx build`"
+    try:
+        data = parse_json(text, where, hint)
+        if not isinstance(data, dict) or data.get("schema") != ENGINE_SCHEMA:
+            schema = data.get("schema") if isinstance(data, dict) else None
+            raise EngineMismatchError(f"{where} is not a dnx engine manifest (schema {schema!r}, expected "
+                                      f"{ENGINE_SCHEMA!r}); {hint}")
+        return EngineManifest.from_dict(data, where)
+    except EngineMismatchError:
+        raise
+    except DnxError as exc:
+        raise EngineMismatchError(str(exc)) from None
+
+
+def write_engine_manifest(engine_path: str | Path, manifest: EngineManifest | dict[str, Any]) -> EngineManifest:
     """Write the sidecar of an engine that is already on disk, adding its size and sha256."""
 
     engine_path = Path(engine_path)
-    manifest = {**manifest, "engine_sha256": sha256_file(engine_path), "engine_bytes": engine_path.stat().st_size}
-    write_json_atomic(sidecar_path(engine_path), manifest)
-    return manifest
+    data = manifest.to_dict() if isinstance(manifest, EngineManifest) else manifest
+    data = {**data, "engine_sha256": sha256_file(engine_path), "engine_bytes": engine_path.stat().st_size}
+    # what is written reads back (judged as JSON: a tuple is an array)
+    written = EngineManifest.from_dict(json.loads(json.dumps(data)), "the engine manifest being written")
+    write_json_atomic(sidecar_path(engine_path), data)
+    return written
 
 
-def rebuild_command(manifest: dict[str, Any] | None) -> str:
+def rebuild_command(manifest: EngineManifest | None) -> str:
     """The ``dnx build`` command that made the engine of ``manifest``, or a generic one."""
-    return (manifest or {}).get("build_command") or "dnx build MODEL.onnx"
+    return (manifest.build_command if manifest else None) or "dnx build MODEL.onnx"
 
 
-def rebuild_command_with(manifest: dict[str, Any] | None, flag: str, value: Any) -> str:
+def rebuild_command_with(manifest: EngineManifest | None, flag: str, value: Any) -> str:
     """:func:`rebuild_command` with ``flag`` set to ``value`` (replaced where the command has it already)."""
     import shlex
 
@@ -126,7 +236,7 @@ def rebuild_command_with(manifest: dict[str, Any] | None, flag: str, value: Any)
     return shlex.join([*kept[:at], flag, str(value), *kept[at:]])
 
 
-def rebuild_hint(manifest: dict[str, Any]) -> str:
+def rebuild_hint(manifest: EngineManifest | None) -> str:
     return f"rebuild it on this machine with `{rebuild_command(manifest)}`"
 
 
@@ -134,7 +244,7 @@ def _describe(version: str, cc: str, gpu: str | None) -> str:
     return f"TensorRT {version} on {_sm(cc)}" + (f" ({gpu})" if gpu else "")
 
 
-def check_engine_compatible(manifest: dict[str, Any], facts: dict[str, Any],
+def check_engine_compatible(manifest: EngineManifest, facts: dict[str, Any],
                             engine_path: str | Path | None = None) -> list[str]:
     """Raise :class:`EngineMismatchError` when the engine of ``manifest`` cannot run on ``facts``' machine.
 
@@ -142,12 +252,12 @@ def check_engine_compatible(manifest: dict[str, Any], facts: dict[str, Any],
     another GPU model: the engine runs but its tactics were timed elsewhere).
     """
     name = Path(engine_path).name if engine_path else "engine"
-    built_version, here_version = str(manifest["tensorrt_version"]), str(facts["tensorrt_version"])
-    built_gpu = manifest.get("gpu", {})
-    built_cc, here_cc = str(built_gpu["compute_capability"]), str(facts["compute_capability"])
-    hardware = manifest.get("hardware_compat", "none")
-    version_compat = bool(manifest.get("version_compat", False))
-    built = _describe(built_version, built_cc, built_gpu.get("name"))
+    built_version, here_version = manifest.tensorrt_version, str(facts["tensorrt_version"])
+    built_gpu = manifest.gpu
+    built_cc, here_cc = built_gpu.compute_capability, str(facts["compute_capability"])
+    hardware = manifest.hardware_compat
+    version_compat = manifest.version_compat
+    built = _describe(built_version, built_cc, built_gpu.name)
     here = _describe(here_version, here_cc, facts.get("gpu_name"))
 
     reasons = []
@@ -174,17 +284,16 @@ def check_engine_compatible(manifest: dict[str, Any], facts: dict[str, Any],
                                   f"{'; '.join(reasons)}; {rebuild_hint(manifest)}")
 
     warnings = []
-    if built_gpu.get("name") and facts.get("gpu_name") and built_gpu["name"] != facts["gpu_name"] \
+    if built_gpu.name and facts.get("gpu_name") and built_gpu.name != facts["gpu_name"] \
             and hardware == "none":
-        warnings.append(f"{name} was built on {built_gpu['name']} and runs on {facts['gpu_name']} (same "
+        warnings.append(f"{name} was built on {built_gpu.name} and runs on {facts['gpu_name']} (same "
                         f"{_sm(here_cc)}): it works, but its kernels were timed on the other GPU; "
                         f"{rebuild_hint(manifest)} for best speed")
     return warnings
 
 
-def check_engine_digest(manifest: dict[str, Any], sha256: str, engine_path: str | Path) -> None:
+def check_engine_digest(manifest: EngineManifest, sha256: str, engine_path: str | Path) -> None:
     """Refuse an engine whose bytes are not the ones its manifest describes (replaced or rebuilt elsewhere)."""
-    if manifest.get("engine_sha256") and manifest["engine_sha256"] != sha256:
-        raise EngineMismatchError(f"{engine_path} does not match its manifest (sha256 {sha256[:12]} vs "
-                                  f"{manifest['engine_sha256'][:12]}): the engine was replaced without its "
-                                  f"sidecar; {rebuild_hint(manifest)}")
+    problem = manifest.digest_problem(sha256)
+    if problem:
+        raise EngineMismatchError(f"{engine_path} does not match its manifest ({problem}); {rebuild_hint(manifest)}")

@@ -24,8 +24,8 @@ from dnx.runtime.backends.base import Runner, TensorMeta
 from dnx.runtime.backends.tensorrt_compat import (
     dtype_name, import_tensorrt, make_logger, require_cuda_device, TensorRTError)
 from dnx.schemas.engine_manifest import (
-    check_engine_compatible, check_engine_digest, machine_facts, read_engine_manifest, rebuild_command_with,
-    rebuild_hint)
+    EngineManifest, check_engine_compatible, check_engine_digest, machine_facts, read_engine_manifest,
+    rebuild_command_with, rebuild_hint)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -40,7 +40,7 @@ class LoadedEngine:
     engine: Any
     logger: Any
     io: list[dict[str, Any]]
-    manifest: dict | None
+    manifest: EngineManifest | None
     warnings: list[str]
 
 
@@ -62,7 +62,7 @@ def io_tensors(trt, engine: trt.ICudaEngine) -> list[dict[str, Any]]:
     return tensors
 
 
-def load_engine(trt, path: str | Path, manifest: dict | None, device: int = 0) -> LoadedEngine:
+def load_engine(trt, path: str | Path, manifest: EngineManifest | None, device: int = 0) -> LoadedEngine:
     """Check ``manifest`` against this machine and the file's bytes, then deserialize.
 
     Nothing is deserialized when the TensorRT version or GPU does not match: TensorRT's own errors
@@ -76,7 +76,7 @@ def load_engine(trt, path: str | Path, manifest: dict | None, device: int = 0) -
         check_engine_digest(manifest, hashlib.sha256(data).hexdigest(), path)
     logger = make_logger(trt)
     runtime = trt.Runtime(logger)
-    if manifest and manifest.get("version_compat"):
+    if manifest and manifest.version_compat:
         # A version-compatible plan carries its own lean runtime: host code TensorRT must be allowed to run.
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(data)
@@ -140,7 +140,7 @@ class TensorRTRunner(Runner):
         self.cuda_graph = cuda_graph
         self.require_manifest = require_manifest
         self.name = "tensorrt-cuda"
-        self.manifest: dict | None = None
+        self.manifest: EngineManifest | None = None
         self.warnings: list[str] = []
         self._lock = threading.Lock()
         self._reset()

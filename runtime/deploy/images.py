@@ -11,9 +11,9 @@ pulled here (no registry reachable): check a new row against the notes, or pass 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from dnx.core.errors import DnxError
+from dnx.schemas.manifest import ArtifactManifest
 
 TRITON_REPOSITORY = "nvcr.io/nvidia/tritonserver"
 # TensorRT major.minor -> NGC tritonserver release whose container ships it.
@@ -71,9 +71,7 @@ def triton_release_for(tensorrt_version: str, version_compatible: bool = False) 
 def triton_image(artifact) -> tuple[str, str]:
     """``(image, why)`` for serving ``artifact`` (a dnx ``Artifact``) in tritonserver."""
     if artifact.kind == "engine":
-        manifest = artifact.manifest
-        version = str(manifest["tensorrt_version"])
-        compat = bool(manifest.get("version_compat"))
+        version, compat = artifact.manifest.tensorrt_version, artifact.manifest.version_compat
         release = triton_release_for(version, compat)
         why = (f"engine built with TensorRT {version}" + (" (version-compatible)" if compat else "")
                + f"; NGC release {release} ships TensorRT {_release_trt(release)}")
@@ -89,25 +87,25 @@ def _release_trt(release: str) -> str:
 
 def triton_backend_flags(artifact) -> list[str]:
     """tritonserver ``--backend-config`` flags the artifact needs to load."""
-    manifest: dict[str, Any] = artifact.manifest or {}
     flags = []
-    if artifact.kind == "engine" and manifest.get("version_compat"):
+    if artifact.kind == "engine" and artifact.manifest.version_compat:
         # Triton's TensorRT backend refuses version-compatible plans unless told (it must allow the
         # lean runtime embedded in the plan): tensorrt_backend README, "version-compatible".
         flags.append("--backend-config=tensorrt,version-compatible=true")
     return flags
 
 
-def serve_pins(manifest: dict[str, Any] | None) -> dict[str, str]:
+def serve_pins(manifest: ArtifactManifest | None) -> dict[str, str]:
     """Package versions for a ``dnx serve`` image, read from an ONNX artifact's manifest: the Python
     and packages that exported and certified it."""
-    manifest = manifest or {}
-    pins = {"python": str(manifest.get("python") or "3.11"), "dnx": str(manifest.get("dnx_version") or "")}
-    if manifest.get("onnx_version"):
-        pins["onnx"] = str(manifest["onnx_version"])
-    if manifest.get("torch_version"):
-        pins["torch"] = str(manifest["torch_version"]).split("+")[0]  # the CPU wheel of the same release
-    backend = str((manifest.get("certificate") or {}).get("backend") or "")
+    if manifest is None:
+        return {"python": "3.11", "dnx": ""}
+    pins = {"python": manifest.python or "3.11", "dnx": manifest.dnx_version or ""}
+    if manifest.onnx_version:
+        pins["onnx"] = manifest.onnx_version
+    if manifest.torch_version:
+        pins["torch"] = manifest.torch_version.split("+")[0]  # the CPU wheel of the same release
+    backend = (manifest.certificate.backend if manifest.certificate else None) or ""
     found = re.match(r"onnxruntime (\d+\.\d+\.\d+)", backend)
     if found:
         pins["onnxruntime"] = found.group(1)

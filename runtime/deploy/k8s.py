@@ -25,6 +25,7 @@ from dnx.runtime.deploy import images, manifests
 from dnx.runtime.deploy.kserve_isvc import serve_inference_service, triton_inference_service
 from dnx.runtime.deploy.validate import validate_object
 from dnx.runtime.serve.repository import export_repository, RepositoryOptions
+from dnx.schemas.engine_manifest import ENGINE_SUFFIXES
 
 SUMMARY = "deploy.json"
 
@@ -77,7 +78,7 @@ def plan_k8s(artifact_path: str | Path, options: DeployOptions, gpu: bool, kserv
             objects["inferenceservice"] = triton_inference_service(options, image, flags)
         target = "triton"
     else:
-        pins = images.serve_pins(art.manifest)
+        pins = images.serve_pins(art.onnx_manifest)
 
         image, why = options.image or f"dnx-serve:{pins['dnx'] or __version__}", "the image the Dockerfile builds"
         if options.memory_source == "default":
@@ -128,7 +129,7 @@ def write_plan(plan: DeployPlan, out: str | Path, force: bool = False, repositor
 
 def default_name(artifact_path: str | Path) -> str:
     name = Path(artifact_path).name
-    for suffix in (".onnx", ".engine", ".plan", ".trt"):
+    for suffix in (".onnx", *ENGINE_SUFFIXES):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return dns_name(name)

@@ -90,7 +90,7 @@ class NetworkSpec:
     def server_args(self) -> tuple[str, ...]:
         """tritonserver options this model needs: a version-compatible plan runs host code, which Triton's
         TensorRT backend allows only under this option (tensorrt_backend: setEngineHostCodeAllowed)."""
-        version_compat = self.platform == "tensorrt_plan" and bool(self.artifact.manifest.get("version_compat"))
+        version_compat = self.platform == "tensorrt_plan" and self.artifact.manifest.version_compat
         return (VERSION_COMPAT_ARG,) if version_compat else ()
 
     @property
@@ -136,15 +136,15 @@ def network_spec(path: str | Path, options: RepositoryOptions, name: str | None 
     art = open_artifact(path, allow_unverified=options.allow_unverified)
     name = check_model_name(name or path.stem)
     if art.kind == "engine":
-        outputs = art.manifest.get("outputs") or []
+        outputs = art.manifest.outputs or ()
         if len(outputs) != 1:
             raise RepositoryError(f"{path} has {len(outputs)} outputs; dnx exports classifiers with one")
-        out_name, out_dtype = outputs[0]["name"], outputs[0].get("dtype", "float32")
-        out_dims = tuple(None if int(d) < 0 else int(d) for d in outputs[0]["shape"])
-        in_dtype = art.manifest["inputs"][0].get("dtype", "float32")
-        profile = art.manifest["batch_profile"]
-        if int(profile["min_batch"]) > 1 and art.input_shape[0] is None:  # a fixed batch is served unbatched
-            raise RepositoryError(f"{path}'s profile starts at batch {profile['min_batch']}; Triton sends any batch "
+        out_name, out_dtype = outputs[0].name, outputs[0].dtype or "float32"
+        out_dims = tuple(None if d < 0 else d for d in outputs[0].shape)
+        in_dtype = art.manifest.inputs[0].dtype or "float32"
+        min_batch = art.manifest.batch_profile.min_batch if art.manifest.batch_profile else None
+        if (min_batch or 1) > 1 and art.input_shape[0] is None:  # a fixed batch is served unbatched
+            raise RepositoryError(f"{path}'s profile starts at batch {min_batch}; Triton sends any batch "
                                   f"from 1: rebuild with `dnx build ... --min-batch 1`")
         if options.kind == "cpu":
             raise RepositoryError(f"{path} is a TensorRT engine, which runs only on a GPU: use --kind gpu")
@@ -325,7 +325,7 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
     for b in builders:
         s = b.spec
         labels = {"labels.txt": ("\n".join(s.artifact.labels) + "\n").encode()} if s.artifact.labels else {}
-        manifest = {"dnx_manifest.json": json.dumps(s.artifact.manifest, indent=2).encode()}
+        manifest = {"dnx_manifest.json": json.dumps(s.artifact.manifest.to_dict(), indent=2).encode()}
         configs[s.name] = b.network()
         files[s.name] = {f"1/{s.model_file}": s.artifact.path, **labels, **manifest}
         if s.server_args:  # said where whoever starts the server will look, and in config.pbtxt's parameters

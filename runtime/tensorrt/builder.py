@@ -33,7 +33,7 @@ from dnx.core.onnx_graph import load_onnx
 from dnx.core.version import __version__
 from dnx.runtime.tensorrt.inspect import onnx_precision
 from dnx.runtime.tensorrt.timing_cache import attach_timing_cache, write_timing_cache
-from dnx.schemas.manifest import read_manifest
+from dnx.schemas.manifest import ArtifactManifest, read_manifest
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -422,11 +422,15 @@ def build_engine(onnx_path: str | Path, output: str | Path, options: BuildOption
         "build_seconds": round(build_seconds, 3),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source_onnx": {"path": str(plan.source), "sha256": source_sha256,
-                        "manifest": read_manifest(plan.source, required=False)},
+                        "manifest": _manifest_json(read_manifest(plan.source, required=False))},
         "built_graph": {"path": str(graph.path), "sha256": graph_sha256, "action": graph.action,
                         "precision": graph.precision},
         "notes": notes,
         "tensorrt_warnings": warnings,
     }
-    manifest = write_engine_manifest(output, manifest)
+    manifest = write_engine_manifest(output, manifest).to_dict()
     return EngineBuildResult(output, manifest, graph, build_seconds, warnings, notes)
+
+
+def _manifest_json(manifest: ArtifactManifest | None) -> dict | None:
+    return manifest.to_dict() if manifest else None

@@ -88,8 +88,8 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
         "casts_to": {_dtype_name(t): n for t, n in _cast_targets(proto).items()},
         "qdq_nodes": sum(ops.get(op, 0) for op in QDQ_OPS),
         "precision": onnx_precision(proto),
-        "manifest_precision": manifest.get("precision") if manifest else None,
-        "manifest": manifest,
+        "manifest_precision": manifest.precision if manifest else None,
+        "manifest": manifest.to_dict() if manifest else None,
         # what dnx.load would say of it: None when its parity certificate holds
         "unverified": check_certificate(manifest, proto),
     }
@@ -145,8 +145,11 @@ def inspect_engine(path: str | Path, layers: bool = True, device: int = 0) -> di
 
     path = Path(path)
     manifest = read_engine_manifest(path, required=False)
-    info: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path),
-                            "manifest": manifest}
+    sha = sha256_file(path)
+    info: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size, "sha256": sha,
+                            "manifest": manifest.to_dict() if manifest else None,
+                            # without TensorRT only the sidecar says the bytes are the engine it describes
+                            "digest_problem": manifest.digest_problem(sha) if manifest else None}
     if not layers:
         return info
 

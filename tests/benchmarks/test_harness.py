@@ -171,10 +171,11 @@ def test_engine_target_uses_the_sidecar_and_degrades_without_gpu(exported, tmp_p
 
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"not a real engine")
-    sidecar = {"schema": "dnx.engine-manifest/1", "precision": "fp16",
+    sidecar = {"schema": "dnx.engine-manifest/1", "precision": "fp16", "tensorrt_version": "10.8.0.43",
+               "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"},
                "batch_profile": {"min_batch": 1, "opt_batch": 2, "max_batch": 2},
                "source_onnx": {"path": str(exported), "sha256": sha256_file(exported),
-                               "manifest": read_manifest(exported)}}
+                               "manifest": read_manifest(exported).to_dict()}}
     (tmp_path / "model.engine.json").write_text(json.dumps(sidecar))
     result = run_bench(BenchConfig(engine=str(engine), backends=("onnxruntime-cpu", "tensorrt-cuda"), **FAST))
     ort, trt = result.backends

@@ -1,4 +1,4 @@
-"""Report formats: JSON valid against bench_schema.json, CSV, Markdown, rich tables, the plot."""
+"""Report formats: JSON valid against dnx/schemas/json/bench.schema.json, CSV, Markdown, rich tables, the plot."""
 
 from __future__ import annotations
 

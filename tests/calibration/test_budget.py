@@ -95,7 +95,7 @@ def test_budget_met_by_plain_int8_keeps_everything_quantized(fmnist_onnx, eval_n
     summary = qdq_summary(onnx.load(str(out)))
     assert summary["conv_inputs_dequantized"] == summary["conv"] == 21  # every Conv reads INT8
     manifest = read_manifest(out)
-    assert manifest["calibration"]["budget"] == json.loads(json.dumps(report))
+    assert manifest.calibration.budget.to_dict() == json.loads(json.dumps(report))
     assert json.loads(out.with_name(out.name + ".json").read_text())["calibration"]["budget"]["met"]
     assert [p["float_units"] for p in report["pareto"]["points"]] == [0]
 
@@ -111,7 +111,7 @@ def test_impossible_budget_is_one_line_and_writes_the_best_graph(eval_npz, tmp_p
     assert run.returncode == 1, run.stderr
     message = [line for line in run.stderr.splitlines() if line.startswith("dnx:") and "note:" not in line]
     assert len(message) == 1 and "accuracy drop <= -5 pt) not met" in message[0] and str(out) in message[0]
-    budget = read_manifest(out)["calibration"]["budget"]
+    budget = read_manifest(out).calibration.budget.to_dict()
     assert not budget["met"] and len(budget["sensitivity"]) == 3
     # 0 .. 2 float units tried (all 3 in float would be the FP32 graph)
     assert [p["float_units"] for p in budget["pareto"]["points"]] == [0, 1, 2]

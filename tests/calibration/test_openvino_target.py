@@ -61,7 +61,7 @@ def test_openvino_file_is_qdq_with_dnx_manifest_and_runs_on_onnxruntime(files):
     import onnx
 
     made, pre = files
-    manifest = read_manifest(made["openvino"])
+    manifest = read_manifest(made["openvino"]).to_dict()
     assert manifest["precision"] == "int8" and manifest["artifact"] == "onnx-qdq"
     calibration = manifest["calibration"]
     assert calibration["target"] == "openvino" and calibration["method"] == "mean-minmax"

@@ -10,14 +10,13 @@ from dnx.benchmarks.harness import BenchConfig, run_bench
 from dnx.calibration.parity import check_derived, summary
 from dnx.core.onnx_graph import load_onnx
 from dnx.schemas.manifest import manifest_of
-from dnx.models.registry import Preprocess
 
 FAST = dict(batches=(1,), iterations=2, warmup_s=0.0, samples=6)
 
 
 def _check(reference, candidate):
     manifest = manifest_of(load_onnx(candidate), candidate, required=False)
-    return check_derived(reference, candidate, "int8", manifest, Preprocess.from_dict(manifest["preprocess"]))
+    return check_derived(reference, candidate, "int8", manifest, manifest.preprocess)
 
 
 def test_healthy_int8_passes_on_the_images_fp32_is_sure_of(fmnist_onnx, fmnist_int8_onnx):

@@ -67,7 +67,7 @@ def test_densenet121_qdq_keeps_logits_on_real_photos(d121, target):
         ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
         fused = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
         assert "QLinearConv" in fused and not fused & {"Conv", "BatchNormalization", "AveragePool"}
-    manifest = read_manifest(result.path)
+    manifest = read_manifest(result.path).to_dict()
     assert manifest["precision"] == "int8" and manifest["calibration"]["samples"] == 64
     assert manifest["calibration"]["target"] == target
     assert manifest["source"]["sha256"] and manifest["calibration"]["data_fingerprint"]
@@ -151,7 +151,7 @@ def test_model_without_manifest_needs_preprocessing(small):
     from dnx.models import get_config
 
     result = calibrate_qdq(bare, root / "q.onnx", CALIB, samples=16, preprocess=get_config("densenet_bc22_fmnist").preprocess)
-    assert read_manifest(result.path)["preprocess"]["image_size"] == 28
+    assert read_manifest(result.path).preprocess.image_size == 28
 
 
 def test_fp16_conversion_keeps_float32_io_and_agrees(small):
@@ -162,4 +162,4 @@ def test_fp16_conversion_keeps_float32_io_and_agrees(small):
     assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     assert result.comparison and result.comparison.top1_agreement == 1.0
-    assert read_manifest(result.path)["precision"] == "fp16"
+    assert read_manifest(result.path).precision == "fp16"

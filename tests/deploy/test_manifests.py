@@ -40,7 +40,7 @@ def engine(tmp_path, fmnist_onnx):
                     "precision": "fp16", "batch_profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 16},
                     "inputs": [{"name": "input", "shape": [-1, 1, 28, 28], "dtype": "float32"}],
                     "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
-                    "source_onnx": {"path": str(fmnist_onnx), "manifest": read_manifest(fmnist_onnx)}}
+                    "source_onnx": {"path": str(fmnist_onnx), "manifest": read_manifest(fmnist_onnx).to_dict()}}
         (tmp_path / "fmnist_fp16.engine.json").write_text(json.dumps(manifest))
         return path
 
@@ -124,8 +124,8 @@ def test_onnx_set_is_dnx_serve_with_pinned_dockerfile(fmnist_onnx):
     from dnx.schemas.manifest import read_manifest
 
     m = read_manifest(fmnist_onnx)
-    assert f"FROM python:{m['python']}-slim" in docker and f"onnx=={m['onnx_version']}" in docker
-    assert f"torch=={m['torch_version'].split('+')[0]}" in docker and "onnxruntime-gpu==" in docker
+    assert f"FROM python:{m.python}-slim" in docker and f"onnx=={m.onnx_version}" in docker
+    assert f"torch=={m.torch_version.split('+')[0]}" in docker and "onnxruntime-gpu==" in docker
     container = plan.objects["inferenceservice"]["spec"]["predictor"]["containers"][0]
     assert container["name"] == "kserve-container"
     assert {"name": "STORAGE_URI", "value": "pvc://models/fmnist"} in container["env"]

@@ -48,7 +48,7 @@ def test_new_artifacts_decode_fast_and_old_manifests_read_as_exact():
     assert get_config("densenet121").preprocess.decode == "fast"
     old = {k: v for k, v in get_config("densenet121").preprocess.to_dict().items() if k != "decode"}
     assert Preprocess.from_dict(old).decode == "exact"
-    with pytest.raises(ValueError, match="decode must be one of exact, fast"):
+    with pytest.raises(ValueError, match='decode must be one of "exact", "fast", got "turbo"'):
         Preprocess.from_dict({**old, "decode": "turbo"})
     assert draft_side(_pre("exact")) is None and draft_side(_pre("fast")) == FAST_DECODE_MARGIN * 256
 

@@ -73,12 +73,13 @@ def test_manifest_round_trips_to_the_same_preprocessing(densenet121_onnx):
     assert pre == loaded.config.preprocess
     img = load_image(bundled_photos()[0])
     np.testing.assert_array_equal(preprocess_image(img, pre), preprocess_image(img, loaded.config.preprocess))
-    assert manifest["weights"]["id"] == "random-init:seed=0"
-    assert manifest["input"] == {"name": "input", "shape": ["N", 3, 224, 224], "dtype": "float32", "layout": "NCHW"}
-    assert manifest["model"]["name"] == "densenet121" and manifest["opset"] == 17
+    assert manifest.weights.id == "random-init:seed=0"
+    assert manifest.to_dict()["input"] == {"name": "input", "shape": ["N", 3, 224, 224], "dtype": "float32",
+                                           "layout": "NCHW"}
+    assert manifest.model["name"] == "densenet121" and manifest.opset == 17
     side = json.loads(sidecar_path(path).read_text())
     assert side["sha256"] == sha256_file(path)
-    assert side["model"] == manifest["model"]
+    assert side["model"] == manifest.model
 
 
 def test_fixed_batch_export(tmp_path):
@@ -107,7 +108,7 @@ def test_failed_verification_keeps_file_marked_failed(tmp_path, monkeypatch):
     out = tmp_path / "m.onnx"
     with pytest.raises(VerificationError, match="marked 'failed'"):
         export_onnx(create_model("densenet40_k12", use_bundled=False), out)
-    assert read_manifest(out)["verification"]["status"] == "failed"
+    assert read_manifest(out).extra["verification"]["status"] == "failed"
 
 
 @pytest.mark.parametrize("options", [ExportOptions(batch=0), ExportOptions(opset=11), ExportOptions(opset=30)])

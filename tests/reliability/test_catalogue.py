@@ -111,7 +111,7 @@ CASES = [
     Case("calibrate-foreign-needs-preprocessing", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "-o", "q.onnx"),
          1, r"no dnx manifest.*pass --mean/--std/--image-size"),
     Case("D3-calibrate-std-zero", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "--mean", "0.5", "--std", "0",
-                                   "--image-size", "28", "-o", "q.onnx"), 1, r"--std values must be positive"),
+                                   "--image-size", "28", "-o", "q.onnx"), 1, r"--std \(value 1\) must be > 0"),
     Case("D3-calibrate-image-size-contradicts-graph", ("calibrate", "{in}/fixed28.onnx", "--data", str(CALIB), "--mean",
                                                        "0.5", "--std", "0.5", "--image-size", "32", "-o", "q.onnx"),
          1, r"takes input of shape \[1, 1, 28, 28\].*height 32"),

@@ -79,10 +79,10 @@ GOOD_MANIFEST = {"schema": "dnx.manifest/1", "precision": "fp32",
 
 
 def _manifest_loaders(proto, path: Path):
-    from dnx.schemas.manifest import manifest_of, preprocess_from_manifest
+    from dnx.schemas.manifest import ArtifactManifest, manifest_of, preprocess_from_manifest
 
     manifest = manifest_of(proto, path, required=True)
-    assert isinstance(manifest, dict)
+    assert isinstance(manifest, ArtifactManifest)
     pre = preprocess_from_manifest(manifest)
     assert pre.image_size >= 1 and all(s > 0 for s in pre.std)
 
@@ -127,7 +127,7 @@ GOOD_ENGINE = {"schema": "dnx.engine/1", "tensorrt_version": "10.8.0", "gpu": {"
 @given(data=st.data())
 def test_engine_sidecar(data, folder):
 
-    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, read_engine_manifest
+    from dnx.schemas.engine_manifest import ENGINE_SCHEMA, EngineManifest, read_engine_manifest
 
     engine = folder / "e.engine"
     engine.write_bytes(b"\x00" * 16)
@@ -136,7 +136,7 @@ def test_engine_sidecar(data, folder):
     (folder / "e.engine.json").write_bytes(text)
     try:
         manifest = read_engine_manifest(engine, required=True)
-        assert isinstance(manifest, dict)
+        assert isinstance(manifest, EngineManifest)
     except DnxError:
         pass
 
@@ -147,7 +147,7 @@ def test_engine_sidecar_gpu_not_an_object(gpu, folder):
 
     (folder / "g.engine").write_bytes(b"\x00" * 16)
     (folder / "g.engine.json").write_text(json.dumps({**GOOD_ENGINE, "schema": ENGINE_SCHEMA, "gpu": gpu}))
-    with pytest.raises(DnxError):
+    with pytest.raises(DnxError, match="g.engine.json: gpu must be an object, got "):
         read_engine_manifest(folder / "g.engine")
 
 

@@ -81,7 +81,7 @@ def test_constant_outputs_fail_verification(tmp_path):
             p.zero_()
     with pytest.raises(VerificationError, match=r"outputs are constant"):
         export_onnx(loaded, tmp_path / "zero.onnx")
-    assert read_manifest(tmp_path / "zero.onnx")["verification"]["status"] == "failed"
+    assert read_manifest(tmp_path / "zero.onnx").extra["verification"]["status"] == "failed"
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):

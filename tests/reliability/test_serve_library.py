@@ -150,14 +150,14 @@ def _set(**fields):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (_set(std=[0.0]), r"std values must be positive and finite, got \[0.0\]"),
-    (_set(mean=100), r"a preprocess field has the wrong type"),
-    (_set(mean=[100.0]), r"mean values must be within \[0, 1\]"),
-    (_set(interpolation="lanczos"), r"unknown preprocess interpolation 'lanczos'"),
-    (_set(in_channels=3, mean=[0.5] * 3, std=[0.25] * 3), r"input \(N, 1, 28, 28\) does not match .*\(3 channels"),
+    (_set(std=[0.0]), r"preprocess.std\[0\] must be > 0, got 0.0"),
+    (_set(mean=100), r"preprocess.mean must be an array, got 100"),
+    (_set(mean=[100.0]), r"preprocess.mean\[0\] must be <= 1, got 100.0"),
+    (_set(interpolation="lanczos"), r'preprocess.interpolation must be one of .*got "lanczos"'),
+    (_set(in_channels=3, mean=[0.5] * 3, std=[0.25] * 3), r"input.shape \(N, 1, 28, 28\) does not match .*\(3 channels"),
     (_set(image_size=32), r"does not match the preprocess entry \(1 channels, 32x32\)"),
-    (_set(mean=[0.5, 0.5]), r"one value per input channel \(1\), got 2 and 1"),
-    (lambda m: m["preprocess"].pop("resize_size"), r"has no 'resize_size' field"),
+    (_set(mean=[0.5, 0.5]), r"preprocess.mean needs one value per input channel \(1\), got 2"),
+    (lambda m: m["preprocess"].pop("resize_size"), r"preprocess.resize_size is missing"),
 ])
 def test_a_broken_preprocess_entry_is_one_line_at_load(fmnist_onnx, tmp_path, edit, message):
     _edited(fmnist_onnx, tmp_path / "m.onnx", edit)

@@ -4,7 +4,7 @@
 names exist in which release (``HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY`` only from 10.9,
 as in the bindings lists) so version handling can be tested. ``fake_cuda`` makes torch report one
 or more CUDA devices and records which device was current (``fake_cuda.current``) without calling CUDA.
-``engine_manifest(**changes)`` is a dnx engine manifest built on an L4 with TensorRT 10.16;
+``engine_manifest(**changes)`` is a dnx engine manifest (an ``EngineManifest``) built on an L4 with TensorRT 10.16;
 ``fake_engine(path, **changes)`` writes junk engine bytes with such a manifest beside them.
 """
 
@@ -98,13 +98,19 @@ def fake_cuda(monkeypatch):
     return state
 
 
-def _engine_manifest(**changes) -> dict:
+def _engine_manifest_json(**changes) -> dict:
     from dnx.schemas.engine_manifest import ENGINE_SCHEMA
 
     manifest = {"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11", "precision": "fp16",
                 "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"}, "hardware_compat": "none",
                 "version_compat": False, "build_command": "dnx build m.onnx --precision fp16 -o m.fp16.engine"}
     return {**manifest, **changes}
+
+
+def _engine_manifest(**changes):
+    from dnx.schemas.engine_manifest import EngineManifest
+
+    return EngineManifest.from_dict(_engine_manifest_json(**changes))
 
 
 @pytest.fixture
@@ -118,6 +124,6 @@ def fake_engine():
 
     def write(path, **changes) -> dict:
         path.write_bytes(b"not a real engine")
-        return write_engine_manifest(path, _engine_manifest(**changes))
+        return write_engine_manifest(path, _engine_manifest_json(**changes))
 
     return write

@@ -30,13 +30,13 @@ def test_every_writer_leaves_a_passed_certificate(fmnist_onnx, fmnist_int8_onnx,
 
     fp16 = convert_fp16(fmnist_onnx, tmp_path / "fm.fp16.onnx").path
     for path, what in [(fmnist_onnx, "PyTorch"), (fp16, "FP32 ONNX"), (fmnist_int8_onnx, "FP32 ONNX")]:
-        cert = read_manifest(path)["certificate"]
+        cert = read_manifest(path).certificate.to_dict()
         assert cert["verdict"] == "passed" and what in cert["reference"]["what"]
         assert cert["data"]["images"] >= (9 if what == "PyTorch" else 64)  # export: random b1+b3 and 5 photos
         assert cert["data"]["fingerprint"] and cert["machine"]["cpu"] and cert["backend"].startswith("onnxruntime")
         with dnx.load(path, backend="onnxruntime") as clf:
             assert clf.info()["verified"] is True and clf.info()["certificate"]["verdict"] == "passed"
-    assert read_manifest(fmnist_int8_onnx)["certificate"]["data"]["labelled"] is True  # the shipped test split
+    assert read_manifest(fmnist_int8_onnx).certificate.data["labelled"] is True  # the shipped test split
 
 
 def _tamper(src, dst):
@@ -68,7 +68,7 @@ def test_a_failed_or_missing_verification_is_refused(fmnist_int8_onnx, broken_in
     """A broken INT8 file (weight scales x10), certified as such, and a file with no certificate."""
     broken = broken_int8_onnx
     proto = onnx.load(str(broken))
-    manifest = read_manifest(fmnist_int8_onnx)
+    manifest = read_manifest(fmnist_int8_onnx).to_dict()  # the JSON certify() completes
     pre = Preprocess.from_dict(manifest["preprocess"])
     source = manifest["source"]["path"]
     certify(proto, source, broken, manifest, read_manifest(source), pre)
@@ -79,7 +79,7 @@ def test_a_failed_or_missing_verification_is_refused(fmnist_int8_onnx, broken_in
         assert clf.info()["certificate"]["verdict"] == "failed"
 
     proto = onnx.load(str(fmnist_int8_onnx))
-    manifest = read_manifest(fmnist_int8_onnx)
+    manifest = read_manifest(fmnist_int8_onnx).to_dict()
     manifest.pop("certificate")
     from dnx.schemas.manifest import embed
 

@@ -358,7 +358,8 @@ def test_inspect_onnx(small_onnx):
 def test_inspect_engine_manifest_only_on_cpu_and_layers_need_a_device(tmp_path, no_cuda, fake_engine):
     written = fake_engine(tmp_path / "m.engine")
     info = inspect_engine(tmp_path / "m.engine", layers=False)
-    assert info["manifest"] == written and info["sha256"] == written["engine_sha256"]
+    assert info["manifest"] == written.to_dict() and info["sha256"] == written.engine_sha256
+    assert info["digest_problem"] is None
     with pytest.raises(NoDeviceError):
         inspect_engine(tmp_path / "m.engine")
 
@@ -436,7 +437,7 @@ def test_cli_inspect_onnx_json(small_onnx, capsys):
 
 def test_cli_inspect_refuses_unknown_files(tmp_path, capsys):
     code, out = run_cli(capsys, "inspect", str(tmp_path / "model.bin"))
-    assert code == 1 and "expected an .onnx file or an .engine/.plan file" in out.err
+    assert code == 1 and "expected an .onnx file or an engine (.engine/.plan/.trt)" in out.err
 
 
 def test_cli_inspect_engine_without_cuda_points_to_no_layers(tmp_path, no_cuda, capsys, fake_engine):

@@ -105,8 +105,8 @@ def test_another_gpu_of_the_same_architecture_runs_with_a_warning(engine_manifes
 def test_manifest_round_trip_and_digest(tmp_path, fake_engine, engine_manifest):
     written = fake_engine(tmp_path / "m.engine")
     assert read_engine_manifest(tmp_path / "m.engine") == written
-    assert written["engine_bytes"] == len(b"not a real engine")
-    check_engine_digest(written, written["engine_sha256"], tmp_path / "m.engine")
+    assert written.engine_bytes == len(b"not a real engine")
+    check_engine_digest(written, written.engine_sha256, tmp_path / "m.engine")
     with pytest.raises(EngineMismatchError, match="does not match its manifest.*dnx build m.onnx"):
         check_engine_digest(written, "0" * 64, tmp_path / "m.engine")
 
@@ -123,7 +123,11 @@ def test_unreadable_or_missing_manifests(tmp_path, engine_manifest):
     with pytest.raises(EngineMismatchError, match="not a dnx engine manifest"):
         read_engine_manifest(engine)
     (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA}))
-    with pytest.raises(EngineMismatchError, match="lacks the TensorRT version"):
+    with pytest.raises(EngineMismatchError, match=r"^\S*m.engine.json: tensorrt_version is missing; rebuild the engine"):
+        read_engine_manifest(engine)
+    (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA, "tensorrt_version": "10.8",
+                                                        "gpu": {"compute_capability": "eight"}}))
+    with pytest.raises(EngineMismatchError, match=r"gpu.compute_capability must match"):
         read_engine_manifest(engine)
 
 
@@ -161,7 +165,7 @@ def test_runner_refuses_a_mismatch_before_creating_a_runtime(tmp_path, fake_cuda
     if tamper:
         (tmp_path / "m.engine").write_bytes(b"another engine")
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt())  # its Runtime() fails the test
-    # the runner's own reference: it imports machine_facts from the schema module
+    # the runner's own reference: it imports machine_facts from dnx.schemas.engine_manifest at module top
     monkeypatch.setattr(tensorrt_runner, "machine_facts", lambda trt, device=0: {**FACTS, **facts})
     runner = TensorRTRunner(tmp_path / "m.engine")
     with pytest.raises(EngineMismatchError, match=match):

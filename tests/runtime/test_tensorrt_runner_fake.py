@@ -15,8 +15,13 @@ import pytest
 
 from dnx.core.errors import DnxError
 from dnx.runtime.backends.tensorrt_compat import TensorRTError
-from dnx.schemas.engine_manifest import rebuild_command_with
+from dnx.schemas.engine_manifest import ENGINE_SCHEMA, EngineManifest, rebuild_command_with
 from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
+
+
+def _engine_manifest(build_command: str) -> EngineManifest:
+    return EngineManifest.from_dict({"schema": ENGINE_SCHEMA, "tensorrt_version": "10.16.1.11",
+                                     "gpu": {"compute_capability": "8.9"}, "build_command": build_command})
 
 PROFILE = {"min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [8, 3, 4, 4]}
 BUILD = "dnx build m.onnx --precision fp16 --max-batch 8 -o m.fp16.engine"
@@ -95,7 +100,7 @@ def active_runner(fake_cuda, monkeypatch, tmp_path):
         runner._host_buffers = {"input": torch.zeros(8 * 48), "logits": torch.zeros(80)}
         runner._stream = types.SimpleNamespace(synchronize=lambda: None, cuda_stream=7)
         runner._events = (event, event)
-        runner.manifest = {"build_command": BUILD}
+        runner.manifest = _engine_manifest(build_command=BUILD)
         runner.is_active = True
         return runner, rec
 
@@ -177,7 +182,7 @@ def test_a_batch_outside_the_profile_names_one_rebuild_flag(active_runner, n, hi
 
 
 def test_rebuild_command_with_replaces_a_flag_given_in_either_form():
-    manifest = {"build_command": "dnx build 'my model.onnx' --max-batch=8 --calib-data imgs -o m.engine"}
+    manifest = _engine_manifest(build_command="dnx build 'my model.onnx' --max-batch=8 --calib-data imgs -o m.engine")
     assert rebuild_command_with(manifest, "--max-batch", 64) == \
         "dnx build 'my model.onnx' --calib-data imgs --max-batch 64 -o m.engine"
     assert rebuild_command_with(None, "--min-batch", 1) == "dnx build MODEL.onnx --min-batch 1"
@@ -196,7 +201,7 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
         seen.append(("load", fake_cuda.current))
         return types.SimpleNamespace(engine=object(), io=[], warnings=[])
 
-    monkeypatch.setattr(trt_inspect, "load_engine", load_engine)  # inspect holds its own reference
+    monkeypatch.setattr(trt_inspect, "load_engine", load_engine)  # inspect's own reference (imported at its top)
     monkeypatch.setattr(trt_inspect, "engine_layers", lambda trt, engine: seen.append(("layers", fake_cuda.current)) or [])
     info = trt_inspect.inspect_engine(tmp_path / "m.engine", device=1)
     assert seen == [("load", 1), ("layers", 1)] and info["layers"]["count"] == 0

@@ -43,7 +43,7 @@ def fake_engine(tmp_path, fmnist_onnx):
     engine.write_bytes(b"not a real TensorRT plan")
 
     def write(min_batch=1, max_batch=16, certified=True, fixed_batch=None, version_compat=False):
-        source = read_manifest(fmnist_onnx)
+        source = read_manifest(fmnist_onnx).to_dict()
         if not certified:
             source.pop("certificate", None)
         manifest = {"schema": ENGINE_SCHEMA, "artifact": "tensorrt-engine", "tensorrt_version": "10.16.1.11",
@@ -84,7 +84,7 @@ def test_onnx_repository_configs_match_the_artifact(tmp_path, fmnist_onnx):
             for w in net.model_warmup] == [(1, [1, 28, 28], True), (16, [1, 28, 28], True)]
     assert not net.optimization.execution_accelerators.gpu_execution_accelerator
     assert net.parameters["dnx_sha256"].string_value == art.sha256
-    assert json.loads((repo / "fmnist" / "dnx_manifest.json").read_text()) == art.manifest
+    assert json.loads((repo / "fmnist" / "dnx_manifest.json").read_text()) == art.manifest.to_dict()
 
 
 def test_ensemble_wiring_connects_real_tensor_names(tmp_path, fmnist_onnx):

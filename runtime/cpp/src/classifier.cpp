@@ -23,10 +23,6 @@ double ms_since(Clock::time_point start) {
     return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 Prediction top_k_of(const float* logits, std::size_t classes, int k, const std::vector<std::string>& labels) {
     // softmax in double: the probabilities of near-equal logits stay ordered as the logits are
     const float peak = *std::max_element(logits, logits + classes);
@@ -64,7 +60,7 @@ Classifier Classifier::load(const std::string& path, const Options& options) {
                                                       options.decode + "\"");
     if (options.max_pixels == 0) throw Error(Error::Code::InvalidArgument, "Options::max_pixels must be positive");
     auto impl = std::make_unique<Impl>();
-    if (ends_with(path, ".engine") || ends_with(path, ".plan"))
+    if (detail::is_engine_path(path))
         impl->backend = detail::make_tensorrt_backend(path, options, impl->manifest);
     else
         impl->backend = detail::make_openvino_backend(path, options, impl->manifest);

@@ -4,7 +4,9 @@
 // architecture (or an Ampere+ hardware-compatible engine).
 // Pure functions, so they are tested on machines without TensorRT.
 #include "engine.hpp"
+#include "json_fields.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 
@@ -52,42 +54,67 @@ std::string describe(const std::string& version, const std::string& cc, const st
 }  // namespace
 
 EngineManifest parse_engine_manifest(const std::string& json_text, const std::string& where) {
-    const std::string rebuild = "; rebuild the engine with `dnx build MODEL.onnx`";
+    // The rules of dnx/schemas/json/engine-manifest.schema.json (EngineManifest in Python) for the
+    // fields this runtime reads, and the source ONNX manifest's through parse_manifest.
+    const std::string rebuild = "rebuild the engine with `dnx build MODEL.onnx`";
     json j;
     try {
         j = json::parse(json_text);
     } catch (const json::exception& e) {
-        throw Error(Error::Code::BadArtifact, where + " is not valid JSON (" + e.what() + ")" + rebuild);
+        throw Error(Error::Code::BadArtifact, where + " is not valid JSON (" + e.what() + "); " + rebuild);
     }
-    if (!j.is_object() || j.value("schema", std::string()) != "dnx.engine-manifest/1")
+    if (!j.is_object() || !j.contains("schema") || j["schema"] != "dnx.engine-manifest/1")
         throw Error(Error::Code::BadArtifact, where + " is not a dnx engine manifest (schema "
-                                                      "\"dnx.engine-manifest/1\" expected)" + rebuild);
+                                                      "\"dnx.engine-manifest/1\" expected); " + rebuild);
     EngineManifest e;
-    try {
-        e.build_command = j.value("build_command", std::string("dnx build MODEL.onnx"));
-        if (!j.contains("tensorrt_version") || !j.contains("gpu") || !j["gpu"].contains("compute_capability"))
-            throw Error(Error::Code::BadArtifact, where + " lacks the TensorRT version or GPU it was built for; "
-                                                          "rebuild it on this machine with `" + e.build_command + "`");
-        e.tensorrt_version = j["tensorrt_version"].get<std::string>();
-        e.compute_capability = j["gpu"]["compute_capability"].get<std::string>();
-        e.gpu_name = j["gpu"].value("name", std::string());
-        e.hardware_compat = j.value("hardware_compat", std::string("none"));
-        e.version_compat = j.value("version_compat", false);
-        const json& profile = j.value("batch_profile", json::object());
-        e.max_batch = profile.contains("max_batch") && profile["max_batch"].is_number_integer()
-                          ? profile["max_batch"].get<int>() : 0;
-        const json& source = j.value("source_onnx", json::object());
-        if (!source.contains("manifest") || !source["manifest"].is_object())
-            throw Error(Error::Code::BadArtifact, where + " does not carry its source ONNX manifest (preprocessing, "
-                                                          "labels); build the engine from a `dnx export`ed ONNX");
-        e.manifest = parse_manifest(source["manifest"].dump(), where + " (source_onnx.manifest)");
-        e.manifest.artifact = "tensorrt-engine";
-        e.manifest.precision = j.value("precision", e.manifest.precision);
-        e.manifest.sha256 = j.value("engine_sha256", std::string());
-        e.manifest.path = where;
-    } catch (const json::exception& ex) {
-        throw Error(Error::Code::BadArtifact, where + ": a field has the wrong type (" + ex.what() + ")" + rebuild);
+    e.build_command = "dnx build MODEL.onnx";
+    if (j.contains("build_command") && j["build_command"].is_string()) e.build_command = j["build_command"];
+    const JsonFields f(where, "rebuild it on this machine with `" + e.build_command + "`");
+    if (const json* v = f.member(j, "", "build_command", false); v && !v->is_null()) f.string(*v, "build_command");
+    e.tensorrt_version = f.string(*f.member(j, "", "tensorrt_version", true), "tensorrt_version");
+    const json& gpu = f.object(*f.member(j, "", "gpu", true), "gpu");
+    const json& cc = *f.member(gpu, "gpu", "compute_capability", true);
+    e.compute_capability = f.string(cc, "gpu.compute_capability");
+    const auto dot = e.compute_capability.find('.');
+    const auto digits = [](const std::string& s) {
+        return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (dot == std::string::npos || !digits(e.compute_capability.substr(0, dot)) || !digits(e.compute_capability.substr(dot + 1)))
+        f.bad("gpu.compute_capability", "must match ^[0-9]+\\.[0-9]+$, got " + JsonFields::shown(cc));
+    if (const json* v = f.member(gpu, "gpu", "name", false); v && !v->is_null()) e.gpu_name = f.string(*v, "gpu.name");
+    e.hardware_compat = "none";
+    if (const json* v = f.member(j, "", "hardware_compat", false))
+        e.hardware_compat = f.one_of(*v, "hardware_compat", {"none", "ampere+", "same-cc"});
+    if (const json* v = f.member(j, "", "version_compat", false)) e.version_compat = f.boolean(*v, "version_compat");
+    if (const json* profile = f.member(j, "", "batch_profile", false); profile && !profile->is_null()) {
+        f.object(*profile, "batch_profile");
+        for (const char* key : {"min_batch", "opt_batch", "max_batch"}) {
+            const json* v = f.member(*profile, "batch_profile", key, false);
+            if (!v || v->is_null()) continue;
+            const auto batch = static_cast<int>(f.integer(*v, std::string("batch_profile.") + key, 1));
+            if (std::string(key) == "max_batch") e.max_batch = batch;
+        }
     }
+    std::string precision, sha;
+    if (const json* v = f.member(j, "", "precision", false); v && !v->is_null())
+        precision = f.one_of(*v, "precision", {"fp32", "fp16", "int8", "best"});
+    if (const json* v = f.member(j, "", "engine_sha256", false); v && !v->is_null()) sha = f.sha256(*v, "engine_sha256");
+    const json* source = f.member(j, "", "source_onnx", false);
+    if (source && !source->is_null()) {
+        f.object(*source, "source_onnx");
+        f.string(*f.member(*source, "source_onnx", "path", true), "source_onnx.path");
+        if (const json* v = f.member(*source, "source_onnx", "sha256", false); v && !v->is_null())
+            f.sha256(*v, "source_onnx.sha256");
+    }
+    const json* manifest = source && source->is_object() ? f.member(*source, "source_onnx", "manifest", false) : nullptr;
+    if (!manifest || !manifest->is_object())
+        throw Error(Error::Code::BadArtifact, where + " does not carry its source ONNX manifest (preprocessing, "
+                                                      "labels); build the engine from a `dnx export`ed ONNX");
+    e.manifest = parse_manifest(manifest->dump(), where, "source_onnx.manifest");
+    e.manifest.artifact = "tensorrt-engine";
+    if (!precision.empty()) e.manifest.precision = precision;
+    e.manifest.sha256 = sha;
+    e.manifest.path = where;
     return e;
 }
 

@@ -10,8 +10,13 @@
 namespace dnx {
 namespace detail {
 
-// Parse and check a dnx ONNX manifest (schema dnx.manifest/1). `where` names its source in errors.
-Manifest parse_manifest(const std::string& json_text, const std::string& where);
+// Parse and check a dnx ONNX manifest (schema dnx.manifest/1, dnx/schemas/json/manifest.schema.json).
+// `where` names its source in errors; `field_prefix` where the manifest sits inside that file
+// (source_onnx.manifest), so a bad field is named by its full path, as Python names it.
+Manifest parse_manifest(const std::string& json_text, const std::string& where, const std::string& field_prefix = "");
+
+// A TensorRT engine by its file name: .engine, .plan or .trt in any case (ENGINE_SUFFIXES in Python).
+bool is_engine_path(const std::string& path);
 
 // Error(Unverified) when the manifest's parity certificate is missing or did not pass, unless
 // options.allow_unverified: the rule of Python's dnx.load (dnx/schemas/certificate.py), verdict only.

@@ -1,8 +1,12 @@
-// Reading the manifest dnx writes next to (and into) every artifact; see dnx/schemas/manifest.py.
-// Only the fields the runtime needs are read; each is checked so a hand-edited or foreign JSON
-// fails here with its field named, not later with a shape error.
+// Reading the manifest dnx writes next to (and into) every artifact; see dnx/schemas/manifest.py and
+// its JSON Schema dnx/schemas/json/manifest.schema.json. Only the fields the runtime needs are read;
+// each is checked with the schema's rules so a hand-edited or foreign JSON fails here with its field
+// named, not later with a shape error (ctest ManifestSchema.* holds this parser to the schema).
 #include "internal.hpp"
+#include "json_fields.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -16,22 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void bad(const std::string& where, const std::string& what) {
-    throw Error(Error::Code::BadArtifact, where + ": " + what + "; re-export the model with `dnx export`");
-}
-
-const json& field(const json& obj, const char* key, const std::string& where) {
-    auto it = obj.find(key);
-    if (it == obj.end()) bad(where, std::string("manifest has no \"") + key + "\" field");
-    return *it;
-}
-
-Interpolation interpolation_of(const std::string& name, const std::string& where) {
-    if (name == "bilinear") return Interpolation::Bilinear;
-    if (name == "bicubic") return Interpolation::Bicubic;
-    if (name == "nearest") return Interpolation::Nearest;
-    bad(where, "unknown interpolation \"" + name + "\" (expected bilinear, bicubic or nearest)");
-}
+const char* const kHint = "re-export the model with `dnx export`";
 
 // JSON equality with numbers compared by value (1 == 1.0), as Python compares the parsed entries.
 bool same_value(const json& a, const json& b) {
@@ -90,77 +79,164 @@ void check_certified(const Manifest& m, const Options& options, const std::strin
                                                 "calibrate, build), or load it anyway with Options::allow_unverified");
 }
 
-Manifest parse_manifest(const std::string& json_text, const std::string& where) {
+namespace {
+
+// One input/output dimension: a positive integer or "N" (dynamic batch; -1 here).
+std::int64_t dimension(const JsonFields& f, const json& d, const std::string& path) {
+    if (d.is_string() && d.get<std::string>() == "N") return -1;
+    if (!JsonFields::is_integer(d)) f.bad(path, "must be an integer or one of \"N\", got " + JsonFields::shown(d));
+    return f.integer(d, path, 1);
+}
+
+void read_input(const JsonFields& f, const json& j, Manifest& m) {
+    const json& input = f.object(*f.member(j, "", "input", true), "input");
+    m.input_name = f.string(*f.member(input, "input", "name", true), "input.name");
+    const json& shape = f.array(*f.member(input, "input", "shape", true), "input.shape");
+    if (shape.size() != 4) f.bad("input.shape", "must have 4 dimensions (NCHW), got " + std::to_string(shape.size()));
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        m.input_shape.push_back(dimension(f, shape[i], "input.shape[" + std::to_string(i) + "]"));
+    if (const json* v = f.member(input, "input", "dtype", false); v && !v->is_null()) f.one_of(*v, "input.dtype", {"float32"});
+    if (const json* v = f.member(input, "input", "layout", false); v && !v->is_null()) f.one_of(*v, "input.layout", {"NCHW"});
+}
+
+// The class count from output.shape (N, classes), or 0 when it does not say.
+int read_output(const JsonFields& f, const json& j, Manifest& m) {
+    const json* out = f.member(j, "", "output", false);
+    if (!out || out->is_null()) return 0;
+    f.object(*out, "output");
+    m.output_name = f.string(*f.member(*out, "output", "name", true), "output.name");
+    if (const json* v = f.member(*out, "output", "dtype", false); v && !v->is_null()) f.one_of(*v, "output.dtype", {"float32"});
+    const json* shape = f.member(*out, "output", "shape", false);
+    if (!shape || shape->is_null()) return 0;
+    f.array(*shape, "output.shape");
+    if (shape->empty()) f.bad("output.shape", "needs at least 1 item(s), got 0");
+    std::int64_t classes = 0;
+    for (std::size_t i = 0; i < shape->size(); ++i) classes = dimension(f, (*shape)[i], "output.shape[" + std::to_string(i) + "]");
+    return shape->size() == 2 && classes > 0 ? static_cast<int>(classes) : 0;
+}
+
+std::vector<float> per_channel(const JsonFields& f, const json& pre, const char* key, bool positive) {
+    const std::string path = std::string("preprocess.") + key;
+    const json& values = f.array(*f.member(pre, "preprocess", key, true), path);
+    if (values.empty() || values.size() > 3)
+        f.bad(path, values.empty() ? "needs at least 1 item(s), got 0" : "takes at most 3 item(s), got " + std::to_string(values.size()));
+    std::vector<float> out;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const std::string item = path + "[" + std::to_string(i) + "]";
+        const double v = f.number(values[i], item);
+        // pixels are scaled to [0, 1] before normalising: a mean outside was written for 0-255 pixels
+        if (positive && !(v > 0.0)) f.bad(item, "must be > 0, got " + JsonFields::shown(values[i]));
+        if (!positive && v < 0.0) f.bad(item, "must be >= 0, got " + JsonFields::shown(values[i]));
+        if (!positive && v > 1.0) f.bad(item, "must be <= 1, got " + JsonFields::shown(values[i]));
+        out.push_back(static_cast<float>(v));
+    }
+    return out;
+}
+
+void read_preprocess(const JsonFields& f, const json& j, Preprocess& p) {
+    const json& pre = f.object(*f.member(j, "", "preprocess", true), "preprocess");
+    static const char* const known[] = {"image_size", "resize_size", "mean", "std", "in_channels", "interpolation", "decode"};
+    for (auto it = pre.begin(); it != pre.end(); ++it)  // a key this runtime does not know could change the math
+        if (std::find(std::begin(known), std::end(known), it.key()) == std::end(known))
+            f.bad("preprocess." + it.key(), "is not a field of this document");
+    p.image_size = static_cast<int>(f.integer(*f.member(pre, "preprocess", "image_size", true), "preprocess.image_size", 1));
+    p.resize_size = static_cast<int>(f.integer(*f.member(pre, "preprocess", "resize_size", true), "preprocess.resize_size", 1));
+    p.mean = per_channel(f, pre, "mean", false);
+    p.std = per_channel(f, pre, "std", true);
+    const json& channels = *f.member(pre, "preprocess", "in_channels", true);
+    if (!JsonFields::is_integer(channels) || (channels.get<double>() != 1.0 && channels.get<double>() != 3.0))
+        f.bad("preprocess.in_channels", "must be one of 1, 3, got " + JsonFields::shown(channels));
+    p.in_channels = static_cast<int>(channels.get<double>());
+    std::string interpolation = "bilinear", decode = "exact";  // absent decode: made before the mode
+    if (const json* v = f.member(pre, "preprocess", "interpolation", false))
+        interpolation = f.one_of(*v, "preprocess.interpolation", {"bilinear", "bicubic", "nearest"});
+    if (const json* v = f.member(pre, "preprocess", "decode", false)) decode = f.one_of(*v, "preprocess.decode", {"exact", "fast"});
+    p.interpolation = interpolation == "bicubic" ? Interpolation::Bicubic
+                      : interpolation == "nearest" ? Interpolation::Nearest : Interpolation::Bilinear;
+    p.decode = decode == "fast" ? Decode::Fast : Decode::Exact;
+    for (const char* key : {"mean", "std"}) {
+        const std::size_t n = std::string(key) == "mean" ? p.mean.size() : p.std.size();
+        if (n != static_cast<std::size_t>(p.in_channels))
+            f.bad(std::string("preprocess.") + key, "needs one value per input channel (" + std::to_string(p.in_channels) +
+                                                       "), got " + std::to_string(n));
+    }
+}
+
+void read_labels(const JsonFields& f, const json& j, Manifest& m) {
+    const json* labels = f.member(j, "", "labels", false);
+    if (!labels || labels->is_null()) return;
+    f.object(*labels, "labels");
+    if (const json* v = f.member(*labels, "labels", "source", false); v && !v->is_null()) f.string(*v, "labels.source");
+    const json* names = f.member(*labels, "labels", "names", false);
+    if (!names || names->is_null()) return;
+    f.array(*names, "labels.names");
+    for (std::size_t i = 0; i < names->size(); ++i)
+        m.labels.push_back(f.string((*names)[i], "labels.names[" + std::to_string(i) + "]"));
+}
+
+void read_certificate(const JsonFields& f, const json& j, const json& pre, Manifest& m) {
+    const json* cert = f.member(j, "", "certificate", false);
+    if (!cert || cert->is_null()) return;
+    f.object(*cert, "certificate");
+    f.one_of(*f.member(*cert, "certificate", "schema", true), "certificate.schema", {"dnx.certificate/1"});
+    m.certificate_verdict = f.one_of(*f.member(*cert, "certificate", "verdict", true), "certificate.verdict", {"passed", "failed"});
+    f.sha256(*f.member(*cert, "certificate", "content_sha256", true), "certificate.content_sha256");
+    if (const json* v = f.member(*cert, "certificate", "summary", false); v && !v->is_null())
+        m.certificate_summary = f.string(*v, "certificate.summary");
+    const json* certified = f.member(*cert, "certificate", "preprocess", false);
+    if (!certified || certified->is_null()) return;
+    f.object(*certified, "certificate.preprocess");
+    // The certificate records the preprocessing it was checked with (dnx/schemas/certificate.py): an
+    // edited preprocess entry voids it, as an edited graph does.
+    if (!same_value(*certified, pre)) {
+        m.certificate_verdict = "no longer holds";
+        m.certificate_summary = "the manifest's preprocess entry differs from the one it was verified with";
+    }
+}
+
+}  // namespace
+
+bool is_engine_path(const std::string& path) {
+    const auto dot = path.find_last_of("./");
+    if (dot == std::string::npos || path[dot] != '.') return false;
+    std::string suffix = path.substr(dot);
+    for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return suffix == ".engine" || suffix == ".plan" || suffix == ".trt";  // ENGINE_SUFFIXES in Python
+}
+
+Manifest parse_manifest(const std::string& json_text, const std::string& where, const std::string& field_prefix) {
+    const JsonFields f(where, kHint, field_prefix);
     json j;
     try {
         j = json::parse(json_text);
     } catch (const json::exception& e) {
-        bad(where, std::string("manifest is not valid JSON (") + e.what() + ")");
+        f.bad("", std::string("is not valid JSON (") + e.what() + ")");
     }
-    if (!j.is_object() || j.value("schema", std::string()) != "dnx.manifest/1")
-        bad(where, "not a dnx manifest (schema \"dnx.manifest/1\" expected)");
+    if (!j.is_object()) f.bad("", "is not a dnx manifest (a JSON " + std::string(j.type_name()) + ", not an object)");
+    const json* schema = f.member(j, "", "schema", true);
+    if (!schema->is_string() || schema->get<std::string>() != "dnx.manifest/1")
+        f.bad("schema", "must be \"dnx.manifest/1\" (not a dnx manifest), got " + JsonFields::shown(*schema));
     Manifest m;
     m.path = where;
-    try {
-        m.artifact = j.value("artifact", std::string("onnx"));
-        m.precision = field(j, "precision", where).get<std::string>();
-        m.sha256 = j.value("sha256", std::string());
-        const json& input = field(j, "input", where);
-        m.input_name = field(input, "name", where).get<std::string>();
-        if (input.value("layout", std::string("NCHW")) != "NCHW")
-            bad(where, "input layout " + input["layout"].get<std::string>() + " is not supported (NCHW expected)");
-        if (input.value("dtype", std::string("float32")) != "float32")
-            bad(where, "input dtype " + input["dtype"].get<std::string>() + " is not supported (float32 expected)");
-        for (const json& d : field(input, "shape", where)) m.input_shape.push_back(d.is_number_integer() ? d.get<std::int64_t>() : -1);
-        if (m.input_shape.size() != 4) bad(where, "input shape must have 4 dimensions (NCHW)");
-        if (j.contains("output")) m.output_name = j["output"].value("name", std::string());
+    m.precision = f.one_of(*f.member(j, "", "precision", true), "precision", {"fp32", "fp16", "int8", "best"});
+    m.artifact = "onnx";
+    if (const json* v = f.member(j, "", "artifact", false); v && !v->is_null())
+        m.artifact = f.one_of(*v, "artifact", {"onnx", "onnx-fp16", "onnx-qdq"});
+    read_input(f, j, m);
+    const int classes = read_output(f, j, m);
+    read_preprocess(f, j, m.preprocess);
+    read_labels(f, j, m);
+    read_certificate(f, j, j["preprocess"], m);
+    if (const json* v = f.member(j, "", "sha256", false); v && !v->is_null()) m.sha256 = f.sha256(*v, "sha256");
 
-        const json& pre = field(j, "preprocess", where);
-        Preprocess& p = m.preprocess;
-        p.image_size = field(pre, "image_size", where).get<int>();
-        p.resize_size = field(pre, "resize_size", where).get<int>();
-        p.in_channels = field(pre, "in_channels", where).get<int>();
-        p.mean = field(pre, "mean", where).get<std::vector<float>>();
-        p.std = field(pre, "std", where).get<std::vector<float>>();
-        p.interpolation = interpolation_of(pre.value("interpolation", std::string("bilinear")), where);
-        const std::string decode = pre.value("decode", std::string("exact"));  // absent: made before the mode
-        if (decode != "exact" && decode != "fast") bad(where, "unknown decode \"" + decode + "\" (expected exact or fast)");
-        p.decode = decode == "fast" ? Decode::Fast : Decode::Exact;
-        const json& names = field(j, "labels", where).value("names", json());
-        if (!names.is_null()) m.labels = names.get<std::vector<std::string>>();
-        if (m.labels.empty() && j.contains("output") && j["output"].contains("shape") &&
-            j["output"]["shape"].size() == 2 && j["output"]["shape"][1].is_number_integer()) {
-            // no names (e.g. random-init ImageNet models): classes are named by index, as Python does
-            const int classes = j["output"]["shape"][1].get<int>();
-            for (int i = 0; i < classes; ++i) m.labels.push_back(std::to_string(i));
-        }
-        const json& cert = j.value("certificate", json::object());
-        if (cert.is_object() && cert.value("schema", std::string()) == "dnx.certificate/1") {
-            m.certificate_verdict = cert.value("verdict", std::string("unknown"));
-            if (cert.contains("summary") && cert["summary"].is_string()) m.certificate_summary = cert["summary"];
-            // The certificate records the preprocessing it was checked with (dnx/schemas/certificate.py): an
-            // edited preprocess entry voids it, as an edited graph does.
-            if (cert.contains("preprocess") && !same_value(cert["preprocess"], pre)) {
-                m.certificate_verdict = "no longer holds";
-                m.certificate_summary = "the manifest's preprocess entry differs from the one it was verified with";
-            }
-        }
-    } catch (const json::exception& e) {
-        bad(where, std::string("manifest field has the wrong type (") + e.what() + ")");
-    }
     const Preprocess& p = m.preprocess;
-    if (p.in_channels != 1 && p.in_channels != 3) bad(where, "in_channels must be 1 or 3");
-    if (p.image_size <= 0 || p.resize_size <= 0) bad(where, "image_size and resize_size must be positive");
-    if (p.mean.size() != static_cast<std::size_t>(p.in_channels) || p.std.size() != p.mean.size())
-        bad(where, "mean and std need one value per input channel");
-    for (float s : p.std)
-        if (!(s > 0.0f) || !std::isfinite(s)) bad(where, "std values must be positive and finite");
-    // pixels are scaled to [0, 1] before normalising: a mean outside was written for 0-255 pixels
-    for (float v : p.mean)
-        if (!(v >= 0.0f && v <= 1.0f)) bad(where, "mean values must be within [0, 1] (pixels are scaled to [0, 1] first)");
-    if (m.input_shape[1] != p.in_channels || m.input_shape[2] != p.image_size || m.input_shape[3] != p.image_size)
-        bad(where, "input shape does not match the preprocess block (channels / image_size)");
-    if (m.labels.empty()) bad(where, "manifest has neither label names nor an output shape to count classes");
+    const auto& s = m.input_shape;
+    if ((s[1] != -1 && s[1] != p.in_channels) || (s[2] != -1 && s[2] != p.image_size) || (s[3] != -1 && s[3] != p.image_size))
+        f.bad("input.shape", "does not match the preprocess entry (" + std::to_string(p.in_channels) + " channels, " +
+                                 std::to_string(p.image_size) + "x" + std::to_string(p.image_size) + ")");
+    if (m.labels.empty())  // no names (e.g. random-init ImageNet models): classes are named by index, as Python does
+        for (int i = 0; i < classes; ++i) m.labels.push_back(std::to_string(i));
+    if (m.labels.empty()) f.bad("", "manifest has neither label names nor an output shape to count classes");
     return m;
 }
 

@@ -23,7 +23,9 @@ OUT_DIR/index.json lists everything; arrays are raw little-endian files (.f32 fl
   of it: FP32 on OpenVINO (the C++ backend) and on onnxruntime, each INT8 file on the backend
   dnx.load picks for it and on onnxruntime, and (on CPUs with BF16) the FP32 file run in BF16 as
   asked for with ``precision="bf16"``;
-* dnx.load()'s top-1 of the photos on the FP32 model.
+* dnx.load()'s top-1 of the photos on the FP32 model;
+* ``manifest_cases/``: valid and invalid manifests judged by the JSON Schema and Python's reader
+  (tests/manifest_cases.py), for the C++ parsers' schema test; rewritten on every run (they are cheap).
 
 Regenerated only when missing or older than this script, dnx/data/preprocess.py or the Python
 OpenVINO runner (whose compile options the C++ side must match).
@@ -226,10 +228,15 @@ if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
     target = Path(sys.argv[1])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from manifest_cases import write_cases
+
+    write_cases(target)
     stamp = target / "index.json"
     # Python's side changes with this script and with the preprocessing it reproduces
     root = Path(__file__).resolve().parents[3]
-    sources = [Path(__file__), root / "dnx" / "data" / "preprocess.py", root / "runtime" / "backends" / "openvino_runner.py"]
+    sources = [Path(__file__), root / "dnx" / "data" / "preprocess.py",
+               root / "runtime" / "backends" / "openvino_runner.py"]
     if stamp.is_file() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in sources):
         sys.exit(0)
     main(target)

@@ -65,13 +65,13 @@ TEST(Manifest, RefusesBrokenManifests) {
     expect_refused(j, "not a dnx manifest");
     j = good_manifest();
     j.erase("preprocess");
-    expect_refused(j, "\"preprocess\"");
+    expect_refused(j, "preprocess is missing");
     j = good_manifest();
     j["preprocess"]["mean"] = "zero";
-    expect_refused(j, "wrong type");
+    expect_refused(j, "preprocess.mean must be an array");
     j = good_manifest();
     j["preprocess"]["std"] = {0.2, 0.0, 0.2};
-    expect_refused(j, "positive");
+    expect_refused(j, "preprocess.std[1] must be > 0");
     j = good_manifest();
     j["input"]["shape"] = {"N", 1, 224, 224};
     expect_refused(j, "does not match the preprocess");
@@ -98,8 +98,8 @@ json engine_manifest() {
     return {{"schema", "dnx.engine-manifest/1"}, {"tensorrt_version", "10.8.0.43"}, {"precision", "int8"},
             {"gpu", {{"name", "NVIDIA L4"}, {"compute_capability", "8.9"}}}, {"hardware_compat", "none"},
             {"version_compat", false}, {"batch_profile", {{"max_batch", 32}}},
-            {"build_command", "dnx build m.onnx --precision int8"}, {"engine_sha256", "ab"},
-            {"source_onnx", {{"manifest", good_manifest()}}}};
+            {"build_command", "dnx build m.onnx --precision int8"}, {"engine_sha256", std::string(64, 'a')},
+            {"source_onnx", {{"path", "m.onnx"}, {"manifest", good_manifest()}}}};
 }
 
 std::string refusal(const json& engine, const dnx::detail::EngineFacts& here) {

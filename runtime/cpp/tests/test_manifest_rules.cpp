@@ -47,17 +47,17 @@ void expect(const std::pair<Error::Code, std::string>& got, Error::Code code, co
 TEST(ManifestRules, EditedPreprocessingIsRefusedInOneLineAtLoad) {
     DNX_REQUIRE_FIXTURES();
     expect(load_edited("std0", [](json& j) { j["preprocess"]["std"] = {0.0}; }), Error::Code::BadArtifact,
-           "std values must be positive");
+           "preprocess.std[0] must be > 0");
     expect(load_edited("mean100", [](json& j) { j["preprocess"]["mean"] = {100.0}; }), Error::Code::BadArtifact,
-           "mean values must be within [0, 1]");
+           "preprocess.mean[0] must be <= 1");
     expect(load_edited("lanczos", [](json& j) { j["preprocess"]["interpolation"] = "lanczos"; }),
-           Error::Code::BadArtifact, "unknown interpolation \"lanczos\"");
+           Error::Code::BadArtifact, "preprocess.interpolation must be one of \"bilinear\", \"bicubic\", \"nearest\", got \"lanczos\"");
     expect(load_edited("rgb", [](json& j) {
                j["preprocess"]["in_channels"] = 3;
                j["preprocess"]["mean"] = {0.5, 0.5, 0.5};
                j["preprocess"]["std"] = {0.5, 0.5, 0.5};
            }),
-           Error::Code::BadArtifact, "does not match the preprocess block");
+           Error::Code::BadArtifact, "input.shape does not match the preprocess entry (3 channels, 28x28)");
     expect(load_edited("counts", [](json& j) { j["preprocess"]["mean"] = {0.1, 0.2}; }), Error::Code::BadArtifact,
            "one value per input channel");
     expect(load_edited("labels", [](json& j) { j["labels"]["names"] = {"a", "b", "c"}; }),

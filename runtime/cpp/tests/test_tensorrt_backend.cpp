@@ -50,7 +50,7 @@ protected:
             {"version_compat", version_compat}, {"batch_profile", {{"max_batch", 4}}},
             {"build_command", "dnx build m.onnx -o m.engine"},
             {"engine_sha256", dnx::detail::sha256_hex(recorded_bytes.empty() ? plan : recorded_bytes)},
-            {"source_onnx", {{"manifest", source}}}};
+            {"source_onnx", {{"path", "m.onnx"}, {"manifest", source}}}};
         std::ofstream(path + ".json") << sidecar.dump();
         return path;
     }
