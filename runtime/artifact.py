@@ -19,9 +19,8 @@ from dnx.models.registry import Preprocess
 from dnx.schemas.certificate import check_certificate, check_preprocess_certified
 from dnx.schemas.engine_manifest import ENGINE_SUFFIXES, EngineManifest, is_engine_path, read_engine_manifest
 from dnx.schemas.manifest import ArtifactManifest, manifest_of, preprocess_from_manifest, sidecar_sha256
-from dnx.schemas.preprocess import manual_preprocess
 
-__all__ = ["Artifact", "UnverifiedArtifact", "manual_preprocess", "open_artifact"]
+__all__ = ["Artifact", "UnverifiedArtifact", "open_artifact"]
 
 
 @dataclass(frozen=True)

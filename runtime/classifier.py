@@ -27,7 +27,8 @@ import numpy as np
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS, open_any_image, preprocess_image
 from dnx.core.errors import DnxError
 from dnx.models.registry import DECODE_MODES
-from dnx.runtime.artifact import Artifact, UnverifiedArtifact, manual_preprocess, open_artifact
+from dnx.runtime.artifact import Artifact, UnverifiedArtifact, open_artifact
+from dnx.schemas.preprocess import manual_preprocess
 from dnx.runtime.selection import BackendChoice, choose_backend, make_runner
 from dnx.runtime.runtime_precision import check_precision_request, check_runtime_precision
 from dnx.runtime.timings import StageTimings

@@ -29,7 +29,7 @@ from dnx.calibration.qdq import calibrate_qdq
 from dnx.data.photos import find_photos
 from dnx.export.onnx_export import export_onnx, ExportOptions
 from dnx.models import ASSETS, create_model
-from dnx.runtime.artifact import manual_preprocess
+from dnx.schemas.preprocess import manual_preprocess
 from dnx.runtime.backends.base import run_in_batches
 from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 

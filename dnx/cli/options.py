@@ -18,7 +18,7 @@ from dnx.calibration.qdq import DEFAULT_METHOD, METHODS
 from dnx.core.errors import DnxError
 from dnx.core.fileio import check_writable
 from dnx.models.registry import DECODE_MODES, IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from dnx.runtime.artifact import manual_preprocess
+from dnx.schemas.preprocess import manual_preprocess
 from dnx.runtime.selection import BACKENDS, DEVICES
 
 Decorator = Callable[[Callable], Callable]
