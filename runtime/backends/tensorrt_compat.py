@@ -3,7 +3,7 @@
 Nothing here imports tensorrt at module level; ``import_tensorrt`` checks for a CUDA device first,
 because creating a TensorRT ``Runtime`` on a machine without a GPU driver segfaults the interpreter.
 
-Conventions checked by :mod:`tests/runtime/tensorrt_api/trt_api_check.py` (read by a test on every machine):
+Conventions checked by :mod:`tests/runtime/tensorrt/tensorrt_api/trt_api_check.py` (read by a test on every machine):
 
 * the tensorrt module is always bound to the name ``trt`` (a parameter or ``trt = import_tensorrt()``);
   functions that receive TensorRT objects annotate them (``config: trt.IBuilderConfig``), with

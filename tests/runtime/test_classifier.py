@@ -167,7 +167,7 @@ def test_bad_images_and_batches_get_one_line_errors(fmnist_onnx):
             (b"not an image at all", "not an image Pillow can read"),
             (jpeg[: len(jpeg) // 3], "cannot be decoded"),
             (_png((2000, 1000)), "over the 1,000,000 limit"),
-            (Image.new("F", (8, 8)), "32-bit or float"),  # 16-bit grey PNGs are scaled (tests/dnx/test_decode.py)
+            (Image.new("F", (8, 8)), "32-bit or float"),  # 16-bit grey PNGs are scaled (tests/data/test_decode.py)
             ([np.zeros((8, 8, 2), np.uint8)], "expected \\(H, W\\)"),
             (np.zeros((8, 8), np.float64), "must be uint8"),
             (np.zeros((0, 8), np.uint8), "empty"),

@@ -74,7 +74,7 @@ TEST(Preprocess, FastDecodeUsesPythonsMargin) {
 }
 
 // Truncated JPEG, bad-CRC PNG, a strip whose resized image is over the pixel limit: dnx.load refuses
-// each (tests/dnx/test_decode.py), and so does C++, in both decode modes, with Error(BadImage).
+// each (tests/data/test_decode.py), and so does C++, in both decode modes, with Error(BadImage).
 TEST(Preprocess, RefusesWhatPythonRefuses) {
     DNX_REQUIRE_FIXTURES();
     const auto& idx = dnx_test::index();

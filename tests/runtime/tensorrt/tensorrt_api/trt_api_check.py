@@ -127,7 +127,7 @@ def load_api_lists(api_dir: str | Path | None = None) -> list[ApiList]:
 def dnx_tensorrt_modules() -> list[Path]:
     """dnx's modules that touch TensorRT objects: the producer (``runtime/tensorrt/``) and the runner and
     version rules (``runtime/backends/tensorrt_*.py``)."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     found = [*root.glob("runtime/tensorrt/*.py"), *root.glob("runtime/backends/tensorrt_*.py")]
     return sorted(p for p in found if p.name != "__init__.py")
 

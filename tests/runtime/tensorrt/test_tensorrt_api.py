@@ -2,7 +2,7 @@
 
 A static check (``ast`` over dnx's source, compared with the names of the compiled bindings of
 TensorRT 10.0.1, 10.8.0.43, 10.16.1.11, 11.0.0.114 and 11.4.0.106, committed in
-``tests/runtime/tensorrt_api/api_names``): it runs everywhere and needs no TensorRT. A pass means no missing,
+``tests/runtime/tensorrt/tensorrt_api/api_names``): it runs everywhere and needs no TensorRT. A pass means no missing,
 removed or unguarded newer name was found; it does not mean the code ran on TensorRT.
 """
 
@@ -34,7 +34,7 @@ def test_lists_cover_every_checked_version_the_oldest_included():
 
 def test_the_oldest_list_is_the_declared_floor():
     """pyproject's ``tensorrt>=10`` extra, compat.MIN_VERSION and the oldest checked bindings agree."""
-    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    pyproject = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
     floor = re.search(r'"tensorrt>=([\d.]+)"', pyproject).group(1)
     assert (*map(int, floor.split(".")), 0)[:2] == MIN_VERSION
     assert min(api.version_tuple for api in API_LISTS)[:2] == MIN_VERSION

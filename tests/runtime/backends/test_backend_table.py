@@ -31,7 +31,7 @@ from dnx.runtime.backends.tensorrt_runner import TensorRTRunner
 from dnx.runtime.backends.torch_runner import TorchRunner
 from dnx.runtime.selection import LOAD_ROWS, choose_backend, make_runner
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUNNERS = (TorchRunner, OnnxRuntimeRunner, OpenVINORunner, TensorRTRunner)
 DEVICE_SIDE = ("load_inputs", "infer_device", "fetch_outputs")
 

@@ -96,7 +96,7 @@ def test_ensemble_wiring_connects_real_tensor_names(tmp_path, fmnist_onnx):
 
     assert (pre.backend, pre.platform) == ("python", "")
     assert (repo / "fmnist_preprocess" / "1" / "model.py").read_text() == \
-        (Path(__file__).parents[2] / "runtime" / "serve" / "triton_model.py").read_text()
+        (Path(__file__).parents[3] / "runtime" / "serve" / "triton_model.py").read_text()
     from dnx.models.registry import Preprocess
 
     assert Preprocess.from_dict(json.loads(pre.parameters["dnx_preprocess"].string_value)) == art.preprocess
