@@ -108,13 +108,16 @@ def _budget_artifact(fp32: Path, output: Path, calib_data, data: LabelledImages,
 
     step(f"accuracy budget search ({budget['target']} placement)")
     try:
-        report = calibrate_with_budget(fp32, output, calib_data, data, max_accuracy_drop=budget.get("max_accuracy_drop"),
+        report = calibrate_with_budget(fp32, output, calib_data, data,
+                                       max_accuracy_drop=budget.get("max_accuracy_drop"),
                                        max_agreement_loss=budget.get("max_agreement_loss"), target=budget["target"],
                                        method=method, samples=samples, progress=step)
     except BudgetNotMetError as exc:
         report = exc.report
         notes.append(f"budget not met; the row is the best graph found: {exc}")
-    notes.append(f"budget row: {len(report['float_units'])} float unit(s) ({', '.join(report['float_units']) or 'none'}) "
+    notes.append(f"budget row: {len(report['float_units'])} float unit(s) "
+                 f"({', '.join(report['float_units']) or 'none'}) "
                  f"searched on {report['eval_data']['search']} of the images in {report['search']['evaluations']} "
-                 f"evaluations; held-apart half {'meets' if report['result']['held_apart_meets_budget'] else 'misses'} it")
+                 "evaluations; held-apart half "
+                 f"{'meets' if report['result']['held_apart_meets_budget'] else 'misses'} it")
     return f"ONNX INT8 + {len(report['float_units'])} float units ({budget['target']})", "int8", output

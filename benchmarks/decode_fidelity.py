@@ -146,7 +146,8 @@ def main(argv=None) -> None:
     for set_name, s in result_sets.items():
         print(f"{set_name} ({s['images']} images)")
         for name, r in s["rows"].items():
-            print(f"  {name:14s} agree {r['top1_agreement']:.2%} ({r['top1_flips']} flips, {r['near_tie_flips']} near-tie) "
+            print(f"  {name:14s} agree {r['top1_agreement']:.2%} ({r['top1_flips']} flips, "
+                  f"{r['near_tie_flips']} near-tie) "
                   f"cos mean {r['mean_cosine']:.5f} min {r['min_cosine']:.5f}  {r['decode_preprocess_ms_p50']:.1f} ms")
     print(f"{result['seconds']} s -> {args.json}")
 

@@ -126,7 +126,8 @@ def cpp_rows(artifact: Path, images: list[bytes], threads: int, seconds: float, 
                                           "note": "sum of the two stages' p50"}
             stage["total"] = {"n": r["end_to_end"]["n"], "p50_ms": round(r["end_to_end"]["median_ms"], 3),
                               "p99_ms": round(r["end_to_end"]["p99_ms"], 3)}
-            stage["bare_inference"] = {"n": r["bare_inference"]["n"], "p50_ms": round(r["bare_inference"]["median_ms"], 3),
+            stage["bare_inference"] = {"n": r["bare_inference"]["n"],
+                                       "p50_ms": round(r["bare_inference"]["median_ms"], 3),
                                        "p99_ms": round(r["bare_inference"]["p99_ms"], 3)}
             rows[f"C++ {decode}"] = stage
     return rows
@@ -177,7 +178,8 @@ def run_e2e(artifact: str | Path, sets: dict[str, list[bytes]], *, threads: int 
         if serve_size in sets:
             result["inference_only_batch8"] = inference_only(exact, sets[serve_size], max(1, rounds // 2), batch=8)
     if serve_size in sets:
-        result["serve"] = {"images": serve_size, "rows": serve_rows(artifact, sets[serve_size], threads, serve_requests)}
+        result["serve"] = {"images": serve_size,
+                           "rows": serve_rows(artifact, sets[serve_size], threads, serve_requests)}
     result["summary"] = summarize(result)
     return result
 
@@ -235,7 +237,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| {path} | " + " | ".join(cells) + " |")
         lines.append("")
     if "serve" in result:
-        lines += [f"## dnx serve, {result['serve']['images']} photos", "", "| concurrency | images/s | p50 ms | p99 ms | errors |",
+        lines += [f"## dnx serve, {result['serve']['images']} photos", "",
+                  "| concurrency | images/s | p50 ms | p99 ms | errors |",
                   "|---|---:|---:|---:|---:|"]
         for k, v in result["serve"]["rows"].items():
             lines.append(f"| {k} | {v['throughput']:.1f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['errors']} |")

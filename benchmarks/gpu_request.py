@@ -113,6 +113,7 @@ def markdown(section: dict) -> str:
         par = row["parity_vs_cpu_exact"]
         for batch, st in row["batches"].items():
             lines.append(f"| {size} | {batch} | {st['decode']['p50_ms']:.2f} | {st['preprocess']['p50_ms']:.2f} | "
-                         f"{st['inference']['p50_ms']:.2f} | {st['total']['p50_ms']:.2f} | {st['total']['p99_ms']:.2f} | "
+                         f"{st['inference']['p50_ms']:.2f} | {st['total']['p50_ms']:.2f} | "
+                         f"{st['total']['p99_ms']:.2f} | "
                          f"{st['images_per_s']:.0f} | {par['top1_agreement']:.0%} | {par['min_cosine']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -50,7 +50,8 @@ class BenchConfig:
     duration_s: float | None = None  # timed seconds per batch (3 s when neither is given)
     warmup_s: float = DEFAULT_WARMUP_S
     threads: int = 0  # intra-op threads of torch, onnxruntime and OpenVINO (0: their defaults)
-    ov_precision: str = "fp32"  # OpenVINO's float precision: fp32 (the file's), bf16, or auto (bf16 where the CPU has it)
+    # OpenVINO's float precision: fp32 (the file's), bf16, or auto (bf16 where the CPU has it)
+    ov_precision: str = "fp32"
     data: str | None = None  # parity images (default: the bundled photos), and calibration images
     calib_data: str | None = None  # INT8 calibration images, when they should differ from ``data``
     samples: int = DEFAULT_SAMPLES  # parity images per input set, and calibration images

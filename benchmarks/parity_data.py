@@ -3,8 +3,9 @@ real, in-distribution images (a labelled set or a folder of images given with --
 reference set: the shipped Fashion-MNIST test split for dnx's trained model, 64 crops of the bundled
 photos otherwise), preprocessed as the model expects. Random tensors are a numeric check: they decide
 FP32 verdicts but never a reduced precision's (FP16, BF16, TF32, INT8): off the data a model was trained
-on, its top-1 is decided by margins that any rounding flips, and INT8's ranges come from real images. :class:`ParityInput`
-is one such set; :func:`load_parity_data` reads one from a path and :func:`parity_inputs` assembles them.
+on, its top-1 is decided by margins that any rounding flips, and INT8's ranges come from real images.
+:class:`ParityInput` is one such set; :func:`load_parity_data` reads one from a path and
+:func:`parity_inputs` assembles them.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ async def closed_loop(url: str, concurrency: int, requests: int, photos: list[by
                     errors += 1
 
         for i in range(concurrency):  # warm-up round
-            await client.post(f"{url}/v1/classify", content=photos[i % len(photos)], headers={"content-type": "image/jpeg"})
+            await client.post(f"{url}/v1/classify", content=photos[i % len(photos)],
+                              headers={"content-type": "image/jpeg"})
         start = time.perf_counter()
         deadline = start + time_limit_s  # the warm-up round is not part of the measured time
         await asyncio.gather(*(worker() for _ in range(concurrency)))

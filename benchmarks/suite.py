@@ -53,8 +53,9 @@ def results_markdown(results: list[BenchResult]) -> str:
              "models; random N(0, 1) tensors are a numeric check (they decide no reduced precision). Top-1 is "
              "shown with its flips out of the set size; a flip counts only where FP32 is sure (top-1 minus top-2 "
              "probability >= 0.2; n sure images at threshold t allow floor(n(1-t)) flips), near-ties are "
-             "reported apart (docs/verification.md). The ImageNet models have random weights, so their FP16/INT8 verdicts are "
-             "the smallest per-image cosine (>= 0.999 / 0.99): top-1 margins of random weights are noise. "
+             "reported apart (docs/verification.md). The ImageNet models have random weights, so their FP16/INT8 "
+             "verdicts are the smallest per-image cosine (>= 0.999 / 0.99): top-1 margins of random weights are "
+             "noise. "
              "INT8 is slower than FP32 on the 28x28 model at batch 1 on onnxruntime: its convolutions are so "
              "narrow (12-48 channels) that integer kernels do not pay.", "",
              "Serving (`dnx serve` vs in-process), Triton, the C++ runtime and dnx INT8 vs OpenVINO+NNCF are "

@@ -228,7 +228,8 @@ class _Search:
         return _metrics(self.reference[half], self.logits(self.path(float_units), half), self.labels[half])
 
 
-def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_data, *, max_accuracy_drop: float | None = None,
+def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_data, *,
+                          max_accuracy_drop: float | None = None,
                           max_agreement_loss: float | None = None, target: str = "tensorrt",
                           method: str | None = None, samples: int | None = 512, seed: int = 0,
                           high_precision: str | None = None, cache_path: str | Path | None = None,
@@ -310,11 +311,12 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
 
         step("latency of each Pareto point")
         x1 = x[search_idx[:1]]
-        *latencies, fp32_latency = measure_latencies([*(search.path(s) for s, _ in tried), source], x1, threads, latency_s)
+        *latencies, fp32_latency = measure_latencies([*(search.path(s) for s, _ in tried), source], x1, threads,
+                                                     latency_s)
         pareto = [{"float_units": len(float_set), "added": float_set[-1] if float_set else None,
                    "accuracy": m.accuracy, "agreement": m.agreement, "accuracy_drop_pt": round(m.accuracy_drop, 4),
-                   "agreement_loss_pt": round(m.agreement_loss, 4), "meets_budget": budget.met(m, margin_se), "latency": latency,
-                   "transposes": count_transposes(search.path(float_set), Path(tmp))}
+                   "agreement_loss_pt": round(m.agreement_loss, 4), "meets_budget": budget.met(m, margin_se),
+                   "latency": latency, "transposes": count_transposes(search.path(float_set), Path(tmp))}
                   for (float_set, m), latency in zip(tried, latencies)]
         mark_pareto(pareto)
         report = {
@@ -326,8 +328,8 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
             "unit_count": len(units),
             "eval_data": {"images": len(labelled), "search": len(search_idx), "held_apart": len(hold_idx),
                           "split_seed": split_seed},
-            "search": {"method": "sensitivity ranking (normalised logit MSE vs FP32 with the unit quantized alone), then greedy "
-                                 "prefixes of the ranking until the budget holds",
+            "search": {"method": "sensitivity ranking (normalised logit MSE vs FP32 with the unit quantized alone), "
+                                 "then greedy prefixes of the ranking until the budget holds",
                        "evaluations": search.evaluations, "quantizations": len(search.paths),
                        "seconds": round(search_seconds, 1)},
             "sensitivity": sensitivity,
@@ -354,6 +356,7 @@ def calibrate_with_budget(source: str | Path, output: str | Path, data, eval_dat
         raise BudgetNotMetError(
             f"budget ({budget.describe()}) not met: the best graph found, int8 + {len(best)} float unit(s), has "
             f"accuracy drop {best_m.accuracy_drop:.2f} pt and agreement loss {best_m.agreement_loss:.2f} pt "
-            f"(+-{best_m.standard_error:.2f}) on the search half; wrote it to {output} (loosen the budget, or calibrate with more --samples)", report)
+            f"(+-{best_m.standard_error:.2f}) on the search half; wrote it to {output} "
+            "(loosen the budget, or calibrate with more --samples)", report)
     return report
 

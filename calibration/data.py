@@ -123,7 +123,8 @@ def _open_array(path: Path, pre: Preprocess, samples, seed, notes) -> Calibratio
     except DnxError:
         raise
     except Exception as exc:  # noqa: BLE001  (numpy/zipfile raise many types for damaged files)
-        raise DnxError(f"cannot read {path} as a numpy array: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DnxError(f"cannot read {path} as a numpy array: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(arr, np.ndarray):
         raise DnxError(f"{path} does not hold an array")
     return _from_array(arr, path, pre, samples, seed, notes)

@@ -246,6 +246,7 @@ def qdq_summary(model_proto) -> dict:
     dq = [n for n in model_proto.graph.node if n.op_type == "DequantizeLinear"]
     q_after_concat = [n.name for n in q if n.input[0] in producers and producers[n.input[0]].op_type == "Concat"]
     convs = [n for n in model_proto.graph.node if n.op_type == "Conv"]
-    conv_inputs_dq = sum(1 for c in convs if c.input[0] in producers and producers[c.input[0]].op_type == "DequantizeLinear")
+    conv_inputs_dq = sum(1 for c in convs
+                         if c.input[0] in producers and producers[c.input[0]].op_type == "DequantizeLinear")
     return {"quantize": len(q), "dequantize": len(dq), "conv": len(convs),
             "conv_inputs_dequantized": conv_inputs_dq, "quantize_reading_concat": q_after_concat}

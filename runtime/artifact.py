@@ -118,7 +118,8 @@ def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels
     if is_engine_path(path):
         return _checked(_open_engine(path, sha256_file(path), preprocess, labels), allow_unverified)
     if path.suffix.lower() != ".onnx":
-        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine ({'/'.join(ENGINE_SUFFIXES)})")
+        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine "
+                       f"({'/'.join(ENGINE_SUFFIXES)})")
 
     proto = load_onnx(path, load_external_data=False)
     manifest = manifest_of(proto, path, required=False)

@@ -262,7 +262,8 @@ def load(artifact: str | Path, *, backend: str = "auto", device: str = "auto", t
         raise DnxError(f"{len(art.labels)} labels given for a model with {art.num_classes} classes")
     reduced = check_precision_request(precision, art)
     choice = choose_backend(art, backend, device, reduced)
-    runner = make_runner(art, choice, threads, {**({"precision": reduced} if reduced else {}), **(backend_options or {})})
+    runner = make_runner(art, choice, threads,
+                         {**({"precision": reduced} if reduced else {}), **(backend_options or {})})
     classifier = Classifier(art, runner, choice, max_pixels=max_pixels, warmup=warmup,
                             exif_orientation=bool(exif_orientation))
     if reduced:

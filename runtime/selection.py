@@ -15,9 +15,10 @@ The ``auto`` rule (recorded with its reason in ``Classifier.info()["backend_reas
    (``benchmarks/results/cpu_int8.json``, densenet121 bs1, 1 thread): every dnx INT8 placement runs
    faster on OpenVINO than on onnxruntime (``--target openvino`` 24.6 ms, ``tensorrt`` 27.4, ``onnxruntime``
    37.3 vs onnxruntime's 40.0 on its own placement), FP32 is within 3%, and OpenVINO adds BF16 where the
-   CPU has it when asked (``precision="bf16"``). Proven: ``tests/calibration/test_openvino_target.py`` keeps OpenVINO at cosine >= 0.99 vs
-   FP32 on every dnx INT8 placement (dnx's runner compiles fixed batch shapes, which avoids OpenVINO
-   2026.4's dynamic-batch Q/DQ defect: ``benchmarks/experiments/openvino_repro/``).
+   CPU has it when asked (``precision="bf16"``). Proven: ``tests/calibration/test_openvino_target.py``
+   keeps OpenVINO at cosine >= 0.99 vs FP32 on every dnx INT8 placement (dnx's runner compiles fixed
+   batch shapes, which avoids OpenVINO 2026.4's dynamic-batch Q/DQ defect:
+   ``benchmarks/experiments/openvino_repro/``).
    The rule is a table from measurements, not a timing run at load: loading stays fast and
    deterministic, and the same artifact picks the same backend on every replica.
 """

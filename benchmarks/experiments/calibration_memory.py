@@ -1,4 +1,5 @@
-"""Peak RSS and time of calibrating densenet121 on 512 real photos (`python -m dnx.benchmarks.experiments.calibration_memory`).
+"""Peak RSS and time of calibrating densenet121 on 512 real photos
+(`python -m dnx.benchmarks.experiments.calibration_memory`).
 
 Each calibration runs as a separate `dnx calibrate` process so its peak RSS is its own
 (``RUSAGE_CHILDREN`` after it exits). Target (issue #4): under 8 GB. Writes
@@ -38,7 +39,8 @@ def main(samples: int = 512, targets=("tensorrt", "onnxruntime")) -> dict:
             # RUSAGE_CHILDREN reports the largest child so far; the export child is far smaller.
             rows.append({"target": target, "samples": samples, "seconds": seconds,
                          "peak_rss_gib": peak_kib / 2**20, "previous_max_gib": before / 2**20})
-            print(f"{target:12s} {samples} photos: {seconds:6.0f} s, peak RSS {peak_kib / 2**20:.2f} GiB", file=sys.stderr)
+            print(f"{target:12s} {samples} photos: {seconds:6.0f} s, peak RSS {peak_kib / 2**20:.2f} GiB",
+                  file=sys.stderr)
         sources = len(find_photos(256))
     out = {"benchmark": "calibration_memory", "model": "densenet121", "photo_sources": sources,
            "machine": machine_info(), "rows": rows}

@@ -1,4 +1,5 @@
-"""Export time of densenet121/169/201, with and without verification (`python -m dnx.benchmarks.experiments.export_time`).
+"""Export time of densenet121/169/201, with and without verification
+(`python -m dnx.benchmarks.experiments.export_time`).
 
 Writes benchmarks/results/export_time.json. Target (issue #3): densenet169 export + verify < 20 s on 2 cores.
 """
@@ -30,7 +31,8 @@ def main(models=("densenet121", "densenet169", "densenet201"), repeats: int = 3)
                     wall.append(time.perf_counter() - start)
                 rows.append({"model": name, "verify": verify, "median_s": statistics.median(wall),
                              "runs_s": wall, "export_s": result.export_seconds, "verify_s": result.verify_seconds})
-                print(f"{name:12s} verify={verify!s:5s} median {statistics.median(wall):6.2f} s  runs {wall}", file=sys.stderr)
+                print(f"{name:12s} verify={verify!s:5s} median {statistics.median(wall):6.2f} s  runs {wall}",
+                      file=sys.stderr)
     out = {"benchmark": "export_time", "machine": machine_info(), "rows": rows}
     return save_result("export_time", out)
 

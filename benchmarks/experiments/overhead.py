@@ -71,7 +71,8 @@ def compare(onnx_path: Path, batch: int, threads: int, rounds: int, duration_s: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.experiments.overhead", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dnx.benchmarks.experiments.overhead",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="densenet121")
     parser.add_argument("--onnx", type=Path, help="use this ONNX file instead of exporting --model")
     parser.add_argument("--batch", type=int, default=1)

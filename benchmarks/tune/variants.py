@@ -59,7 +59,8 @@ def fp32_source(model_or_path: str, workdir: Path, progress: Callable[[str], Non
     return export_onnx(loaded, out, ExportOptions()).path
 
 
-def available(requested: tuple[str, ...] | None, *, cuda: bool, openvino: bool, budget: bool) -> tuple[list[str], list[str]]:
+def available(requested: tuple[str, ...] | None, *, cuda: bool, openvino: bool,
+              budget: bool) -> tuple[list[str], list[str]]:
     """The variants to make here, and a note for each one left out."""
     wanted = list(requested or VARIANTS)
     unknown = [v for v in wanted if v not in VARIANTS]
@@ -80,7 +81,8 @@ def _reusable(path: Path, source_sha: str, budget: dict | None = None) -> bool:
     if not path.is_file():
         return False
     manifest = read_manifest(path, required=False)
-    if manifest is None or manifest.source is None or manifest.source.sha256 != source_sha or manifest.certificate is None:
+    if manifest is None or manifest.source is None or manifest.source.sha256 != source_sha \
+            or manifest.certificate is None:
         return False
     if budget is None:
         return True

@@ -77,7 +77,8 @@ models' reduced precisions are judged by min per-image cosine (>= {_COSINES}) in
 @click.option("--batch", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--iterations", type=click.IntRange(min=1), help="Timed inferences per batch size.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True),
-              help=f"Timed seconds per batch size (default {DEFAULT_DURATION_S:g}, at least {MIN_ITERATIONS} inferences).")
+              help=f"Timed seconds per batch size (default {DEFAULT_DURATION_S:g}, "
+                   f"at least {MIN_ITERATIONS} inferences).")
 @click.option("--warmup", default=DEFAULT_WARMUP_S, show_default=True, type=click.FloatRange(min=0),
               help="Warm-up seconds before each timing.")
 @threads_option()

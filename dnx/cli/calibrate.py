@@ -55,7 +55,8 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
         if decode is not None:
             raise DnxError("--decode is not available with an accuracy budget; calibrate with the model's decode")
         _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop, max_agreement_loss,
-                               budget_plot, exclude, {"target": target, "method": method, "samples": samples, "seed": seed,
+                               budget_plot, exclude, {"target": target, "method": method, "samples": samples,
+                                                      "seed": seed,
                                                       "high_precision": high_precision, "cache_path": cache_path,
                                                       "batch_size": batch_size,
                                                       "preprocess": preprocess})
@@ -66,9 +67,10 @@ def calibrate_cmd(model, data_path, target, method, samples, seed, exclude, high
                                cache_path=cache_path, batch_size=batch_size,
                                preprocess=preprocess, decode=decode)
     print_notes(result.notes)
-    how = f"reused calibration cache {result.cache_path}" if result.cache_hit else f"ranges cached in {result.cache_path}"
-    click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} on {result.samples} samples, "
-               f"{result.seconds:.1f} s ({how})")
+    how = (f"reused calibration cache {result.cache_path}" if result.cache_hit
+           else f"ranges cached in {result.cache_path}")
+    click.echo(f"wrote {result.path}: INT8 Q/DQ for {target}, {result.manifest['calibration']['method']} "
+               f"on {result.samples} samples, {result.seconds:.1f} s ({how})")
     report_certificate(result.path, result.manifest)
 
 
@@ -99,8 +101,10 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
     click.echo(f"wrote {output}: INT8 for {report['target']} + {len(report['float_units'])} float unit(s){extra}; "
                f"held-apart half ({report['eval_data']['held_apart']} images): accuracy {held['accuracy']:.2%} "
                f"(FP32 {held['reference_accuracy']:.2%}, drop {held['accuracy_drop_pt']:+.2f} pt), agreement "
-               f"{held['agreement']:.2%}, budget {'met' if report['result']['held_apart_meets_budget'] else 'NOT met'}; "
-               f"latency {chosen['latency']['median_ms']:.3f} ms vs plain INT8 {points[0]['latency']['median_ms']:.3f} ms "
+               f"{held['agreement']:.2%}, budget "
+               f"{'met' if report['result']['held_apart_meets_budget'] else 'NOT met'}; "
+               f"latency {chosen['latency']['median_ms']:.3f} ms "
+               f"vs plain INT8 {points[0]['latency']['median_ms']:.3f} ms "
                f"and FP32 {fp32_ms:.3f} ms ({report['pareto']['backend']}, batch 1); "
                f"{report['search']['evaluations']} evaluations in {report['search']['seconds']:.0f} s")
 
@@ -109,8 +113,10 @@ def _calibrate_with_budget(src, output, data_path, eval_data, max_accuracy_drop,
 
 def _pareto_table(report: dict):
     table = new_table(f"accuracy vs latency, search half ({report['eval_data']['search']} images), "
-                      f"{report['pareto']['backend']} batch 1; FP32 {report['pareto']['fp32_latency']['median_ms']:.3f} ms",
-                      ("float units", "added", "accuracy", "drop", "agreement", "median ms", "transposes", "Pareto", "budget"),
+                      f"{report['pareto']['backend']} batch 1; "
+                      f"FP32 {report['pareto']['fp32_latency']['median_ms']:.3f} ms",
+                      ("float units", "added", "accuracy", "drop", "agreement", "median ms", "transposes", "Pareto",
+                       "budget"),
                       left=("added",))
     for p in report["pareto"]["points"]:
         table.add_row(str(p["float_units"]), p["added"] or "(plain INT8)", f"{p['accuracy']:.2%}",

@@ -31,7 +31,8 @@ from dnx.models import ASSETS, create_model
 @click.option("--workdir", type=click.Path(), default="build/eval", show_default=True)
 @json_file_option("Also write the report as JSON.")
 @click.option("--max-accuracy-drop", type=float,
-              help="Add the row of `dnx calibrate --max-accuracy-drop` (int8 + N float units), searched on half the data.")
+              help="Add the row of `dnx calibrate --max-accuracy-drop` (int8 + N float units), "
+                   "searched on half the data.")
 @click.option("--max-agreement-loss", type=float, help="Budget on top-1 agreement loss (points) for that row.")
 @click.option("--budget-target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt",
               show_default=True, help="Q/DQ placement of the budget row.")

@@ -51,7 +51,8 @@ def export_cmd(model, output, weights, num_classes, image_size, batch, opset, ve
     if result.verification is not None:
         console.print(comparison_table("ONNX (onnxruntime CPU) vs PyTorch", result.verification.cases))
     status = "verified" if result.verification else "not verified (--no-verify)"
-    console.print(f"wrote {result.path} ({loaded.weights if loaded.weights_path is None else 'weights ' + loaded.weights[:12]}), "
+    console.print(f"wrote {result.path} "
+                  f"({loaded.weights if loaded.weights_path is None else 'weights ' + loaded.weights[:12]}), "
                   f"{status}; export {result.export_seconds:.1f} s, verify {result.verify_seconds:.1f} s")
 
 

@@ -86,7 +86,8 @@ def _check_engine_manifest(path, info: dict) -> None:
 @cli.command("inspect")
 @click.argument("artifact", type=click.Path())
 @click.option("--layers/--no-layers", default=True, show_default=True,
-              help="Engines: TensorRT's per-layer report (needs a GPU and TensorRT); --no-layers reads the manifest only.")
+              help="Engines: TensorRT's per-layer report (needs a GPU and TensorRT); "
+                   "--no-layers reads the manifest only.")
 @json_print_option()
 def inspect_cmd(artifact, layers, as_json) -> None:
     """Summarize an ONNX file (any machine) or a TensorRT engine (its layers need a GPU and TensorRT)."""
@@ -103,7 +104,8 @@ def inspect_cmd(artifact, layers, as_json) -> None:
         if not layers:
             _check_engine_manifest(path, info)
     else:
-        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine ({'/'.join(ENGINE_SUFFIXES)})")
+        raise DnxError(f"{path}: cannot tell what it is; expected an .onnx file or an engine "
+                       f"({'/'.join(ENGINE_SUFFIXES)})")
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
     else:

@@ -207,12 +207,14 @@ def _summary(report: dict) -> None:
     if "fresh" in report:
         f = report["fresh"]
         at = f" at {f['load']['rate']:.1f}/s" if report["load"]["mode"] == "sustainable" else ""
-        click.echo(f"fresh process (dnx serve --config){at}: {f.get('score', 0):.1f}/s, p99 {f.get('p99_ms') or 0:.1f} ms, "
+        click.echo(f"fresh process (dnx serve --config){at}: {f.get('score', 0):.1f}/s, "
+                   f"p99 {f.get('p99_ms') or 0:.1f} ms, "
                    f"{'holds' if f.get('feasible') else 'MISSES'} the SLO (search: {w['score']:.1f}/s, "
                    f"p99 {w['p99_ms']:.1f} ms)")
     h = report.get("held_apart") or {}
     if h.get("agreement") is not None:
-        acc = "" if h.get("accuracy") is None else f"accuracy {h['accuracy']:.2%} ({_pt(0.0 - h['accuracy_drop_pt'])} vs FP32), "
+        acc = ("" if h.get("accuracy") is None
+               else f"accuracy {h['accuracy']:.2%} ({_pt(0.0 - h['accuracy_drop_pt'])} vs FP32), ")
         click.echo(f"held-apart half ({h['images']} images): {acc}agreement {h['agreement']:.2%}; budget "
                    f"{'met' if h['within_budget'] else 'NOT met'}")
     if "triton" in report:

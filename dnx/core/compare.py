@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 # FP32's top-1 minus top-2 softmax probability from which an image counts as "FP32 is sure". Chosen from
-# data (python -m dnx.benchmarks.experiments.parity_margin -> benchmarks/results/parity_margin.json; docs/verification.md):
+# data (python -m dnx.benchmarks.experiments.parity_margin -> benchmarks/results/parity_margin.json;
+# docs/verification.md):
 # healthy INT8 files (EfficientNet-Lite0 pretrained on ImageNet, dnx's DenseNet-BC on Fashion-MNIST) flip only
 # images FP32 decides by < 0.15 (INT8 moves the margin by < 0.2 for >= 95% of the images), while broken files
 # (weight scales x10, one corrupted weight tensor) flip nearly every image FP32 decides by 0.2 or more.

@@ -92,7 +92,8 @@ def _load_npz(path: Path) -> LabelledImages:
     except DnxError:
         raise
     except Exception as exc:  # noqa: BLE001  (numpy/zipfile raise many types for damaged files)
-        raise DnxError(f"cannot read {path} as a labelled .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DnxError(f"cannot read {path} as a labelled .npz: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return check_labelled(LabelledImages(images, labels, classes), str(path))
 
 

@@ -51,7 +51,8 @@ def find_photos(min_side: int = 128, photos_only: bool = True) -> list[Path]:
     for folder in SYSTEM_FOLDERS:
         if folder.is_dir():
             found += sorted(p for p in folder.rglob("*")
-                            if p.suffix.lower() in IMAGE_SUFFIXES and not (photos_only and NOT_PHOTOS.fullmatch(p.stem)))
+                            if p.suffix.lower() in IMAGE_SUFFIXES
+                            and not (photos_only and NOT_PHOTOS.fullmatch(p.stem)))
     keep = []
     for p in found:
         try:  # the header only: decoding every photo here took seconds

@@ -82,7 +82,8 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS, what:
     except UnidentifiedImageError:
         raise DnxError(f"{what} is not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DnxError(f"{what} cannot be decoded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DnxError(f"{what} cannot be decoded: "
+                       f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if orientation in _ORIENTATION_TRANSPOSE:
         img = img.transpose(getattr(Image.Transpose, _ORIENTATION_TRANSPOSE[orientation]))
     return img

@@ -38,10 +38,13 @@ class Preprocess:
     """How an image becomes the network input: resize the shorter side to resize_size, center-crop
     image_size, scale pixels to [0, 1], normalise per channel ((x - mean) / std). Layout NCHW, float32."""
 
-    image_size: int = field(metadata={"dnx": {"minimum": 1, "description": "Side of the square crop fed to the network."}})
-    resize_size: int = field(metadata={"dnx": {"minimum": 1, "description": "The shorter side is resized to this first."}})
+    image_size: int = field(metadata={"dnx": {"minimum": 1,
+                                              "description": "Side of the square crop fed to the network."}})
+    resize_size: int = field(metadata={"dnx": {"minimum": 1,
+                                               "description": "The shorter side is resized to this first."}})
     # pixels are scaled to [0, 1] before normalising: a mean outside was written for 0-255 pixels
-    mean: tuple[float, ...] = field(metadata={"dnx": {"minItems": 1, "maxItems": 3, "items": {"minimum": 0, "maximum": 1}}})
+    mean: tuple[float, ...] = field(metadata={"dnx": {"minItems": 1, "maxItems": 3,
+                                                      "items": {"minimum": 0, "maximum": 1}}})
     std: tuple[float, ...] = field(metadata={"dnx": {"minItems": 1, "maxItems": 3, "items": {"exclusiveMinimum": 0}}})
     in_channels: Literal[1, 3]
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"

@@ -154,7 +154,8 @@ def checkpoint_weights(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _node_module(node) -> str | None:
-    """``features.denseblock1.denselayer1.conv1`` for the exporter's ``/features/denseblock1/denselayer1/conv1/Conv``."""
+    """``features.denseblock1.denselayer1.conv1`` for the exporter's
+    ``/features/denseblock1/denselayer1/conv1/Conv``."""
     parts = node.name.strip("/").split("/")
     return ".".join(parts[:-1]) if node.name.startswith("/") and len(parts) > 1 else None
 
@@ -179,7 +180,8 @@ def _dequantized(name: str, inits: dict, producers: dict) -> np.ndarray | None:
     return (x - zero) * scale
 
 
-def onnx_module_weights(proto, checkpoint: dict[str, np.ndarray], keys: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+def onnx_module_weights(proto, checkpoint: dict[str, np.ndarray],
+                        keys: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """(weights for ``keys`` read from an exported graph, notes).
 
     Conv/Gemm nodes are matched to modules by the exporter's scope names

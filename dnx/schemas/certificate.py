@@ -5,9 +5,9 @@ the reference (PyTorch weights, or the FP32 ONNX it was derived from, by sha256)
 many images, fingerprint), the metrics and thresholds, the verdict, the backend and machine, and the
 sha256 of the graph's content (the ONNX without its dnx manifest, so the manifest can live inside the
 file it describes), and the preprocessing the check fed the graph (so an edited ``preprocess`` entry,
-e.g. ``std`` set to 0, voids the certificate as an edited graph does). :func:`check_certificate` is what ``dnx.load``, ``dnx serve`` and the Triton
-export run before using an artifact: a failed verdict, changed content, or no certificate at all is
-refused unless the caller opts in (``allow_unverified``).
+e.g. ``std`` set to 0, voids the certificate as an edited graph does). :func:`check_certificate` is what
+``dnx.load``, ``dnx serve`` and the Triton export run before using an artifact: a failed verdict, changed
+content, or no certificate at all is refused unless the caller opts in (``allow_unverified``).
 """
 
 from __future__ import annotations

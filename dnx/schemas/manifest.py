@@ -115,7 +115,8 @@ class ArtifactManifest:
             pre = self.preprocess
             if c not in ("N", pre.in_channels) or any(d not in ("N", pre.image_size) for d in (h, w)):
                 raise FieldProblem("input.shape", f"{_shape_text(self.input.shape)} does not match the preprocess "
-                                                  f"entry ({pre.in_channels} channels, {pre.image_size}x{pre.image_size})")
+                                                  f"entry ({pre.in_channels} channels, "
+                                                  f"{pre.image_size}x{pre.image_size})")
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "the dnx manifest", hint: str = HINT,

@@ -87,7 +87,8 @@ class TorchRunner(Runner):
         self._restore = []
 
     def input_metadata(self) -> dict[str, TensorMeta]:
-        return {self.input_name: TensorMeta(self.input_name, (None, self.in_channels, None, None), np.dtype(np.float32))}
+        return {self.input_name: TensorMeta(self.input_name, (None, self.in_channels, None, None),
+                                            np.dtype(np.float32))}
 
     def output_names(self) -> list[str]:
         return [self.output_name]

@@ -51,7 +51,8 @@ async def images_of(request, body: bytes, max_images: int) -> list[bytes]:
             async with Request(request.scope, replay).form(max_files=max_images, max_fields=max_images) as form:
                 blobs = [await v.read() for _, v in form.multi_items() if hasattr(v, "read")]
         except Exception as exc:  # python-multipart's and starlette's parse errors
-            raise Refused(400, f"cannot parse the multipart body: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+            raise Refused(400, "cannot parse the multipart body: "
+                               f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
         if not blobs:
             raise Refused(400, "the multipart body has no image files")
         return blobs

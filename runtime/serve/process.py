@@ -130,5 +130,6 @@ def _demo(artifact: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
-        raise SystemExit("usage: python -m dnx.runtime.serve.process ARTIFACT  (start dnx serve, classify one photo, stop)")
+        raise SystemExit("usage: python -m dnx.runtime.serve.process ARTIFACT  "
+                         "(start dnx serve, classify one photo, stop)")
     _demo(sys.argv[1])

@@ -330,7 +330,8 @@ def export_repository(artifacts: Sequence[str | Path], repo: str | Path, options
         files[s.name] = {f"1/{s.model_file}": s.artifact.path, **labels, **manifest}
         if s.server_args:  # said where whoever starts the server will look, and in config.pbtxt's parameters
             files[s.name]["README.md"] = (f"{s.artifact.path.name} is a version-compatible TensorRT engine: start "
-                                          f"tritonserver with `{' '.join(s.server_args)}` or it will not load.\n").encode()
+                                          f"tritonserver with `{' '.join(s.server_args)}` "
+                                          "or it will not load.\n").encode()
         if options.ensemble:
             configs[b.preprocess_name] = b.preprocess()
             files[b.preprocess_name] = {"1/model.py": model_py}

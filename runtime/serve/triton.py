@@ -95,7 +95,8 @@ class TritonServeConfig:
                   (0 <= self.queue_delay_us <= 10_000_000, "queue_delay_us must be from 0 to 10000000",
                    "queue_delay_us"),
                   (all(1 <= b <= self.max_batch for b in self.preferred_batch),
-                   f"preferred_batch sizes must be from 1 to max_batch {self.max_batch}", ("preferred_batch", "max_batch")),
+                   f"preferred_batch sizes must be from 1 to max_batch {self.max_batch}",
+                   ("preferred_batch", "max_batch")),
                   (1 <= self.instances <= 64, f"instances must be from 1 to 64, got {self.instances}", "instances"),
                   (1 <= self.exit_timeout_s <= 600, "exit_timeout_s must be from 1 to 600 s", "exit_timeout_s")]
         for ok, message, params in checks:

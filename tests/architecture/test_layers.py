@@ -137,7 +137,8 @@ def test_packages_holding_lower_layers_import_only_the_core():
     for module in holders:
         path = MODULES[module]
         for target, line, _ in _imports(module, path):
-            assert target.startswith("dnx.core.") or (module, target) in LAZY, f"{path.relative_to(ROOT)}:{line} {target}"
+            assert target.startswith("dnx.core.") or (module, target) in LAZY, \
+                f"{path.relative_to(ROOT)}:{line} {target}"
 
 
 @pytest.mark.parametrize("probe", ["dnx.core.errors", "dnx.schemas.manifest", "dnx.runtime.backends.base"])

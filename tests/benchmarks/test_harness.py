@@ -44,11 +44,13 @@ def test_config_validation():
 
 
 def test_default_backends():
-    assert default_backends(has_cuda=False, has_engine=False) == ("torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8")
+    assert default_backends(has_cuda=False, has_engine=False) == (
+        "torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8")
     assert "tensorrt-cuda" in default_backends(has_cuda=True, has_engine=True)
     assert "onnxruntime-cpu" not in default_backends(has_cuda=True, has_engine=False)
     # an INT8 QDQ target is what onnxruntime-cpu runs: no second run of the same file as onnxruntime-cpu-int8
-    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == ("torch-cpu", "onnxruntime-cpu")
+    assert default_backends(has_cuda=False, has_engine=False, target_precision="int8") == (
+        "torch-cpu", "onnxruntime-cpu")
     # OpenVINO, where installed, joins the CPU defaults (not the GPU ones); an INT8 target drops openvino-cpu-int8 too
     assert default_backends(has_cuda=False, has_engine=False, has_openvino=True) == (
         "torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-int8", "openvino-cpu", "openvino-cpu-int8")
@@ -92,7 +94,8 @@ def test_parity_verdicts():
 
 @no_cuda
 def test_model_target_runs_cpu_backends_and_reports_unavailable_ones():
-    config = BenchConfig(target=MODEL, backends=("torch-cpu", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-cuda", "torch-cuda-fp16"), **FAST)
+    config = BenchConfig(target=MODEL, backends=("torch-cpu", "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-cuda",
+                                                 "torch-cuda-fp16"), **FAST)
     steps = []
     result = run_bench(config, progress=lambda what, done, total: steps.append((what, done, total)))
     by_name = {b.backend: b for b in result.backends}
@@ -194,7 +197,8 @@ def test_tensorrt_missing_is_unavailable_before_any_file_is_prepared(monkeypatch
     monkeypatch.setattr(table, "cuda_available", lambda: True)
     monkeypatch.setattr(table, "find_spec", lambda name: None)
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # an import would raise
-    art = SimpleNamespace(workdir=tmp_path, path_for=lambda kind: pytest.fail("prepared a file for a row that cannot run"))
+    art = SimpleNamespace(workdir=tmp_path,
+                          path_for=lambda kind: pytest.fail("prepared a file for a row that cannot run"))
     with pytest.raises(UnavailableBackend, match="^tensorrt-cuda unavailable: TensorRT is not installed"):
         backends.make_runner(table.TABLE["tensorrt-cuda"], art, BenchConfig(engine="x.engine"))
 
@@ -249,8 +253,8 @@ def test_openvino_backends_end_to_end(tmp_path, monkeypatch):
     from dnx.models import ASSETS
     from dnx.runtime.backends.openvino_runner import cpu_capabilities
 
-    config = BenchConfig(target=MODEL, backends=("openvino-cpu", "openvino-cpu-int8"), workdir=str(tmp_path), ov_precision="fp32",
-                         calib_data=str(ASSETS / "fashion_mnist_calib512.npz"),
+    config = BenchConfig(target=MODEL, backends=("openvino-cpu", "openvino-cpu-int8"), workdir=str(tmp_path),
+                         ov_precision="fp32", calib_data=str(ASSETS / "fashion_mnist_calib512.npz"),
                          data=str(ASSETS / "fashion_mnist_test5k.npz"), **{**FAST, "samples": 200})
     cpu, int8 = run_bench(config).backends
     assert cpu.ran and cpu.precision == "fp32" and cpu.parity_passed, cpu.reason

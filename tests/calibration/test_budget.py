@@ -128,7 +128,8 @@ def test_impossible_budget_is_one_line_and_writes_the_best_graph(eval_npz, tmp_p
 def test_budget_options_need_each_other(fmnist_onnx, eval_npz, tmp_path):
     def calibrate(*args):
         return subprocess.run([sys.executable, "-m", "dnx.cli", "calibrate", str(fmnist_onnx), "--data", str(CALIB),
-                               "-o", str(tmp_path / "x.onnx"), *args], capture_output=True, text=True, timeout=120, check=False)
+                               "-o", str(tmp_path / "x.onnx"), *args], capture_output=True, text=True, timeout=120,
+                              check=False)
 
     assert "add --eval-data" in calibrate("--max-accuracy-drop", "1").stderr
     assert "need a budget" in calibrate("--eval-data", str(eval_npz)).stderr

@@ -150,7 +150,8 @@ def test_model_without_manifest_needs_preprocessing(small):
         calibrate_qdq(bare, root / "q.onnx", CALIB, samples=16)
     from dnx.models import get_config
 
-    result = calibrate_qdq(bare, root / "q.onnx", CALIB, samples=16, preprocess=get_config("densenet_bc22_fmnist").preprocess)
+    result = calibrate_qdq(bare, root / "q.onnx", CALIB, samples=16,
+                           preprocess=get_config("densenet_bc22_fmnist").preprocess)
     assert read_manifest(result.path).preprocess.image_size == 28
 
 

@@ -108,15 +108,16 @@ CASES = [
     # -- calibrate --
     Case("calibrate-ok", ("calibrate", M, "--data", str(CALIB), "--samples", "16", "--target", "onnxruntime",
                           "-o", "q.onnx"), 0, r"wrote q.onnx", files=("q.onnx", "q.onnx.json", "q.onnx.calib.json")),
-    Case("calibrate-foreign-needs-preprocessing", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "-o", "q.onnx"),
+    Case("calibrate-foreign-needs-preprocessing", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB),
+                                                   "-o", "q.onnx"),
          1, r"no dnx manifest.*pass --mean/--std/--image-size"),
-    Case("D3-calibrate-std-zero", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "--mean", "0.5", "--std", "0",
-                                   "--image-size", "28", "-o", "q.onnx"), 1, r"--std \(value 1\) must be > 0"),
+    Case("D3-calibrate-std-zero", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "--mean", "0.5", "--std",
+                                   "0", "--image-size", "28", "-o", "q.onnx"), 1, r"--std \(value 1\) must be > 0"),
     Case("D3-calibrate-image-size-contradicts-graph", ("calibrate", "{in}/fixed28.onnx", "--data", str(CALIB), "--mean",
                                                        "0.5", "--std", "0.5", "--image-size", "32", "-o", "q.onnx"),
          1, r"takes input of shape \[1, 1, 28, 28\].*height 32"),
-    Case("D3-calibrate-two-inputs", ("calibrate", "{in}/two_inputs.onnx", "--data", str(CALIB), "--mean", "0.5", "--std",
-                                     "0.5", "--image-size", "28", "-o", "q.onnx"), 1, r"has 2 inputs"),
+    Case("D3-calibrate-two-inputs", ("calibrate", "{in}/two_inputs.onnx", "--data", str(CALIB), "--mean", "0.5",
+                                     "--std", "0.5", "--image-size", "28", "-o", "q.onnx"), 1, r"has 2 inputs"),
     Case("D5-calibrate-fp16-without-manifest", ("calibrate", "{in}/foreign_fp16.onnx", "--data", str(CALIB), "--mean",
                                                 "0.5", "--std", "0.5", "--image-size", "28", "-o", "q.onnx"),
          1, r"already holds FP16 weights; calibrate the FP32 export"),
@@ -216,7 +217,8 @@ CASES = [
          r"one class"),
     Case("D14-train-one-class-folder", ("train", "densenet_bc22_fmnist", "--data", "{in}/one_class_folder", "-o",
                                         "t.pth"), 1, r"one class"),
-    Case("train-data-missing", ("train", "densenet_bc22_fmnist", "--data", "nope", "-o", "t.pth"), 1, r"does not exist"),
+    Case("train-data-missing", ("train", "densenet_bc22_fmnist", "--data", "nope", "-o", "t.pth"),
+         1, r"does not exist"),
     Case("D1-train-output-device", ("train", "densenet_bc22_fmnist", "--data", "{in}/train64.npz", "-o", "/dev/null"),
          1, r"not a regular file"),
 ]
@@ -229,7 +231,8 @@ def _qdq_model_bytes() -> bytes:
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 28, 28])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 28, 28])
-    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
     graph = helper.make_graph(nodes, "qdq", [x], [y], inits)

@@ -58,7 +58,8 @@ def test_full_disk_is_one_line(tmp_path):
     if result.returncode == 99:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip() == f"dnx: no space left to write {disk}/m.onnx; free some space or choose another folder"
+    assert result.stderr.strip() == \
+        f"dnx: no space left to write {disk}/m.onnx; free some space or choose another folder"
     assert result.stdout.strip() == ""  # ls: nothing left on the full disk, not even a temporary file
 
 
@@ -71,7 +72,8 @@ def test_usage_error_from_a_real_process_is_one_line(tmp_path):
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(how, tmp_path):
     args = ["--debug"] if how == "flag" else []
-    env = {**os.environ, "DNX_DEBUG": "1"} if how == "env" else {k: v for k, v in os.environ.items() if k != "DNX_DEBUG"}
+    env = ({**os.environ, "DNX_DEBUG": "1"} if how == "env"
+           else {k: v for k, v in os.environ.items() if k != "DNX_DEBUG"})
     result = subprocess.run([*DNX, *args, "convert", "missing.onnx"], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path, env=env)
     assert result.returncode == 1

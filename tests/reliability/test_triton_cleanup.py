@@ -30,7 +30,8 @@ time.sleep(300)
 """
 
 
-@pytest.mark.skipif(not Path("/dev/shm").is_dir() or not Path("/proc").is_dir(), reason="needs Linux /proc and /dev/shm")
+@pytest.mark.skipif(not Path("/dev/shm").is_dir() or not Path("/proc").is_dir(),
+                    reason="needs Linux /proc and /dev/shm")
 def test_sweep_stops_orphans_and_removes_shm_and_folders():
     prefix = f"dnxtest{os.getpid()}-{time.monotonic_ns() % 10**6}"
     folder = Path(tempfile.mkdtemp(prefix="folder", dir="/tmp"))

@@ -142,8 +142,8 @@ def test_bad_inputs_are_one_line_invalid_argument(served, harness, protocol):
 def test_slow_clients_do_not_hold_up_others(served, reference):
     """16 sockets each declare a 100 kB body and trickle it; meanwhile 40 normal requests are made.
 
-    Bounded: 40 requests 0.2 s apart (about 10 s of trickling), each with a 10 s timeout. Counts answered / refused / lost for the normal
-    clients (lost must be 0, and all are answered), then what the slow sockets got."""
+    Bounded: 40 requests 0.2 s apart (about 10 s of trickling), each with a 10 s timeout. Counts answered /
+    refused / lost for the normal clients (lost must be 0, and all are answered), then what the slow sockets got."""
     host, port = served.http_url.split(":")
     slow = []
     for _ in range(16):

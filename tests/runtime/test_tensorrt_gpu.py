@@ -58,7 +58,8 @@ def engines(densenet121):
         options = BuildOptions(precision=precision, min_batch=MIN_BATCH, opt_batch=OPT_BATCH, max_batch=MAX_BATCH,
                                workspace=4 * 2**30, timing_cache=folder / "timing.cache")
         calib = bundled_photos()[0].parent if precision == "int8" else None
-        built[precision] = build_engine(onnx_path, folder / f"densenet121.{precision}.engine", options, calib_data=calib)
+        built[precision] = build_engine(onnx_path, folder / f"densenet121.{precision}.engine", options,
+                                        calib_data=calib)
     return built
 
 

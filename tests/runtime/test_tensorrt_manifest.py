@@ -82,7 +82,8 @@ def test_version_compat_help_states_the_rule():
 
 
 @pytest.mark.parametrize("case", COMPAT_TABLE["cases"], ids=lambda c: (f"{c['built']}@{c['cc']}"
-                         f"{'+vc' if c.get('version_compat') else ''}{'+' + c['hardware_compat'] if 'hardware_compat' in c else ''}"
+                         f"{'+vc' if c.get('version_compat') else ''}"
+                         f"{'+' + c['hardware_compat'] if 'hardware_compat' in c else ''}"
                          f"->{c['here']}@{c['here_cc']}"))
 def test_compatibility_rule_table(case, engine_manifest):
     manifest = engine_manifest(tensorrt_version=case["built"], gpu={"name": "GPU A", "compute_capability": case["cc"]},
@@ -123,7 +124,8 @@ def test_unreadable_or_missing_manifests(tmp_path, engine_manifest):
     with pytest.raises(EngineMismatchError, match="not a dnx engine manifest"):
         read_engine_manifest(engine)
     (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA}))
-    with pytest.raises(EngineMismatchError, match=r"^\S*m.engine.json: tensorrt_version is missing; rebuild the engine"):
+    with pytest.raises(EngineMismatchError,
+                       match=r"^\S*m.engine.json: tensorrt_version is missing; rebuild the engine"):
         read_engine_manifest(engine)
     (tmp_path / "m.engine.json").write_text(json.dumps({"schema": ENGINE_SCHEMA, "tensorrt_version": "10.8",
                                                         "gpu": {"compute_capability": "eight"}}))

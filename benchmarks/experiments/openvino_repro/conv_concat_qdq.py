@@ -55,7 +55,8 @@ nodes.append(helper.make_node("Relu", ["a"], ["ar"]))
 qdq("ar", "ard", 4 / 127)
 nodes.append(helper.make_node("Conv", ["ard", "wb"], ["b"], pads=[1] * 4))
 nodes.append(helper.make_node("Concat", ["a", "b"], ["y"], axis=1))
-graph = helper.make_graph(nodes, "conv_concat_qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+graph = helper.make_graph(nodes, "conv_concat_qdq",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 12, 8, 8])], inits)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 model.ir_version = 8

@@ -91,7 +91,8 @@ def test_tensorrt_provider_rows_are_labelled_tf32_where_it_applies(tmp_path, fak
     with OnnxRuntimeRunner(conv_onnx(tmp_path / "m.onnx"), "trt", trt_cache_dir=str(tmp_path)) as runner:
         assert runner.inference_precision == label
     trt, cuda, cpu = fake_session["providers_asked"]
-    assert trt == ("TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path)})
+    assert trt == ("TensorrtExecutionProvider",
+                   {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path)})
     assert (cuda, cpu) == (("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider")
 
 

@@ -202,7 +202,8 @@ def test_inspect_engine_loads_and_inspects_on_the_device_asked_for(tmp_path, fak
         return types.SimpleNamespace(engine=object(), io=[], warnings=[])
 
     monkeypatch.setattr(trt_inspect, "load_engine", load_engine)  # inspect's own reference (imported at its top)
-    monkeypatch.setattr(trt_inspect, "engine_layers", lambda trt, engine: seen.append(("layers", fake_cuda.current)) or [])
+    monkeypatch.setattr(trt_inspect, "engine_layers",
+                        lambda trt, engine: seen.append(("layers", fake_cuda.current)) or [])
     info = trt_inspect.inspect_engine(tmp_path / "m.engine", device=1)
     assert seen == [("load", 1), ("layers", 1)] and info["layers"]["count"] == 0
 

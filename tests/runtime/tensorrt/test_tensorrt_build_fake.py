@@ -153,7 +153,8 @@ def test_a_cache_tensorrt_refuses_is_rebuilt_with_a_note(tmp_path):
 
 
 def test_create_timing_cache_returning_none_is_an_error_not_a_crash(tmp_path):
-    with pytest.raises(TensorRTError, match=r"could not create a timing cache.*without --timing-cache \[trt-timing-cache\]"):
+    with pytest.raises(TensorRTError,
+                       match=r"could not create a timing cache.*without --timing-cache \[trt-timing-cache\]"):
         attach_timing_cache(RecordingConfig(creates_cache=False), tmp_path / "t.cache", FACTS, [])
 
 

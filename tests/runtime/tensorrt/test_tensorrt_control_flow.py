@@ -25,7 +25,8 @@ from dnx.runtime.tensorrt.builder import (
     BuildOptions, build_command, build_engine, graph_precision, parse_size, plan_graph, profile_shapes, select_graph)
 from dnx.runtime.tensorrt.inspect import inspect_engine, inspect_onnx, summarize_layers
 
-TRT_MODULES = ["dnx.runtime.backends.tensorrt_compat", "dnx.runtime.tensorrt.builder", "dnx.runtime.backends.tensorrt_runner",
+TRT_MODULES = ["dnx.runtime.backends.tensorrt_compat", "dnx.runtime.tensorrt.builder",
+               "dnx.runtime.backends.tensorrt_runner",
                "dnx.runtime.tensorrt.inspect", "dnx.schemas.engine_manifest",
                "dnx.runtime.tensorrt.timing_cache"]
 
@@ -62,7 +63,8 @@ def tiny_onnx(path, qdq: bool = False, fp16: bool = False, batch="N"):
         nodes += [helper.make_node("Cast", ["conv"], ["c16"], to=TensorProto.FLOAT16),
                   helper.make_node("Add", ["c16", "b16"], ["a16"]),
                   helper.make_node("Cast", ["a16"], ["logits"], to=TensorProto.FLOAT)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+    graph = helper.make_graph(nodes, "tiny",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4, 6, 6])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -379,7 +381,8 @@ def test_summarize_layers():
 def test_summarize_layers_reads_tensorrt_11s_split_format_and_data_type():
     # TensorRT 11 split "Format/Datatype" into "DataType" and "Format" (10.x -> 11.x migration guide)
     layers = [{"Name": "conv1", "LayerType": "CaskConvolution",
-               "Outputs": [{"Name": "a", "DataType": "Int8", "Format": "Channel major format where channel % 32 == 0"}]},
+               "Outputs": [{"Name": "a", "DataType": "Int8",
+                            "Format": "Channel major format where channel % 32 == 0"}]},
               {"Name": "pool", "LayerType": "CaskPooling",
                "Outputs": [{"Name": "b", "DataType": "Half", "Format": "Row major linear format (kLINEAR)"}]},
               {"Name": "fc", "LayerType": "CaskGemm",

@@ -1,7 +1,7 @@
 """Which TensorRT Python names arrived or left in which release: the tables of the static API check.
 
-:mod:`tests/runtime/tensorrt/tensorrt_api/trt_api_check.py` checks dnx's TensorRT code against the bindings' name lists of
-every supported version; these tables add what flat name lists cannot say on their own.
+:mod:`tests/runtime/tensorrt/tensorrt_api/trt_api_check.py` checks dnx's TensorRT code against the bindings'
+name lists of every supported version; these tables add what flat name lists cannot say on their own.
 """
 
 from __future__ import annotations
