@@ -25,6 +25,7 @@ import numpy as np
 from dnx.core.machine import machine_info
 from dnx.core.fileio import atomic_path, write_json_atomic
 from dnx.calibration.parity import reference_set
+from dnx.benchmarks.scripts import RESULTS
 from dnx.calibration.qdq import calibrate_qdq
 from dnx.data.photos import find_photos
 from dnx.export.onnx_export import export_onnx, ExportOptions
@@ -33,7 +34,7 @@ from dnx.schemas.preprocess import manual_preprocess
 from dnx.runtime.backends.base import run_in_batches
 from dnx.runtime.backends.onnxruntime_runner import OnnxRuntimeRunner
 
-OUT = Path(__file__).resolve().parent / "results" / "parity_margin.json"
+OUT = RESULTS / "parity_margin.json"
 MARGINS = (0.05, 0.1, 0.15, 0.2, 0.3)
 
 
