@@ -112,7 +112,7 @@ CASES = [
                                                    "-o", "q.onnx"),
          1, r"no dnx manifest.*pass --mean/--std/--image-size"),
     Case("D3-calibrate-std-zero", ("calibrate", "{in}/foreign.onnx", "--data", str(CALIB), "--mean", "0.5", "--std",
-                                   "0", "--image-size", "28", "-o", "q.onnx"), 1, r"--std \(value 1\) must be > 0"),
+                                   "0", "--image-size", "28", "-o", "q.onnx"), 1, r"--std\[0\] must be > 0, got 0.0"),
     Case("D3-calibrate-image-size-contradicts-graph", ("calibrate", "{in}/fixed28.onnx", "--data", str(CALIB), "--mean",
                                                        "0.5", "--std", "0.5", "--image-size", "32", "-o", "q.onnx"),
          1, r"takes input of shape \[1, 1, 28, 28\].*height 32"),
