@@ -70,6 +70,19 @@ def _stats(client, model: str) -> tuple[int, int]:
     return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))
 
 
+def _settled_stats(client, model: str, before: tuple[int, int], inferences: int, timeout: float = 5.0):
+    """The counters once they count ``inferences`` more than ``before`` and stop moving. Triton reports a
+    composing model's statistics after its execution returns, which can be after the ensemble's response
+    reached the client: read at once, the last batch may not be counted yet."""
+    deadline = time.monotonic() + timeout
+    now = _stats(client, model)
+    while now[0] - before[0] < inferences and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _stats(client, model)
+    time.sleep(0.2)  # anything still in flight (a request counted twice would show here)
+    return _stats(client, model)
+
+
 # -- #4: a bad request fails alone --------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["nan-tensor", "not-an-image"])
@@ -94,7 +107,7 @@ def test_one_bad_request_among_8_concurrent_fails_alone(served, reference, kind)
                 outcomes.append(future.get_result().as_numpy("logits"))
             except InferenceServerException as exc:
                 outcomes.append(exc)
-        after = _stats(client, "fmnist_network")
+        after = _settled_stats(client, "fmnist_network", before, 7)
     bad = outcomes.pop(3)
     assert isinstance(bad, InferenceServerException) and bad.status() == "400", bad
     want.pop(3)
