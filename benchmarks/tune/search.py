@@ -6,7 +6,8 @@ Robust ranking, in both searches (as a careful tuner does: one load run on a bus
 
 - **Confirm before leading.** A deployment whose first run beats the incumbent is run a second time
   (and so is the incumbent, if it has one run); it takes the lead only if the worse of its two runs
-  still beats the worse of the incumbent's.
+  still beats the worse of the incumbent's. A deployment that misses the SLO takes the lead from one
+  that misses it too without a second run: such a lead only steers the climb.
 - **Re-check the finalists.** After the search, the top ``k`` (3) deployments are run again, round-robin
   (so drift in the machine's load hits them alike), until each has three runs, at least one of them
   after the search; the winner is the finalist with the best median of three. Each finalist keeps its
@@ -15,8 +16,9 @@ Robust ranking, in both searches (as a careful tuner does: one load run on a bus
 Quick search (coordinate descent, as Model Analyzer's "quick" mode hill-climbs, over more axes): start
 at ``dnx serve``'s defaults; offer every engine (variant x backend) at the current settings; then climb
 each ordered axis (workers, threads, OpenVINO hint, max batch, max delay) from the current value, one
-step at a time in the direction that improves, stopping at the first step that does not take the lead;
-repeat the passes until one changes nothing. Each measurement itself stops early once p99 breaks the
+step at a time in the direction that improves, stopping at the first step that does not take the lead
+(a step to OpenVINO's throughput hint is also offered without the batcher: :func:`_step`); repeat the
+passes until one changes nothing. Each measurement itself stops early once p99 breaks the
 SLO (:mod:`.load`).
 """
 
@@ -71,6 +73,9 @@ class _Lead:
             return True
         if d == self.best or self._key(d) <= self._key(self.best):
             return False
+        if not self.measure.rows[d].get("feasible"):  # better, but missing the SLO too: a provisional lead
+            self.best = d  # that only steers the climb; runs are spent confirming deployments that hold
+            return True
         self.run(d, 2, "confirm")  # it looks better: a second fresh run before it may lead
         if "error" not in self.measure.rows[self.best]:  # a server that failed to start fails again
             self.run(self.best, 2, "confirm")  # compared at equal counts: the worse of two each
@@ -143,6 +148,18 @@ def exhaustive(space: Space, measure: Runs, deadline: float | None = None, reche
     return _finish(measure, started, stopped, recheck_k)
 
 
+def _step(space: Space, best: Deployment, axis: str, value) -> list[Deployment]:
+    """The deployments one step of the climb offers: ``best`` with ``axis`` set to ``value``; and a step to
+    OpenVINO's throughput hint from a deployment with a batcher also offers it without one (max batch 1).
+    The two axes interact: dnx serve's batcher runs one inference at a time, so the parallel streams the
+    hint creates only work on requests that arrive unbatched, and neither move alone pays (measured:
+    docs/tune.md, "Measured") while the pair can be the best point of the space."""
+    steps = [space.canonical(dataclasses.replace(best, **{axis: value}))]
+    if axis == "ov_hint" and value == "throughput" and best.max_batch > 1 and 1 in space.max_batch:
+        steps.append(space.canonical(dataclasses.replace(best, ov_hint=value, max_batch=1)))
+    return steps
+
+
 def quick(space: Space, measure: Runs, deadline: float | None = None, max_passes: int = 3,
           recheck_k: int = 3) -> SearchResult:
     started, stopped = time.perf_counter(), None
@@ -163,7 +180,8 @@ def quick(space: Space, measure: Runs, deadline: float | None = None, max_passes
                 for direction in (1, -1):
                     moved, i = False, values.index(getattr(lead.best, axis)) + direction
                     while 0 <= i < len(values):
-                        if not lead.offer(space.canonical(dataclasses.replace(lead.best, **{axis: values[i]}))):
+                        steps = _step(space, lead.best, axis, values[i])
+                        if not [took for took in map(lead.offer, steps) if took]:  # every one offered
                             break  # ordered: the first step that does not take the lead ends the climb
                         moved, i = True, i + direction
                     if moved:

@@ -176,3 +176,32 @@ def test_the_ov_hint_axis():
     assert serve_defaults("fp32", "onnxruntime").ov_hint is None
     with pytest.raises(Exception, match="--ov-hint values"):
         Space((("fp32", "openvino"),), ov_hint=("fast",)).validate()
+
+
+def test_quick_crosses_the_throughput_hint_and_batcher_valley():
+    """The landscape measured on densenet121 INT8 (docs/tune.md): OpenVINO's throughput hint pays only
+    without the batcher (which runs one inference at a time), so from dnx serve's defaults (latency hint,
+    max batch 8) neither single move improves, and the pair is the best point. The climb offers it."""
+    space = Space((("int8-openvino", "openvino"),), workers=(1,), threads=(0,), max_batch=(1, 4, 8),
+                  max_delay_ms=(2.0,)).validate()
+    rates = {("latency", 8): 130.0, ("latency", 4): 125.0, ("latency", 1): 122.0, ("throughput", 8): 84.0,
+             ("throughput", 4): 95.0, ("throughput", 1): 162.0}
+    result = search.quick(space, Fake(lambda d: rates[d.ov_hint, d.max_batch]), recheck_k=0)
+    winner = Deployment(**result.winner["deployment"])
+    assert (winner.ov_hint, winner.max_batch) == ("throughput", 1)
+
+
+def test_a_miss_leads_a_miss_without_a_second_run():
+    """Below the SLO a lead only steers the climb: no confirmation runs are spent on it."""
+    a = Deployment("fp32", "onnxruntime", 1, 2.0, 1, 0)
+    b = Deployment("fp32", "onnxruntime", 4, 2.0, 1, 0)
+    space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(0,), max_batch=(1, 4), max_delay_ms=(2.0,))
+
+    class Misses(Fake):
+        def run_once(self, d, index):
+            self.calls.append((d.label(), index))
+            return {"score": 0.0, "feasible": False, "p99_ms": 90.0 if d == a else 60.0, "cached": False}
+
+    result = search.exhaustive(space, Misses(lambda d: 0.0), recheck_k=0)
+    assert result.measurements == {"search": 2, "confirm": 0, "recheck": 0, "total": 2}
+    assert result.winner is None and result.rows[0]["label"] == b.label()  # the better miss ranks first
