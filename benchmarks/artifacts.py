@@ -9,6 +9,7 @@ dnx manifest names the PyTorch model it came from (:func:`_reference_from_manife
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,8 +135,9 @@ class Artifacts:
     def path_for(self, kind: str) -> tuple[Path, str]:
         """(file, precision) for ``kind``: "onnx", "int8", "int8-openvino", "fp16" or "engine"."""
         if kind not in self._made:
-            make = {"onnx": self._fp32_onnx, "int8": self._int8_onnx, "int8-openvino": self._int8_openvino_onnx,
-                    "fp16": self._fp16_onnx, "engine": self._engine}[kind]
+            make = {"onnx": self._fp32_onnx, "int8": partial(self._int8_onnx, "onnxruntime"),
+                    "int8-openvino": partial(self._int8_onnx, "openvino"), "fp16": self._fp16_onnx,
+                    "engine": self._engine}[kind]
             self._made[kind] = make()
         return self._made[kind]
 
@@ -169,27 +171,21 @@ class Artifacts:
         chosen = self.config.calib_data or self.config.data
         return Path(chosen) if chosen else default_calibration_data(self.model().config.labels, self.workdir)
 
-    def _int8_onnx(self) -> tuple[Path, str]:
-        if self.onnx_precision == "int8":
-            return self.onnx, "int8"  # the target is already a QDQ file
-        c = self.config
-        output = self._derived("int8", f"onnxruntime|{c.samples}|{c.seed}")
-        # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
-        # a rerun on the same data take seconds and recalibrates when the data changed.
-        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="onnxruntime",
-                               samples=c.samples, seed=c.seed)
-        return Path(result.path), "int8"
-
-    def _int8_openvino_onnx(self) -> tuple[Path, str]:
-        if self.onnx_precision == "int8" and self.manifest and self.manifest.calibration_target == "openvino":
-            return self.onnx, "int8"  # the target is already calibrated for OpenVINO
-        if self.onnx_precision not in (None, "fp32"):
+    def _int8_onnx(self, target: str) -> tuple[Path, str]:
+        """The INT8 Q/DQ file placed for ``target`` (onnxruntime, openvino): the target file itself when it
+        already is one (onnxruntime runs any placement; OpenVINO only its own), else calibrated from the
+        FP32 export."""
+        placed = self.manifest is not None and self.manifest.calibration_target == target
+        if self.onnx_precision == "int8" and (target == "onnxruntime" or placed):
+            return self.onnx, "int8"
+        if target == "openvino" and self.onnx_precision not in (None, "fp32"):
             raise UnavailableBackend(f"the target is {self.onnx_precision} (ov-cpu runs it as it is); give the FP32 "
                                      "export to calibrate for OpenVINO")
-
         c = self.config
-        output = self._derived("int8", f"openvino|{c.samples}|{c.seed}")
-        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target="openvino",
+        output = self._derived("int8", f"{target}|{c.samples}|{c.seed}")
+        # Always through calibrate_qdq: its cache (keyed by the data's fingerprint, not its path) makes
+        # a rerun on the same data take seconds and recalibrates when the data changed.
+        result = calibrate_qdq(self.path_for("onnx")[0], output, self.calibration_data(), target=target,
                                samples=c.samples, seed=c.seed)
         return Path(result.path), "int8"
 

@@ -104,17 +104,23 @@ class UnverifiedArtifact(DnxError):
     """A dnx artifact whose parity certificate failed, no longer matches it, or is missing."""
 
 
+def check_artifact_path(path: str | Path) -> Path:
+    """``path`` as a Path, or one line saying why it cannot be an artifact (before anything loads)."""
+    path = Path(path)
+    if not path.exists():
+        raise DnxError(f"artifact {path} does not exist")
+    if not path.is_file():
+        raise DnxError(f"artifact {path} is not a file")
+    return path
+
+
 def open_artifact(path: str | Path, preprocess: Preprocess | None = None, labels: list[str] | None = None,
                   allow_unverified: bool = False) -> Artifact:
     """Read an artifact's manifest (or take the caller's preprocessing for a foreign ONNX file) and check
     its parity certificate: an unverified dnx artifact is refused unless ``allow_unverified``. A foreign
     ONNX file is not a dnx artifact: it has no certificate to check, loads, and is marked unverified."""
 
-    path = Path(path)
-    if not path.exists():
-        raise DnxError(f"artifact {path} does not exist")
-    if not path.is_file():
-        raise DnxError(f"artifact {path} is not a file")
+    path = check_artifact_path(path)
     if is_engine_path(path):
         return _checked(_open_engine(path, sha256_file(path), preprocess, labels), allow_unverified)
     if path.suffix.lower() != ".onnx":

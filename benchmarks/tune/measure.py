@@ -59,6 +59,13 @@ def typical(runs: list[dict], mode: str) -> dict:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def claimed_rate(row: dict) -> float | None:
+    """The sustainable rate a deployment is claimed to hold: the lowest rate any of its runs held (ranking
+    uses the median; a claim at the median is a coin flip in a fresh process at the edge of the SLO)."""
+    held = [r["score"] for r in row.get("runs", []) if r.get("feasible")]
+    return min(held) if held else None
+
+
 class Runs:
     """Every run of every deployment so far, and per deployment the row it is ranked by: the typical
     run's numbers at the top level, all runs under ``runs``. Rows are updated in place as runs come in.

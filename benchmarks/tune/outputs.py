@@ -46,7 +46,9 @@ def winner_settings(row: dict, artifact: Path, config_path: Path) -> dict:
 
 
 def write_serve_config(row: dict, artifact: Path, path: Path, load: dict) -> Path:
-    what = (f"{row['score']:.1f} requests/s" if load["mode"] != "rate" else f"{load['rate']:g} requests/s")
+    what = {"rate": f"{load['rate']:g} requests/s",
+            "sustainable": f"holds {row.get('claimed_rate') or 0:.1f} requests/s (the lowest of its {len(row['runs'])} "
+                           f"runs; median {row['score']:.1f})"}.get(load["mode"], f"{row['score']:.1f} requests/s")
     comments = [f"written by dnx tune: the fastest measured deployment with p99 <= {load['slo_p99_ms']:g} ms",
                 f"measured: {what}, p99 {row['p99_ms']:.1f} ms ({load['mode']} load)",
                 "run: dnx serve --config THIS_FILE   (flags on the command line override these values)"]

@@ -18,18 +18,21 @@ from dnx.benchmarks.tune.load import LoadSpec, measure_deployment, request_bodie
 from dnx.core.errors import DnxError
 from dnx.benchmarks.tune import outputs, search
 from dnx.benchmarks.tune.accuracy import AccuracyCache, eval_set, within
-from dnx.benchmarks.tune.measure import Measurer
+from dnx.benchmarks.tune.measure import claimed_rate, Measurer
 from dnx.benchmarks.tune.space import Deployment, OV_HINTS, serve_defaults, Space
 from dnx.benchmarks.tune.variants import available, fp32_source, make_variants, VARIANTS
 from dnx.calibration.budget import Budget
 from dnx.calibration.parity import default_calibration_data, labels_source
 from dnx.core.fileio import write_json_atomic
-from dnx.runtime.backends.onnxruntime_runner import provider_available
-from dnx.runtime.backends.openvino_runner import openvino_available
+from dnx.runtime.artifact import open_artifact
+from dnx.runtime.backends.table import row_for
+from dnx.runtime.selection import choose_backend
 from dnx.schemas.manifest import preprocess_from_manifest, read_manifest
 
 TARGETS = ("serve", "triton")
-BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
+# the backends searched, each a backend table row that runs the ONNX file as given: name -> (backend, device)
+BACKENDS = {"onnxruntime": ("onnxruntime", "cpu"), "openvino": ("openvino", "cpu"),
+            "onnxruntime-cuda": ("onnxruntime", "cuda")}
 # Why not --target cpp: libdnx_runtime is a call-level library (no batcher, no server, no settings file),
 # so the quantity tuned here, the request rate a process holds within a p99 SLO, has no C++ counterpart
 # to measure, and nothing could read the settings written; see docs/tune.md.
@@ -103,31 +106,21 @@ class _Events:
 
 
 def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], bool]:
-    """The backends to search (onnxruntime, openvino, onnxruntime-cuda), notes, and whether CUDA is here."""
+    """The backends to search, notes, and whether CUDA is here. Each is a backend table row that runs the
+    ONNX file as given, named as ``dnx serve`` takes it: ``--backend B`` on the CPU, ``B-cuda`` on CUDA."""
 
-    cuda, why_cuda = provider_available("cuda")
-    ov, why_ov = openvino_available()
-    have = {"onnxruntime": (True, ""), "openvino": (ov, why_ov), "onnxruntime-cuda": (cuda, why_cuda)}
-    wanted = list(requested or have)
-    unknown = [b for b in wanted if b not in have]
-    if unknown:
-        raise DnxError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(have)}")
+    have = {name: row_for(*row).available() for name, row in BACKENDS.items()}
+    wanted = list(requested or have)  # names checked by TuneOptions.validate
     notes = [f"backend {b} left out: {have[b][1]}" for b in wanted if not have[b][0]]
     notes.append("TensorRT is not searched: dnx serve runs it from an engine (`dnx build`), on a CUDA device")
-    return [b for b in wanted if have[b][0]], notes, cuda
+    return [b for b in wanted if have[b][0]], notes, have["onnxruntime-cuda"][0]
 
 
-def _default_backend(backends: list[str], cuda: bool) -> str:
-    """What `dnx serve` picks with --backend auto (dnx.runtime.selection' rule)."""
-    if cuda:
-        return "onnxruntime-cuda"
-    return "openvino" if "openvino" in backends or _openvino_here() else "onnxruntime"
-
-
-def _openvino_here() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("openvino") is not None
+def _default_backend(fp32: Path) -> str:
+    """What `dnx serve` runs the FP32 artifact on with --backend auto (dnx.runtime.selection's rule), by
+    the name the search uses."""
+    choice = choose_backend(open_artifact(fp32, allow_unverified=True))
+    return choice.backend if choice.device == "cpu" else f"{choice.backend}-{choice.device}"
 
 
 def _side_by_side(row: dict) -> dict:
@@ -159,7 +152,7 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
                        "LABELLED, or use --max-agreement-loss")
     backends, notes, cuda = _backends(opts.backends)
     ev.notes += notes
-    names, notes = available(opts.variants, cuda=cuda, openvino="openvino" in backends or _openvino_here(),
+    names, notes = available(opts.variants, cuda=cuda, openvino=row_for("openvino", "cpu").available()[0],
                              budget=has_budget and es.raw is not None)
     ev.notes += notes
     calib = default_calibration_data(labels_source(manifest), out / "artifacts")
@@ -184,7 +177,7 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     if not engines:
         raise DnxError(f"no precision variant keeps the accuracy budget ({budget.describe() if budget else '-'}) "
                        "on any backend; loosen it")
-    default_backend = _default_backend(backends, cuda)
+    default_backend = _default_backend(fp32)
     engines.sort(key=lambda e: (e[0] != "fp32", e[1] != default_backend))  # start where `dnx serve` starts
     space = Space(tuple(engines), opts.workers, opts.threads, opts.max_batch, opts.max_delay_ms,
                   opts.ov_hints).validate()
@@ -216,6 +209,8 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     front = outputs.mark_pareto(rows)
     by_label = {r["label"]: r for r in rows}
     winner = by_label[result.winner["label"]] if result.winner else None
+    if winner is not None and opts.load.mode == "sustainable":
+        winner["claimed_rate"] = claimed_rate(winner)  # what serve.toml promises and the fresh process is held to
     report = {"source": str(fp32), "target": opts.target, "load": opts.load.to_dict(),
               "budget": None if budget is None else budget.describe(), "accuracy_data": es.what,
               "machine": measurer.machine, "space": space.to_dict(), "search": {
@@ -239,8 +234,9 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
             report["triton"] = outputs.write_triton(winner, Path(winner["artifact"]), out / "triton")
         if opts.remeasure:
             ev.stage("re-measuring the winner in a fresh process (dnx serve --config)")
-            # the sustainable mode's claim is a rate: the fresh process is held to the winner's rate
-            fresh_load = replace(opts.load, rate=winner["score"]) if opts.load.mode == "sustainable" else opts.load
+            # the sustainable mode's claim is a rate: the fresh process is held to it
+            fresh_load = replace(opts.load, rate=winner["claimed_rate"]) if opts.load.mode == "sustainable" \
+                else opts.load
             fresh = measure_deployment(None, ["--config", str(config)], fresh_load, bodies,
                                        min(64, max(4, 2 * d.max_batch * d.workers)),
                                        lambda m: progress({"kind": "step", "label": "fresh", "message": m}), d.workers)

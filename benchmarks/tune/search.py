@@ -5,7 +5,7 @@ Robust ranking, in both searches (as a careful tuner does: one load run on a bus
 2-3x, and the best of many noisy numbers flatters itself):
 
 - **Confirm before leading.** A deployment whose first run beats the incumbent is run a second time
-  (and so is the incumbent, if it has one run); it takes the lead only if the worse of its two runs
+  (and so is the incumbent, if it has one run and holds the SLO); it takes the lead only if the worse of its two runs
   still beats the worse of the incumbent's. A deployment that misses the SLO takes the lead from one
   that misses it too without a second run: such a lead only steers the climb.
 - **Re-check the finalists.** After the search, the top ``k`` (3) deployments are run again, round-robin
@@ -77,7 +77,7 @@ class _Lead:
             self.best = d  # that only steers the climb; runs are spent confirming deployments that hold
             return True
         self.run(d, 2, "confirm")  # it looks better: a second fresh run before it may lead
-        if "error" not in self.measure.rows[self.best]:  # a server that failed to start fails again
+        if self.measure.rows[self.best].get("feasible"):  # a miss (or a server that failed to start) stays one
             self.run(self.best, 2, "confirm")  # compared at equal counts: the worse of two each
         if self._key(d) > self._key(self.best):
             self.best = d

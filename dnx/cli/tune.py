@@ -203,7 +203,8 @@ def _summary(report: dict) -> None:
     if w is None:
         raise DnxError(f"no deployment held p99 <= {report['load']['slo_p99_ms']:g} ms; see the table (raise "
                        "--p99-ms, lower --rate/--concurrency, or widen the space)")
-    click.echo(f"winner: {w['label']}: {w['score']:.1f}/s, p99 {w['p99_ms']:.1f} ms; wrote {report['config']}")
+    claim = f" (held {w['claimed_rate']:.1f}/s in every run that held)" if w.get("claimed_rate") else ""
+    click.echo(f"winner: {w['label']}: {w['score']:.1f}/s{claim}, p99 {w['p99_ms']:.1f} ms; wrote {report['config']}")
     if "fresh" in report:
         f = report["fresh"]
         at = f" at {f['load']['rate']:.1f}/s" if report["load"]["mode"] == "sustainable" else ""

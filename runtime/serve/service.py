@@ -19,6 +19,7 @@ import numpy as np
 
 from dnx.data.preprocess import DEFAULT_MAX_PIXELS
 from dnx.core.errors import DnxError
+from dnx.runtime.artifact import check_artifact_path
 from dnx.runtime.batching import Batcher, Overloaded
 from dnx.runtime.classifier import InvalidInput, load
 from dnx.runtime.serve.metrics import ServeMetrics
@@ -74,6 +75,7 @@ class ServeConfig:
                 raise DnxError(f"{name} must be {rule}, got {getattr(self, name)}", param=name)
         if self.ov_hint != "latency" and self.backend != "openvino":  # another backend has no such hint
             raise DnxError("ov_hint throughput applies to OpenVINO only; add --backend openvino", param="ov_hint")
+        check_artifact_path(self.artifact)
         return self
 
     @property

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from dnx.benchmarks.tune import search
-from dnx.benchmarks.tune.measure import Runs, typical
+from dnx.benchmarks.tune.measure import claimed_rate, Runs, typical
 from dnx.benchmarks.tune.space import Deployment, Space, serve_defaults
 
 
@@ -205,3 +205,19 @@ def test_a_miss_leads_a_miss_without_a_second_run():
     result = search.exhaustive(space, Misses(lambda d: 0.0), recheck_k=0)
     assert result.measurements == {"search": 2, "confirm": 0, "recheck": 0, "total": 2}
     assert result.winner is None and result.rows[0]["label"] == b.label()  # the better miss ranks first
+
+
+def test_the_claimed_rate_is_the_lowest_any_run_held():
+    runs = [{"feasible": True, "score": 160.6}, {"feasible": False, "score": 0.0}, {"feasible": True, "score": 152.9}]
+    assert claimed_rate({"runs": runs}) == 152.9  # ranked by the median; promised at what every holding run held
+    assert claimed_rate({"runs": runs[1:2]}) is None
+
+
+def test_a_missing_incumbent_is_not_run_again():
+    a = Deployment("fp32", "onnxruntime", 1, 2.0, 1, 0)
+    b = Deployment("fp32", "onnxruntime", 4, 2.0, 1, 0)
+    space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(0,), max_batch=(1, 4), max_delay_ms=(2.0,))
+    measure = Fake(lambda d: 10.0 if d == b else 0.0)  # a misses (score 0), b holds
+    result = search.exhaustive(space, measure, recheck_k=0)
+    assert result.measurements == {"search": 2, "confirm": 1, "recheck": 0, "total": 3}  # b's second run only
+    assert Deployment(**result.winner["deployment"]) == b
