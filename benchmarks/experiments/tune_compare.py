@@ -58,7 +58,8 @@ def _summary(report: dict) -> dict:
     s, w, f = report["search"], report["winner"] or {}, report.get("fresh") or {}
     return {"seconds": s["seconds"], "recheck_seconds": s["recheck_seconds"], "evaluations": s["evaluations"],
             "runs": s["measurements"], "stopped": s["stopped"], "winner": w.get("label"),
-            "winner_median": _numbers(w), "claimed_rate": w.get("claimed_rate"), "winner_at_search_end": w.get("search"),
+            "winner_median": _numbers(w), "claimed_rate": w.get("claimed_rate"),
+            "winner_at_search_end": w.get("search"),
             "winner_runs": [r["score"] for r in w.get("runs", [])], "finalists": report["finalists"],
             "fresh": {"rate": (f.get("load") or {}).get("rate"), "p99_ms": f.get("p99_ms"), "holds": f.get("feasible"),
                       "errors": f.get("errors")}}

@@ -46,9 +46,13 @@ def winner_settings(row: dict, artifact: Path, config_path: Path) -> dict:
 
 
 def write_serve_config(row: dict, artifact: Path, path: Path, load: dict) -> Path:
-    what = {"rate": f"{load['rate']:g} requests/s",
-            "sustainable": f"holds {row.get('claimed_rate') or 0:.1f} requests/s (the lowest of its {len(row['runs'])} "
-                           f"runs; median {row['score']:.1f})"}.get(load["mode"], f"{row['score']:.1f} requests/s")
+    if load["mode"] == "rate":
+        what = f"{load['rate']:g} requests/s"
+    elif load["mode"] == "sustainable":
+        what = (f"holds {row['claimed_rate']:.1f} requests/s (the lowest of its {len(row['runs'])} runs; median "
+                f"{row['score']:.1f})")
+    else:
+        what = f"{row['score']:.1f} requests/s"
     comments = [f"written by dnx tune: the fastest measured deployment with p99 <= {load['slo_p99_ms']:g} ms",
                 f"measured: {what}, p99 {row['p99_ms']:.1f} ms ({load['mode']} load)",
                 "run: dnx serve --config THIS_FILE   (flags on the command line override these values)"]

@@ -4,6 +4,7 @@ load through `dnx serve` child processes; the written config started again and q
 from __future__ import annotations
 
 import importlib.util
+import dataclasses
 import json
 import subprocess
 import sys
@@ -85,6 +86,21 @@ def test_tiny_tune_end_to_end(tiny):
         assert f"max_queue_delay_microseconds: {int(d['max_delay_ms'] * 1000)}" in pbtxt
     held = report["held_apart"]
     assert held["images"] == 500 and held["agreement"] == 1.0 and held["within_budget"]
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("sustainable", "holds 152.9 requests/s (the lowest of its 3 runs; median 160.6)"),
+    ("rate", "measured: 40 requests/s"), ("concurrency", "measured: 160.6 requests/s")])
+def test_the_config_file_says_what_was_measured(tmp_path, mode, says):
+    from dnx.benchmarks.tune.outputs import write_serve_config
+
+    d = Deployment("int8-openvino", "openvino", 1, 2.0, 1, 0, "throughput")
+    row = {"deployment": dataclasses.asdict(d), "score": 160.6, "p99_ms": 37.0, "claimed_rate": 152.9,
+           "runs": [{"score": 152.9}, {"score": 160.6}, {"score": 163.9}]}
+    load = {"mode": mode, "slo_p99_ms": 50.0, "rate": 40.0 if mode == "rate" else None}
+    (tmp_path / "m.onnx").write_bytes(b"")
+    text = write_serve_config(row, tmp_path / "m.onnx", tmp_path / "serve.toml", load).read_text()
+    assert says in text and 'ov-hint = "throughput"' in text and "max-batch = 1" in text
 
 
 def fmnist_onnx_name(report) -> str:

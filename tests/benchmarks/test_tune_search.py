@@ -214,7 +214,6 @@ def test_the_claimed_rate_is_the_lowest_any_run_held():
 
 
 def test_a_missing_incumbent_is_not_run_again():
-    a = Deployment("fp32", "onnxruntime", 1, 2.0, 1, 0)
     b = Deployment("fp32", "onnxruntime", 4, 2.0, 1, 0)
     space = Space((("fp32", "onnxruntime"),), workers=(1,), threads=(0,), max_batch=(1, 4), max_delay_ms=(2.0,))
     measure = Fake(lambda d: 10.0 if d == b else 0.0)  # a misses (score 0), b holds
