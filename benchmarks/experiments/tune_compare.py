@@ -1,12 +1,12 @@
 """`dnx tune`'s quick search against its exhaustive search over the same space, and against `dnx serve`'s
 defaults, for densenet121 (dnx's FP32 export and its ``--target openvino`` INT8 graph).
 
-    python -m dnx.benchmarks.experiments.tune_compare                 # the "small" space, ~12-15 min
-    python -m dnx.benchmarks.experiments.tune_compare --space full    # the issue's 60 points, ~45-60 min
+    python -m dnx.benchmarks.experiments.tune_compare                 # the "small" space, ~6 min
+    python -m dnx.benchmarks.experiments.tune_compare --space full    # the issue's 60 points, ~17 min
 
-Expected durations are for a quiet 2-core Xeon (sustainable-rate mode, 2 s load steps and probe), from
-about 20 s per run (a fresh ``dnx serve``: ~5 s to start, ~15 s with OpenVINO at max batch 8, which
-compiles 8 batch shapes; then the probe and 1-3 load steps), plus 2-4 minutes the first time to export
+Expected durations are for a quiet 2-core Xeon (sustainable-rate mode, 2 s load steps and probe): about
+11 s per run (a fresh ``dnx serve`` starts in a few seconds, longer with OpenVINO at max batch 8, which
+compiles 8 batch shapes; then the probe and 1-4 load steps), plus 2-4 minutes the first time to export
 and calibrate densenet121 (reused from ``--workdir`` afterwards). Run it on a quiet machine: on a loaded
 one every number moves 2-3x between runs.
 

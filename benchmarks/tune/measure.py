@@ -2,7 +2,7 @@
 every run cached on disk (an interrupted search resumes where it stopped).
 
 One load measurement on a busy CPU can be off by 2-3x, and the best of many noisy numbers flatters
-itself (the winner of a 40-point grid failed its own re-measurement: docs/tune.md, "Measured"). So a
+itself (on a loaded machine the winner of a 40-point grid failed its own re-measurement). So a
 deployment is never ranked by its luckiest run: it is ranked by the *lower median* of its runs (the
 worse of two, the middle of three), and the searches (:mod:`.search`) repeat a deployment before it may
 take the lead and re-measure the finalists at the end. Each run is a fresh ``dnx serve`` process.
