@@ -203,7 +203,7 @@ def _summary(report: dict) -> None:
     if w is None:
         raise DnxError(f"no deployment held p99 <= {report['load']['slo_p99_ms']:g} ms; see the table (raise "
                        "--p99-ms, lower --rate/--concurrency, or widen the space)")
-    claim = f" (held {w['claimed_rate']:.1f}/s in every run that held)" if w.get("claimed_rate") else ""
+    claim = f" (claimed {w['claimed_rate']:.1f}/s: the lowest any of its runs held)" if w.get("claimed_rate") else ""
     click.echo(f"winner: {w['label']}: {w['score']:.1f}/s{claim}, p99 {w['p99_ms']:.1f} ms; wrote {report['config']}")
     if "fresh" in report:
         f = report["fresh"]
