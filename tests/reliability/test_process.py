@@ -21,8 +21,11 @@ DNX = [sys.executable, "-m", "dnx.cli"]
 
 def _interrupt_export(folder: Path, signum: int) -> subprocess.CompletedProcess:
     """Start exporting densenet121 (several seconds) and send ``signum`` once its temporary file exists."""
+    # SIGINT as a terminal delivers it: a shell's background job (CI started with `&`) inherits it
+    # ignored, and Python keeps an ignored SIGINT ignored, so the child gets the default disposition back
     proc = subprocess.Popen([*DNX, "export", "densenet121", "-o", "d121.onnx"], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if any(p.name.startswith(".d121.onnx") for p in folder.iterdir()):
