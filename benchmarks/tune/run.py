@@ -105,15 +105,16 @@ class _Events:
         self.progress({"kind": "stage", "message": message})
 
 
-def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], bool]:
-    """The backends to search, notes, and whether CUDA is here. Each is a backend table row that runs the
-    ONNX file as given, named as ``dnx serve`` takes it: ``--backend B`` on the CPU, ``B-cuda`` on CUDA."""
+def _backends(requested: tuple[str, ...] | None) -> tuple[list[str], list[str], dict[str, bool]]:
+    """The backends to search, notes, and which backends are installed here. Each is a backend table row
+    that runs the ONNX file as given, named as ``dnx serve`` takes it: ``--backend B`` on the CPU, ``B-cuda``
+    on CUDA."""
 
     have = {name: row_for(*row).available() for name, row in BACKENDS.items()}
     wanted = list(requested or have)  # names checked by TuneOptions.validate
     notes = [f"backend {b} left out: {have[b][1]}" for b in wanted if not have[b][0]]
     notes.append("TensorRT is not searched: dnx serve runs it from an engine (`dnx build`), on a CUDA device")
-    return [b for b in wanted if have[b][0]], notes, have["onnxruntime-cuda"][0]
+    return [b for b in wanted if have[b][0]], notes, {b: ok for b, (ok, _) in have.items()}
 
 
 def _default_backend(fp32: Path) -> str:
@@ -150,9 +151,9 @@ def tune(opts: TuneOptions, progress: Callable[[dict], None] = lambda _e: None) 
     if opts.max_accuracy_drop is not None and not es.labelled:
         raise DnxError(f"--max-accuracy-drop needs labelled data and {es.what} has no labels: add --eval-data "
                        "LABELLED, or use --max-agreement-loss")
-    backends, notes, cuda = _backends(opts.backends)
+    backends, notes, installed = _backends(opts.backends)
     ev.notes += notes
-    names, notes = available(opts.variants, cuda=cuda, openvino=row_for("openvino", "cpu").available()[0],
+    names, notes = available(opts.variants, cuda=installed["onnxruntime-cuda"], openvino=installed["openvino"],
                              budget=has_budget and es.raw is not None)
     ev.notes += notes
     calib = default_calibration_data(labels_source(manifest), out / "artifacts")
