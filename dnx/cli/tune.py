@@ -105,9 +105,12 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
+        console = Console(stderr=True)
+        # the bar only on a terminal: elsewhere (a log, a pipe) rich's live display cannot redraw and leaves
+        # a blank line on stderr when it stops; the measured lines are printed either way
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
+                            console=console, transient=True, disable=not console.is_terminal)
         self.bar.start()
         self.task = self.bar.add_task("preparing", total=None)
         self.done = 0

@@ -195,6 +195,14 @@ def test_cli_errors_one_line(args, message, tmp_path):
     assert message in r.stderr and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
 
 
+def test_an_error_during_the_tune_is_one_line(tmp_path):
+    missing = tmp_path / "missing.onnx"
+    r = _dnx("tune", str(missing), "--p99-ms", "50", "-o", str(tmp_path / "o"), timeout=300)
+    assert r.returncode == 1 and r.stderr == (f"dnx: {missing} is not a file; give an FP32 ONNX from `dnx export` "
+                                              "or a model name (`dnx models`)\n")  # no blank line before it
+    assert not (tmp_path / "o").exists()
+
+
 def test_target_cpp_is_refused_in_one_line(tmp_path):
     r = _dnx("tune", "densenet_bc22_fmnist", "--p99-ms", "100", "--target", "cpp", "-o", str(tmp_path / "o"),
              timeout=300)
